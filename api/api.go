@@ -1,0 +1,189 @@
+// Package api is the recorder's HTTP interface: start, stop and list
+// recordings, and a health check. Every error is JSON: {"error": "..."}.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/trackrec/trackrec/bot"
+	"github.com/trackrec/trackrec/recorder"
+)
+
+// MaxNameBytes bounds room names and identities, as LiveKit's own limits do
+// in practice; longer values are refused rather than truncated.
+const MaxNameBytes = 256
+
+// Recorder is what the API needs of the supervisor.
+type Recorder interface {
+	Start(ctx context.Context, room, participant string) (recorder.RecordingInfo, bool, error)
+	Stop(ctx context.Context, room, participant string) (recorder.RecordingInfo, error)
+	List() []recorder.RecordingInfo
+}
+
+// New returns the HTTP handler.
+func New(rec Recorder, log *slog.Logger) *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler(log)
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
+		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+			log.Error("panic in handler", "path", c.Path(), "err", err, "stack", string(stack))
+			return err
+		},
+	}))
+	e.Use(middleware.BodyLimit("64K"))
+	h := &handlers{rec: rec, log: log}
+	e.GET("/healthz", h.health)
+	e.GET("/recordings", h.list)
+	e.POST("/recordings/start", h.start)
+	e.POST("/recordings/stop", h.stop)
+	return e
+}
+
+type handlers struct {
+	rec Recorder
+	log *slog.Logger
+}
+
+// Request is the body of start and stop, the payload livekit-recorder took.
+type Request struct {
+	Room        string `json:"room"`
+	Participant string `json:"participant"`
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func (h *handlers) health(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (h *handlers) list(c echo.Context) error {
+	list := h.rec.List()
+	if list == nil {
+		list = []recorder.RecordingInfo{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"recordings": list})
+}
+
+func (h *handlers) start(c echo.Context) error {
+	req, err := bind(c)
+	if err != nil {
+		return err
+	}
+	info, created, err := h.rec.Start(c.Request().Context(), req.Room, req.Participant)
+	if err != nil {
+		return h.fail(c, req, err)
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return c.JSON(status, info)
+}
+
+func (h *handlers) stop(c echo.Context) error {
+	req, err := bind(c)
+	if err != nil {
+		return err
+	}
+	info, err := h.rec.Stop(c.Request().Context(), req.Room, req.Participant)
+	if err != nil {
+		return h.fail(c, req, err)
+	}
+	return c.JSON(http.StatusOK, info)
+}
+
+// fail maps supervisor errors to status codes.
+func (h *handlers) fail(c echo.Context, req Request, err error) error {
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, recorder.ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, recorder.ErrOwned):
+		status = http.StatusConflict
+	case errors.Is(err, recorder.ErrShuttingDown):
+		status = http.StatusServiceUnavailable
+	case errors.Is(err, context.DeadlineExceeded):
+		status = http.StatusGatewayTimeout
+		err = fmt.Errorf("LiveKit did not answer in time: %w", err)
+	case errors.Is(err, bot.ErrUnreachable):
+		status = http.StatusBadGateway
+	case errors.Is(err, context.Canceled):
+		status = 499 // client closed the request
+	}
+	if status >= 500 {
+		h.log.Error("request failed", "room", req.Room, "participant", req.Participant, "status", status, "err", err)
+	}
+	return echo.NewHTTPError(status, err.Error())
+}
+
+// bind reads and checks a start/stop body. The JSON must be one object with
+// known fields; names must be non-empty UTF-8 without control characters.
+func bind(c echo.Context) (Request, error) {
+	var req Request
+	dec := json.NewDecoder(c.Request().Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, echo.NewHTTPError(http.StatusBadRequest, "body must be a JSON object {\"room\": ..., \"participant\": ...}: "+err.Error())
+	}
+	if dec.More() {
+		return req, echo.NewHTTPError(http.StatusBadRequest, "body must hold one JSON object")
+	}
+	for _, f := range []struct{ name, value string }{{"room", req.Room}, {"participant", req.Participant}} {
+		if err := checkName(f.name, f.value); err != nil {
+			return req, echo.NewHTTPError(http.StatusBadRequest, err.Error())
+		}
+	}
+	return req, nil
+}
+
+func checkName(field, v string) error {
+	switch {
+	case strings.TrimSpace(v) == "":
+		return fmt.Errorf("%s is required", field)
+	case len(v) > MaxNameBytes:
+		return fmt.Errorf("%s is longer than %d bytes", field, MaxNameBytes)
+	case !utf8.ValidString(v):
+		return fmt.Errorf("%s is not valid UTF-8", field)
+	case strings.IndexFunc(v, unicode.IsControl) >= 0:
+		return fmt.Errorf("%s contains control characters", field)
+	}
+	return nil
+}
+
+// errorHandler writes every error, including echo's own 404/405/413, as JSON.
+func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		status, msg := http.StatusInternalServerError, "internal error"
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			status = he.Code
+			msg = fmt.Sprint(he.Message)
+		} else {
+			log.Error("unhandled error", "path", c.Path(), "err", err)
+		}
+		if c.Request().Method == http.MethodHead {
+			err = c.NoContent(status)
+		} else {
+			err = c.JSON(status, errorBody{Error: msg})
+		}
+		if err != nil {
+			log.Warn("write error response", "err", err)
+		}
+	}
+}

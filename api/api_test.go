@@ -1,0 +1,122 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/trackrec/trackrec/bot"
+	"github.com/trackrec/trackrec/recorder"
+)
+
+// fakeRecorder records calls and answers with a preset error.
+type fakeRecorder struct {
+	err   error
+	calls []string
+	panic bool
+}
+
+func (f *fakeRecorder) Start(_ context.Context, room, p string) (recorder.RecordingInfo, bool, error) {
+	if f.panic {
+		panic("boom")
+	}
+	f.calls = append(f.calls, "start "+room+" "+p)
+	if f.err != nil {
+		return recorder.RecordingInfo{}, false, f.err
+	}
+	return recorder.RecordingInfo{Room: room, Participant: p, State: recorder.StateWaiting}, true, nil
+}
+
+func (f *fakeRecorder) Stop(_ context.Context, room, p string) (recorder.RecordingInfo, error) {
+	f.calls = append(f.calls, "stop "+room+" "+p)
+	if f.err != nil {
+		return recorder.RecordingInfo{}, f.err
+	}
+	return recorder.RecordingInfo{Room: room, Participant: p, State: recorder.StateStopped}, nil
+}
+
+func (f *fakeRecorder) List() []recorder.RecordingInfo { return nil }
+
+func TestRequests(t *testing.T) {
+	long := strings.Repeat("a", MaxNameBytes+1)
+	cases := []struct {
+		name      string
+		method    string
+		path      string
+		body      string
+		err       error
+		panic     bool
+		want      int
+		wantCalls int
+		wantInErr string
+	}{
+		{"start ok", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, nil, false, 201, 1, ""},
+		{"stop ok", "POST", "/recordings/stop", `{"room":"r","participant":"p"}`, nil, false, 200, 1, ""},
+		{"malformed json", "POST", "/recordings/start", `{"room":`, nil, false, 400, 0, "JSON"},
+		{"not an object", "POST", "/recordings/start", `["r","p"]`, nil, false, 400, 0, "JSON"},
+		{"two objects", "POST", "/recordings/start", `{"room":"r","participant":"p"}{}`, nil, false, 400, 0, "one JSON object"},
+		{"unknown field", "POST", "/recordings/start", `{"room":"r","participant":"p","x":1}`, nil, false, 400, 0, "unknown field"},
+		{"wrong type", "POST", "/recordings/start", `{"room":1,"participant":"p"}`, nil, false, 400, 0, "JSON"},
+		{"empty body", "POST", "/recordings/start", ``, nil, false, 400, 0, "JSON"},
+		{"missing room", "POST", "/recordings/start", `{"participant":"p"}`, nil, false, 400, 0, "room is required"},
+		{"blank participant", "POST", "/recordings/stop", `{"room":"r","participant":"  "}`, nil, false, 400, 0, "participant is required"},
+		{"long room", "POST", "/recordings/start", `{"room":"` + long + `","participant":"p"}`, nil, false, 400, 0, "longer than"},
+		{"control chars", "POST", "/recordings/start", `{"room":"a\u0000b","participant":"p"}`, nil, false, 400, 0, "control"},
+		{"newline", "POST", "/recordings/start", `{"room":"r","participant":"p\nq"}`, nil, false, 400, 0, "control"},
+		{"huge body", "POST", "/recordings/start", `{"room":"` + strings.Repeat("x", 100<<10) + `"}`, nil, false, 413, 0, ""},
+		{"unknown recording", "POST", "/recordings/stop", `{"room":"r","participant":"p"}`, recorder.ErrNotFound, false, 404, 1, "not found"},
+		{"owned elsewhere", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, recorder.ErrOwned, false, 409, 1, "another instance"},
+		{"shutting down", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, recorder.ErrShuttingDown, false, 503, 1, "shutting down"},
+		{"livekit down", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, fmt.Errorf("join: %w: refused", bot.ErrUnreachable), false, 502, 1, "unreachable"},
+		{"livekit slow", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, fmt.Errorf("join: %w", context.DeadlineExceeded), false, 504, 1, "in time"},
+		{"panic", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, nil, true, 500, 0, ""},
+		{"unknown path", "GET", "/nope", ``, nil, false, 404, 0, ""},
+		{"wrong method", "GET", "/recordings/start", ``, nil, false, 405, 0, ""},
+		{"health", "GET", "/healthz", ``, nil, false, 200, 0, ""},
+		{"list", "GET", "/recordings", ``, nil, false, 200, 0, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeRecorder{err: tc.err, panic: tc.panic}
+			e := New(f, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
+			req.Header.Set("Content-Type", "application/json")
+			rec := httptest.NewRecorder()
+			e.ServeHTTP(rec, req)
+			if rec.Code != tc.want {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tc.want, rec.Body)
+			}
+			if len(f.calls) != tc.wantCalls {
+				t.Errorf("recorder called %d times (%v), want %d", len(f.calls), f.calls, tc.wantCalls)
+			}
+			if !strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json") {
+				t.Errorf("content type %q", rec.Header().Get("Content-Type"))
+			}
+			var body map[string]any
+			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+				t.Fatalf("body is not JSON: %q", rec.Body)
+			}
+			if rec.Code >= 400 {
+				msg, _ := body["error"].(string)
+				if msg == "" || !strings.Contains(msg, tc.wantInErr) {
+					t.Errorf("error %q should mention %q", msg, tc.wantInErr)
+				}
+			}
+		})
+	}
+}
+
+func TestListShape(t *testing.T) {
+	e := New(&fakeRecorder{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/recordings", nil))
+	if got := strings.TrimSpace(rec.Body.String()); got != `{"recordings":[]}` {
+		t.Errorf("empty list = %s", got)
+	}
+}

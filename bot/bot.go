@@ -1,0 +1,351 @@
+// Package bot is a LiveKit participant that joins a room hidden, publishes
+// nothing, and subscribes only to the audio tracks of the participants it is
+// asked to record. It follows the room (late publishes, republishes,
+// reconnects) and reports what happens to a Handler.
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/livekit/protocol/auth"
+	"github.com/livekit/protocol/livekit"
+	lksdk "github.com/livekit/server-sdk-go/v2"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// Config says where and as whom a bot joins.
+type Config struct {
+	URL       string // ws:// or wss:// signal URL
+	APIKey    string
+	APISecret string
+	// Identity is the bot's own identity. It must differ between instances
+	// sharing a room: LiveKit disconnects the older of two equal identities.
+	Identity string
+	Logger   *slog.Logger
+}
+
+// TrackInfo describes a subscribed track.
+type TrackInfo struct {
+	Room            string
+	RoomSID         string
+	Participant     string // identity
+	ParticipantSID  string
+	ParticipantName string
+	TrackSID        string
+	Source          string // microphone, screen_share_audio, unknown
+	MimeType        string
+}
+
+// RTPReader is the part of *webrtc.TrackRemote a Track reads from.
+type RTPReader interface {
+	ReadRTP() (*rtp.Packet, interceptor.Attributes, error)
+	SetReadDeadline(time.Time) error
+}
+
+// Track is a subscribed audio track. Exactly one goroutine reads it.
+type Track struct {
+	Info   TrackInfo
+	Remote RTPReader
+}
+
+// ReadRTP returns the next RTP packet and the time it was read, which is the
+// arrival time the timeline is anchored on.
+func (t *Track) ReadRTP() (*rtp.Packet, time.Time, error) {
+	p, _, err := t.Remote.ReadRTP()
+	return p, time.Now(), err
+}
+
+// SetReadDeadline unblocks ReadRTP at the given time; packets already
+// buffered are still returned before it.
+func (t *Track) SetReadDeadline(at time.Time) error {
+	return t.Remote.SetReadDeadline(at)
+}
+
+// Handler receives the bot's events. Calls may come from SDK goroutines and
+// must not block.
+type Handler interface {
+	// TrackSubscribed hands over a new track of a recorded participant.
+	TrackSubscribed(t *Track)
+	// TrackEnded says a track was unpublished or unsubscribed.
+	TrackEnded(info TrackInfo)
+	// ParticipantJoined says a recorded participant is (again) in the room.
+	ParticipantJoined(identity string)
+	// ParticipantLeft says a recorded participant left. intentional is true
+	// when the participant itself asked to leave, false for a dropped
+	// connection that may come back.
+	ParticipantLeft(identity string, intentional bool)
+	// Disconnected says the bot lost the room for good (room closed, bot
+	// removed, connection failed). It is not called after Leave.
+	Disconnected(reason string)
+}
+
+// Bot is one participant in one room.
+type Bot struct {
+	cfg  Config
+	h    Handler
+	log  *slog.Logger
+	room *lksdk.Room
+	name string
+
+	mu      sync.Mutex
+	wanted  map[string]bool
+	leaving bool
+}
+
+// ErrUnreachable wraps failures to connect to LiveKit at all.
+var ErrUnreachable = errors.New("livekit unreachable")
+
+// Join connects a bot to room and returns once it has joined. ctx bounds the
+// join. Errors wrap ErrUnreachable when LiveKit cannot be reached, and
+// context.DeadlineExceeded when the join was too slow.
+func Join(ctx context.Context, cfg Config, room string, h Handler) (*Bot, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	b := &Bot{cfg: cfg, h: h, name: room, wanted: map[string]bool{}, log: log.With("room", room)}
+	token, err := b.token(room)
+	if err != nil {
+		return nil, fmt.Errorf("bot token: %w", err)
+	}
+	cb := lksdk.NewRoomCallback()
+	cb.ParticipantCallback = lksdk.ParticipantCallback{
+		OnTrackPublished:          b.onTrackPublished,
+		OnTrackSubscribed:         b.onTrackSubscribed,
+		OnTrackUnsubscribed:       b.onTrackUnsubscribed,
+		OnTrackUnpublished:        b.onTrackUnpublished,
+		OnTrackSubscriptionFailed: b.onTrackSubscriptionFailed,
+		OnTrackMuted:              b.onTrackMuted,
+		OnTrackUnmuted:            b.onTrackUnmuted,
+	}
+	cb.OnParticipantConnected = b.onParticipantConnected
+	cb.OnParticipantDisconnected = b.onParticipantDisconnected
+	cb.OnDisconnectedWithReason = b.onDisconnected
+	cb.OnReconnecting = func() { b.log.Warn("bot reconnecting") }
+	cb.OnReconnected = func() { b.log.Info("bot reconnected") }
+
+	b.room = lksdk.NewRoom(cb)
+	opts := []lksdk.ConnectOption{lksdk.WithAutoSubscribe(false), lksdk.WithLogger(sdkLogger(b.log))}
+	if dl, ok := ctx.Deadline(); ok {
+		opts = append(opts, lksdk.WithConnectTimeout(time.Until(dl)))
+	}
+	joined := make(chan error, 1)
+	go func() { joined <- b.room.JoinWithContextAndToken(ctx, cfg.URL, token, opts...) }()
+	select {
+	case err = <-joined:
+	case <-ctx.Done():
+		// The SDK may not give up at once; make sure a late join leaves.
+		go func() {
+			if <-joined == nil {
+				b.room.Disconnect()
+			}
+		}()
+		return nil, fmt.Errorf("join room %q: %w", room, ctx.Err())
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("join room %q: %w", room, ctx.Err())
+		}
+		return nil, fmt.Errorf("join room %q: %w: %w", room, ErrUnreachable, err)
+	}
+	b.log.Info("bot joined", "identity", cfg.Identity, "room_sid", b.room.SID())
+	return b, nil
+}
+
+func (b *Bot) token(room string) (string, error) {
+	no, yes := false, true
+	return auth.NewAccessToken(b.cfg.APIKey, b.cfg.APISecret).
+		SetVideoGrant(&auth.VideoGrant{
+			RoomJoin:       true,
+			Room:           room,
+			Hidden:         true,
+			Recorder:       true,
+			CanPublish:     &no,
+			CanPublishData: &no,
+			CanSubscribe:   &yes,
+		}).
+		SetIdentity(b.cfg.Identity).
+		SetKind(livekit.ParticipantInfo_EGRESS).
+		SetValidFor(24 * time.Hour).
+		ToJWT()
+}
+
+// Record subscribes to the audio tracks of identity, present and future.
+// It reports whether the participant is in the room now.
+func (b *Bot) Record(identity string) bool {
+	b.mu.Lock()
+	b.wanted[identity] = true
+	b.mu.Unlock()
+	rp := b.room.GetParticipantByIdentity(identity)
+	if rp == nil {
+		return false
+	}
+	for _, pub := range rp.TrackPublications() {
+		if rpub, ok := pub.(*lksdk.RemoteTrackPublication); ok {
+			b.subscribe(rpub, rp)
+		}
+	}
+	return true
+}
+
+// Forget unsubscribes from identity's tracks. Their tracks end with EOF or
+// the reader's deadline; TrackEnded is not called for them.
+func (b *Bot) Forget(identity string) {
+	b.mu.Lock()
+	delete(b.wanted, identity)
+	b.mu.Unlock()
+	rp := b.room.GetParticipantByIdentity(identity)
+	if rp == nil {
+		return
+	}
+	for _, pub := range rp.TrackPublications() {
+		if rpub, ok := pub.(*lksdk.RemoteTrackPublication); ok && rpub.IsSubscribed() {
+			if err := rpub.SetSubscribed(false); err != nil {
+				b.log.Warn("unsubscribe failed", "participant", identity, "track", rpub.SID(), "err", err)
+			}
+		}
+	}
+}
+
+// Recording says how many participants the bot is asked to record.
+func (b *Bot) Recording() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.wanted)
+}
+
+// Leave disconnects the bot. It is safe to call more than once.
+func (b *Bot) Leave() {
+	b.mu.Lock()
+	if b.leaving {
+		b.mu.Unlock()
+		return
+	}
+	b.leaving = true
+	b.mu.Unlock()
+	b.room.Disconnect()
+	b.log.Info("bot left")
+}
+
+// SID is the room's session id.
+func (b *Bot) SID() string { return b.room.SID() }
+
+func (b *Bot) wants(identity string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.wanted[identity] && !b.leaving
+}
+
+// subscribe asks for pub if it is audio of a recorded participant.
+func (b *Bot) subscribe(pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
+	if pub.Kind() != lksdk.TrackKindAudio || !b.wants(rp.Identity()) || pub.IsSubscribed() {
+		return
+	}
+	if err := pub.SetSubscribed(true); err != nil {
+		b.log.Error("subscribe failed", "participant", rp.Identity(), "track", pub.SID(), "err", err)
+		return
+	}
+	b.log.Debug("subscribing", "participant", rp.Identity(), "track", pub.SID(), "source", source(pub))
+}
+
+func (b *Bot) onTrackPublished(pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
+	b.subscribe(pub, rp)
+}
+
+func (b *Bot) onTrackSubscribed(track *webrtc.TrackRemote, pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
+	if track.Kind() != webrtc.RTPCodecTypeAudio {
+		return
+	}
+	if !b.wants(rp.Identity()) {
+		// Subscribed before a Forget landed: let go of it.
+		_ = pub.SetSubscribed(false)
+		return
+	}
+	info := b.info(pub, rp)
+	info.MimeType = track.Codec().MimeType
+	b.h.TrackSubscribed(&Track{Info: info, Remote: track})
+}
+
+func (b *Bot) onTrackUnsubscribed(_ *webrtc.TrackRemote, pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
+	if pub.Kind() == lksdk.TrackKindAudio {
+		b.h.TrackEnded(b.info(pub, rp))
+	}
+}
+
+func (b *Bot) onTrackUnpublished(pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
+	if pub.Kind() == lksdk.TrackKindAudio {
+		b.h.TrackEnded(b.info(pub, rp))
+	}
+}
+
+func (b *Bot) onTrackSubscriptionFailed(sid string, rp *lksdk.RemoteParticipant) {
+	b.log.Error("track subscription failed", "participant", rp.Identity(), "track", sid)
+}
+
+func (b *Bot) onTrackMuted(pub lksdk.TrackPublication, p lksdk.Participant) {
+	b.log.Debug("track muted", "participant", p.Identity(), "track", pub.SID())
+}
+
+func (b *Bot) onTrackUnmuted(pub lksdk.TrackPublication, p lksdk.Participant) {
+	b.log.Debug("track unmuted", "participant", p.Identity(), "track", pub.SID())
+}
+
+func (b *Bot) onParticipantConnected(rp *lksdk.RemoteParticipant) {
+	if !b.wants(rp.Identity()) {
+		return
+	}
+	b.h.ParticipantJoined(rp.Identity())
+	// Publications that arrived with the participant were offered before this
+	// callback; subscribe to any the bot has not asked for yet.
+	for _, pub := range rp.TrackPublications() {
+		if rpub, ok := pub.(*lksdk.RemoteTrackPublication); ok {
+			b.subscribe(rpub, rp)
+		}
+	}
+}
+
+func (b *Bot) onParticipantDisconnected(rp *lksdk.RemoteParticipant) {
+	if !b.wants(rp.Identity()) {
+		return
+	}
+	intentional := rp.DisconnectReason() == livekit.DisconnectReason_CLIENT_INITIATED
+	b.h.ParticipantLeft(rp.Identity(), intentional)
+}
+
+func (b *Bot) onDisconnected(reason lksdk.DisconnectionReason) {
+	b.mu.Lock()
+	leaving := b.leaving
+	b.leaving = true
+	b.mu.Unlock()
+	if leaving {
+		return
+	}
+	raw := b.room.DisconnectReason()
+	b.log.Warn("bot disconnected", "reason", string(reason), "detail", raw.String())
+	b.h.Disconnected(fmt.Sprintf("%s (%s)", reason, raw))
+}
+
+func (b *Bot) info(pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) TrackInfo {
+	return TrackInfo{
+		Room:            b.name,
+		RoomSID:         b.room.SID(),
+		Participant:     rp.Identity(),
+		ParticipantSID:  rp.SID(),
+		ParticipantName: rp.Name(),
+		TrackSID:        pub.SID(),
+		Source:          source(pub),
+		MimeType:        pub.MimeType(),
+	}
+}
+
+func source(pub lksdk.TrackPublication) string {
+	return strings.ToLower(pub.Source().String())
+}

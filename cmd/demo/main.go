@@ -1,0 +1,181 @@
+// Command demo shows the recorder end to end on one machine: it starts a
+// development LiveKit server on loopback, the recorder on its embedded
+// defaults, and a participant speaking a test tone; records it for about ten
+// seconds through the HTTP API; and prints where the file is and how long it
+// plays.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/trackrec/trackrec/testbed"
+)
+
+func main() {
+	recorderBin := flag.String("recorder", "bin/recorder", "recorder binary to run")
+	tone := flag.String("file", "testdata/tone.ogg", "Ogg Opus file the demo participant speaks")
+	seconds := flag.Int("seconds", 10, "how long to record")
+	dir := flag.String("dir", "recordings", "LOCAL_DIRECTORY for the recorder")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *recorderBin, *tone, *dir, time.Duration(*seconds)*time.Second); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, recorderBin, tone, dir string, length time.Duration) error {
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	say("checking ffprobe and the pinned livekit-server (first run installs them)")
+	if err := testbed.EnsureTools(ctx, "ffprobe"); err != nil {
+		return err
+	}
+	lk, err := testbed.StartLiveKit(ctx, testbed.LiveKitOptions{})
+	if err != nil {
+		return err
+	}
+	defer lk.Close()
+	say("LiveKit dev server on %s", lk.URL)
+
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	rec := exec.Command(recorderBin)
+	rec.Env = append(os.Environ(),
+		"LIVEKIT_URL="+lk.URL, "LIVEKIT_API_KEY="+lk.APIKey, "LIVEKIT_API_SECRET="+lk.APISecret,
+		"APP_HOST=127.0.0.1", "APP_PORT="+strconv.Itoa(port), "LOCAL_DIRECTORY="+dir, "LOG_LEVEL=warn")
+	rec.Stdout, rec.Stderr = os.Stderr, os.Stderr
+	if err := rec.Start(); err != nil {
+		return fmt.Errorf("start recorder: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- rec.Wait() }()
+	defer func() {
+		_ = rec.Process.Signal(syscall.SIGTERM)
+		<-exited
+	}()
+	if err := waitHealthy(ctx, base, exited); err != nil {
+		return err
+	}
+	say("recorder API on %s (files go to ./%s)", base, dir)
+
+	const room, identity = "demo-room", "demo-speaker"
+	pub, err := testbed.Publish(ctx, testbed.PublisherOptions{
+		URL: lk.URL, APIKey: lk.APIKey, APISecret: lk.APISecret,
+		Room: room, Identity: identity, File: tone, Loop: true,
+	})
+	if err != nil {
+		return err
+	}
+	defer pub.Leave()
+	say("%s is speaking in %s (track %s)", identity, room, pub.TrackSID())
+
+	say("POST /recordings/start {\"room\":%q,\"participant\":%q}", room, identity)
+	if _, err := post(ctx, base+"/recordings/start", room, identity); err != nil {
+		return err
+	}
+	select {
+	case <-time.After(length):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	say("POST /recordings/stop")
+	body, err := post(ctx, base+"/recordings/stop", room, identity)
+	if err != nil {
+		return err
+	}
+	var info struct {
+		Tracks []struct {
+			Path       string `json:"path"`
+			Bytes      int64  `json:"bytes"`
+			Packets    int64  `json:"packets"`
+			DurationMS int64  `json:"duration_ms"`
+		} `json:"tracks"`
+	}
+	if err := json.Unmarshal(body, &info); err != nil {
+		return fmt.Errorf("stop answer: %w", err)
+	}
+	if len(info.Tracks) == 0 {
+		return errors.New("the recording has no track file")
+	}
+	for _, t := range info.Tracks {
+		out, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", t.Path).Output()
+		if err != nil {
+			return fmt.Errorf("ffprobe %s: %w", t.Path, err)
+		}
+		fmt.Printf("recorded %s\n  duration %ss (ffprobe), %d Opus packets, %d bytes\n", t.Path, strings.TrimSpace(string(out)), t.Packets, t.Bytes)
+	}
+	return nil
+}
+
+func say(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "demo: "+format+"\n", args...)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func waitHealthy(ctx context.Context, base string, exited <-chan error) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("recorder exited: %v", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return errors.New("recorder did not become healthy in 20s")
+}
+
+func post(ctx context.Context, url, room, participant string) ([]byte, error) {
+	body, _ := json.Marshal(map[string]string{"room": room, "participant": participant})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return nil, fmt.Errorf("%s: %s %s", url, resp.Status, out)
+	}
+	return out, nil
+}

@@ -1,0 +1,252 @@
+// Package configs holds the recorder's configuration: one typed struct with
+// defaults, read from environment variables and optionally overlaid by a YAML
+// file, then validated so that a bad setting stops start-up with one line that
+// names it. The example file beside this code (recorder.yaml) documents every
+// key and is checked by the tests.
+package configs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration of the service.
+type Config struct {
+	// LiveKitURL is the signal URL bots connect to (ws:// or wss://).
+	LiveKitURL string `yaml:"livekit_url"`
+	// LiveKitHTTPURL is LiveKitURL with an http(s) scheme, for server APIs.
+	LiveKitHTTPURL string `yaml:"-"`
+	APIKey         string `yaml:"livekit_api_key"`
+	APISecret      string `yaml:"livekit_api_secret"`
+
+	AppHost  string     `yaml:"app_host"`
+	AppPort  int        `yaml:"app_port"`
+	LogLevel slog.Level `yaml:"-"`
+	// LogLevelName is LOG_LEVEL as given; LogLevel is its parsed value.
+	LogLevelName string `yaml:"log_level"`
+
+	// LocalDirectory is where track files are written while recording.
+	LocalDirectory string `yaml:"local_directory"`
+
+	// JoinTimeout bounds how long a start request waits for the bot to join.
+	JoinTimeout time.Duration `yaml:"join_timeout"`
+	// RejoinTimeout is how long a recording outlives its participant's
+	// unexpected disconnect, waiting for a reconnect. A participant who leaves
+	// on purpose ends the recording at once.
+	RejoinTimeout time.Duration `yaml:"rejoin_timeout"`
+	// ShutdownTimeout bounds the graceful stop on SIGINT/SIGTERM.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// Setting names, shared by the environment and error messages.
+const (
+	envConfigFile      = "CONFIG_FILE"
+	envLiveKitURL      = "LIVEKIT_URL"
+	envAPIKey          = "LIVEKIT_API_KEY"
+	envAPISecret       = "LIVEKIT_API_SECRET"
+	envAppHost         = "APP_HOST"
+	envAppPort         = "APP_PORT"
+	envLogLevel        = "LOG_LEVEL"
+	envLocalDirectory  = "LOCAL_DIRECTORY"
+	envJoinTimeout     = "JOIN_TIMEOUT"
+	envRejoinTimeout   = "REJOIN_TIMEOUT"
+	envShutdownTimeout = "SHUTDOWN_TIMEOUT"
+)
+
+// Default returns the configuration used where nothing is set.
+func Default() Config {
+	return Config{
+		AppPort:         8000,
+		LogLevelName:    "info",
+		LocalDirectory:  "./recordings",
+		JoinTimeout:     15 * time.Second,
+		RejoinTimeout:   10 * time.Second,
+		ShutdownTimeout: 30 * time.Second,
+	}
+}
+
+// Load builds the configuration from defaults, then the environment (getenv),
+// then the YAML file named by CONFIG_FILE if set: keys present in the file win
+// over the environment. The result is validated.
+func Load(getenv func(string) string) (Config, error) {
+	c := Default()
+	if err := c.fromEnv(getenv); err != nil {
+		return Config{}, err
+	}
+	if path := getenv(envConfigFile); path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("%s: %w", envConfigFile, err)
+		}
+		if err := c.overlayYAML(data); err != nil {
+			return Config{}, fmt.Errorf("%s %s: %w", envConfigFile, path, err)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func (c *Config) fromEnv(getenv func(string) string) error {
+	str := func(name string, dst *string) {
+		if v := getenv(name); v != "" {
+			*dst = v
+		}
+	}
+	str(envLiveKitURL, &c.LiveKitURL)
+	str(envAPIKey, &c.APIKey)
+	str(envAPISecret, &c.APISecret)
+	str(envAppHost, &c.AppHost)
+	str(envLogLevel, &c.LogLevelName)
+	str(envLocalDirectory, &c.LocalDirectory)
+	if v := getenv(envAppPort); v != "" {
+		p, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("%s: %q is not a port number", envAppPort, v)
+		}
+		c.AppPort = p
+	}
+	for name, dst := range map[string]*time.Duration{
+		envJoinTimeout:     &c.JoinTimeout,
+		envRejoinTimeout:   &c.RejoinTimeout,
+		envShutdownTimeout: &c.ShutdownTimeout,
+	} {
+		if v := getenv(name); v != "" {
+			d, err := time.ParseDuration(strings.TrimSpace(v))
+			if err != nil {
+				return fmt.Errorf("%s: %q is not a duration (for example 10s)", name, v)
+			}
+			*dst = d
+		}
+	}
+	return nil
+}
+
+// fileConfig mirrors Config with pointer fields so that only keys present in
+// the file override what the environment set.
+type fileConfig struct {
+	LiveKitURL      *string `yaml:"livekit_url"`
+	APIKey          *string `yaml:"livekit_api_key"`
+	APISecret       *string `yaml:"livekit_api_secret"`
+	AppHost         *string `yaml:"app_host"`
+	AppPort         *int    `yaml:"app_port"`
+	LogLevel        *string `yaml:"log_level"`
+	LocalDirectory  *string `yaml:"local_directory"`
+	JoinTimeout     *string `yaml:"join_timeout"`
+	RejoinTimeout   *string `yaml:"rejoin_timeout"`
+	ShutdownTimeout *string `yaml:"shutdown_timeout"`
+}
+
+func (c *Config) overlayYAML(data []byte) error {
+	var f fileConfig
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	// An empty file decodes to io.EOF: it simply sets nothing.
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("parse: %w", err)
+	}
+	set := func(src *string, dst *string) {
+		if src != nil {
+			*dst = *src
+		}
+	}
+	set(f.LiveKitURL, &c.LiveKitURL)
+	set(f.APIKey, &c.APIKey)
+	set(f.APISecret, &c.APISecret)
+	set(f.AppHost, &c.AppHost)
+	set(f.LogLevel, &c.LogLevelName)
+	set(f.LocalDirectory, &c.LocalDirectory)
+	if f.AppPort != nil {
+		c.AppPort = *f.AppPort
+	}
+	for name, p := range map[string]struct {
+		src *string
+		dst *time.Duration
+	}{
+		"join_timeout":     {f.JoinTimeout, &c.JoinTimeout},
+		"rejoin_timeout":   {f.RejoinTimeout, &c.RejoinTimeout},
+		"shutdown_timeout": {f.ShutdownTimeout, &c.ShutdownTimeout},
+	} {
+		if p.src == nil {
+			continue
+		}
+		d, err := time.ParseDuration(*p.src)
+		if err != nil {
+			return fmt.Errorf("%s: %q is not a duration (for example 10s)", name, *p.src)
+		}
+		*p.dst = d
+	}
+	return nil
+}
+
+// Validate checks every setting and fills the derived fields. Its errors name
+// the setting and are meant to be printed as they are.
+func (c *Config) Validate() error {
+	if c.LiveKitURL == "" {
+		return fmt.Errorf("%s is required (the LiveKit server, for example ws://localhost:7880)", envLiveKitURL)
+	}
+	u, err := url.Parse(c.LiveKitURL)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%s: %q is not a URL like ws://host:7880", envLiveKitURL, c.LiveKitURL)
+	}
+	switch u.Scheme {
+	case "ws", "http":
+		u.Scheme = "http"
+	case "wss", "https":
+		u.Scheme = "https"
+	default:
+		return fmt.Errorf("%s: scheme %q is not ws, wss, http or https", envLiveKitURL, u.Scheme)
+	}
+	c.LiveKitHTTPURL = strings.TrimRight(u.String(), "/")
+	if c.APIKey == "" {
+		return fmt.Errorf("%s is required", envAPIKey)
+	}
+	if c.APISecret == "" {
+		return fmt.Errorf("%s is required", envAPISecret)
+	}
+	if c.AppPort < 1 || c.AppPort > 65535 {
+		return fmt.Errorf("%s: %d is not a port between 1 and 65535", envAppPort, c.AppPort)
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(c.LogLevelName)); err != nil || !validLevel(c.LogLevelName) {
+		return fmt.Errorf("%s: %q is not one of debug, info, warn, error", envLogLevel, c.LogLevelName)
+	}
+	if strings.TrimSpace(c.LocalDirectory) == "" {
+		return fmt.Errorf("%s must not be empty", envLocalDirectory)
+	}
+	for name, d := range map[string]time.Duration{
+		envJoinTimeout:     c.JoinTimeout,
+		envShutdownTimeout: c.ShutdownTimeout,
+	} {
+		if d <= 0 {
+			return fmt.Errorf("%s: %s must be positive", name, d)
+		}
+	}
+	if c.RejoinTimeout < 0 {
+		return fmt.Errorf("%s: %s must not be negative", envRejoinTimeout, c.RejoinTimeout)
+	}
+	return nil
+}
+
+func validLevel(s string) bool {
+	switch strings.ToLower(s) {
+	case "debug", "info", "warn", "error":
+		return true
+	}
+	return false
+}
+
+// ListenAddr is the address the HTTP API listens on.
+func (c Config) ListenAddr() string {
+	return c.AppHost + ":" + strconv.Itoa(c.AppPort)
+}

@@ -1,0 +1,313 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/trackrec/trackrec/recorder"
+	"github.com/trackrec/trackrec/testbed"
+)
+
+// Shared by every test: one livekit-server and the recorder binary.
+var (
+	lk          *testbed.LiveKit
+	recorderBin string
+	toneFile    string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := testbed.EnsureTools(ctx, "ffmpeg", "ffprobe"); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	tmp, err := os.MkdirTemp("", "trackrec-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	recorderBin = filepath.Join(tmp, "recorder")
+	build := exec.CommandContext(ctx, "go", "build", "-race", "-o", recorderBin, "../cmd/recorder")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: build recorder:", err)
+		return 1
+	}
+	toneFile, _ = filepath.Abs("../testdata/tone.ogg")
+
+	var logw *os.File
+	if os.Getenv("E2E_LIVEKIT_LOG") != "" {
+		logw = os.Stderr
+	}
+	opts := testbed.LiveKitOptions{}
+	if logw != nil {
+		opts.LogWriter = logw
+	}
+	lk, err = testbed.StartLiveKit(ctx, opts)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer lk.Close()
+	return m.Run()
+}
+
+// service is one recorder process.
+type service struct {
+	t    *testing.T
+	url  string
+	dir  string
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	done chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startService runs the recorder binary against the shared LiveKit server;
+// extra overrides its environment.
+func startService(t *testing.T, extra map[string]string) *service {
+	t.Helper()
+	port := freePort(t)
+	s := &service{
+		t:    t,
+		url:  "http://127.0.0.1:" + strconv.Itoa(port),
+		dir:  t.TempDir(),
+		logs: &syncBuffer{},
+		done: make(chan error, 1),
+	}
+	env := map[string]string{
+		"LIVEKIT_URL":        lk.URL,
+		"LIVEKIT_API_KEY":    lk.APIKey,
+		"LIVEKIT_API_SECRET": lk.APISecret,
+		"APP_HOST":           "127.0.0.1",
+		"APP_PORT":           strconv.Itoa(port),
+		"LOCAL_DIRECTORY":    s.dir,
+		"LOG_LEVEL":          "debug",
+		"REJOIN_TIMEOUT":     "3s",
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	s.cmd = exec.Command(recorderBin)
+	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range env {
+		s.cmd.Env = append(s.cmd.Env, k+"="+v)
+	}
+	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+	t.Cleanup(func() {
+		if s.cmd.ProcessState == nil {
+			_ = s.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-s.done:
+			case <-time.After(20 * time.Second):
+				_ = s.cmd.Process.Kill()
+			}
+		}
+		if t.Failed() {
+			t.Logf("recorder log:\n%s", tail(s.logs.String(), 12000))
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(s.url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("recorder did not become healthy: %v\n%s", err, s.logs.String())
+		}
+		select {
+		case err := <-s.done:
+			t.Fatalf("recorder exited: %v\n%s", err, s.logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// post sends a start/stop request and decodes the answer.
+func (s *service) post(path, room, participant string) (int, recorder.RecordingInfo, string) {
+	s.t.Helper()
+	body, _ := json.Marshal(map[string]string{"room": room, "participant": participant})
+	resp, err := http.Post(s.url+path, "application/json", bytes.NewReader(body))
+	if err != nil {
+		s.t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	var raw bytes.Buffer
+	_, _ = raw.ReadFrom(resp.Body)
+	var info recorder.RecordingInfo
+	_ = json.Unmarshal(raw.Bytes(), &info)
+	return resp.StatusCode, info, raw.String()
+}
+
+func (s *service) mustStart(room, participant string) recorder.RecordingInfo {
+	s.t.Helper()
+	code, info, raw := s.post("/recordings/start", room, participant)
+	if code != http.StatusCreated {
+		s.t.Fatalf("start %s/%s: %d %s", room, participant, code, raw)
+	}
+	return info
+}
+
+func (s *service) mustStop(room, participant string) recorder.RecordingInfo {
+	s.t.Helper()
+	code, info, raw := s.post("/recordings/stop", room, participant)
+	if code != http.StatusOK {
+		s.t.Fatalf("stop %s/%s: %d %s", room, participant, code, raw)
+	}
+	return info
+}
+
+func (s *service) list() []recorder.RecordingInfo {
+	s.t.Helper()
+	resp, err := http.Get(s.url + "/recordings")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Recordings []recorder.RecordingInfo `json:"recordings"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		s.t.Fatal(err)
+	}
+	return out.Recordings
+}
+
+// waitRecording polls the list until cond holds for the recording of
+// room/participant (the latest one).
+func (s *service) waitRecording(room, participant string, within time.Duration, cond func(recorder.RecordingInfo) bool) recorder.RecordingInfo {
+	s.t.Helper()
+	deadline := time.Now().Add(within)
+	var last recorder.RecordingInfo
+	for time.Now().Before(deadline) {
+		for _, r := range s.list() {
+			if r.Room == room && r.Participant == participant {
+				last = r
+			}
+		}
+		if cond(last) {
+			return last
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.t.Fatalf("recording %s/%s did not reach the expected state; last: %+v", room, participant, last)
+	return last
+}
+
+// publish starts a looping publisher of the test tone.
+func publish(t *testing.T, room, identity string) *testbed.Publisher {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p, err := testbed.Publish(ctx, testbed.PublisherOptions{
+		URL: lk.URL, APIKey: lk.APIKey, APISecret: lk.APISecret,
+		Room: room, Identity: identity, File: toneFile, Loop: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Leave() })
+	return p
+}
+
+// decodedDuration decodes the whole file with ffmpeg and returns the length
+// of the audio it produced; any decoder complaint fails the test.
+func decodedDuration(t *testing.T, path string) time.Duration {
+	t.Helper()
+	cmd := exec.Command("ffmpeg", "-v", "error", "-i", path, "-f", "s16le", "-ac", "1", "-ar", "48000", "-")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("ffmpeg decode %s: %v: %s", path, err, stderr.String())
+	}
+	if msg := strings.TrimSpace(stderr.String()); msg != "" {
+		t.Errorf("ffmpeg complained decoding %s: %s", path, msg)
+	}
+	return time.Duration(stdout.Len()/2) * time.Second / 48000
+}
+
+// probeDuration is the container's own idea of its duration (ffprobe).
+func probeDuration(t *testing.T, path string) time.Duration {
+	t.Helper()
+	out, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v: %s", path, err, out)
+	}
+	sec, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	if err != nil {
+		t.Fatalf("ffprobe %s: %q", path, out)
+	}
+	return time.Duration(sec * float64(time.Second))
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// runBinary runs the recorder with exactly env and returns its output.
+func runBinary(env []string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, recorderBin)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}

@@ -1,0 +1,339 @@
+// Package recorder is the supervisor: it owns recordings (one participant of
+// one room each), runs one bot per room, routes every subscribed track to its
+// own file writer, and stops recordings when asked, when the participant
+// leaves, or when the room closes.
+package recorder
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/trackrec/trackrec/bot"
+)
+
+// Recording states, in lifecycle order.
+const (
+	StateStarting  = "starting"  // the bot is joining
+	StateWaiting   = "waiting"   // in the room, no audio from the participant yet
+	StateRecording = "recording" // at least one track is being written
+	StateAway      = "away"      // the participant dropped; waiting for a reconnect
+	StateStopping  = "stopping"  // files are being closed
+	StateStopped   = "stopped"   // every file is closed
+)
+
+// Errors the API maps to status codes.
+var (
+	ErrNotFound     = errors.New("recording not found")
+	ErrOwned        = errors.New("participant is recorded by another instance")
+	ErrShuttingDown = errors.New("recorder is shutting down")
+)
+
+// Bot is what the supervisor needs of a room participant (bot.Bot).
+type Bot interface {
+	Record(identity string) bool
+	Forget(identity string)
+	Leave()
+	SID() string
+}
+
+// JoinFunc joins a bot to a room; events go to h.
+type JoinFunc func(ctx context.Context, room string, h bot.Handler) (Bot, error)
+
+// Options configure a Supervisor.
+type Options struct {
+	Dir      string // local directory for track files
+	Instance string // this instance's owner id
+	Join     JoinFunc
+	Owners   Owners // nil = in-memory
+	// RejoinTimeout is how long a recording waits for a participant whose
+	// connection dropped. Zero stops at once.
+	RejoinTimeout time.Duration
+	// History is how many stopped recordings List keeps showing.
+	History int
+	Logger  *slog.Logger
+}
+
+// Supervisor owns every recording of this instance.
+type Supervisor struct {
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	rooms   map[string]*room
+	active  map[Key]*Recording
+	history []*Recording
+	closed  bool
+}
+
+// room is one bot and the recordings it serves.
+type room struct {
+	name  string
+	ready chan struct{} // closed when the join finished; then bot or err is set
+	bot   Bot
+	err   error
+	recs  map[string]*Recording // by participant identity
+}
+
+// New returns a Supervisor.
+func New(o Options) *Supervisor {
+	if o.Owners == nil {
+		o.Owners = NewMemoryOwners()
+	}
+	if o.History == 0 {
+		o.History = 256
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Supervisor{
+		opts:   o,
+		log:    o.Logger,
+		rooms:  map[string]*room{},
+		active: map[Key]*Recording{},
+	}
+}
+
+// Start records participant in roomName. It returns once the room's bot has
+// joined. Starting a running recording returns it with created false.
+func (s *Supervisor) Start(ctx context.Context, roomName, participant string) (info RecordingInfo, created bool, err error) {
+	key := Key{Room: roomName, Participant: participant}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return RecordingInfo{}, false, ErrShuttingDown
+	}
+	if rec, ok := s.active[key]; ok {
+		s.mu.Unlock()
+		// A concurrent start of the same recording waits for the same join.
+		if err := rec.waitJoined(ctx); err != nil {
+			return RecordingInfo{}, false, err
+		}
+		return rec.Info(), false, nil
+	}
+	rec := newRecording(key, s.log)
+	s.active[key] = rec
+	rm, joining := s.rooms[roomName], false
+	if rm == nil {
+		rm = &room{name: roomName, ready: make(chan struct{}), recs: map[string]*Recording{}}
+		s.rooms[roomName] = rm
+		joining = true
+	}
+	rm.recs[participant] = rec
+	rec.room = rm
+	s.mu.Unlock()
+
+	fail := func(err error) (RecordingInfo, bool, error) {
+		rec.joined(err)
+		s.mu.Lock()
+		delete(s.active, key)
+		delete(rm.recs, participant)
+		empty := len(rm.recs) == 0 && rm.bot == nil
+		if empty && s.rooms[roomName] == rm {
+			delete(s.rooms, roomName)
+		}
+		s.mu.Unlock()
+		_ = s.opts.Owners.Release(context.WithoutCancel(ctx), key, s.opts.Instance)
+		return RecordingInfo{}, false, err
+	}
+
+	ok, err := s.opts.Owners.Claim(ctx, key, s.opts.Instance)
+	if err != nil {
+		return fail(fmt.Errorf("claim %s/%s: %w", roomName, participant, err))
+	}
+	if !ok {
+		return fail(ErrOwned)
+	}
+
+	if joining {
+		b, err := s.opts.Join(ctx, roomName, &handler{s: s, room: rm})
+		s.mu.Lock()
+		rm.bot, rm.err = b, err
+		if err != nil && s.rooms[roomName] == rm {
+			delete(s.rooms, roomName)
+		}
+		s.mu.Unlock()
+		close(rm.ready)
+	}
+	select {
+	case <-rm.ready:
+	case <-ctx.Done():
+		return fail(fmt.Errorf("join room %q: %w", roomName, ctx.Err()))
+	}
+	if rm.err != nil {
+		return fail(rm.err)
+	}
+	present := rm.bot.Record(participant)
+	rec.joined(nil)
+	s.log.Info("recording started", "room", roomName, "participant", participant, "recording", rec.id, "present", present)
+	return rec.Info(), true, nil
+}
+
+// Stop ends a recording, closing its files before it returns.
+func (s *Supervisor) Stop(ctx context.Context, roomName, participant string) (RecordingInfo, error) {
+	s.mu.Lock()
+	rec, ok := s.active[Key{Room: roomName, Participant: participant}]
+	s.mu.Unlock()
+	if !ok {
+		return RecordingInfo{}, ErrNotFound
+	}
+	if err := rec.waitJoined(ctx); err != nil {
+		return RecordingInfo{}, err
+	}
+	s.stop(ctx, rec, "stopped by request")
+	return rec.Info(), nil
+}
+
+// List returns the active recordings and the most recent stopped ones,
+// oldest first.
+func (s *Supervisor) List() []RecordingInfo {
+	s.mu.Lock()
+	recs := make([]*Recording, 0, len(s.active)+len(s.history))
+	for _, r := range s.active {
+		recs = append(recs, r)
+	}
+	recs = append(recs, s.history...)
+	s.mu.Unlock()
+	out := make([]RecordingInfo, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, r.Info())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].StartedAt.Before(out[j].StartedAt) })
+	return out
+}
+
+// Shutdown refuses new work, stops every recording (closing every file) and
+// makes every bot leave. ctx bounds the wait.
+func (s *Supervisor) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	recs := make([]*Recording, 0, len(s.active))
+	for _, r := range s.active {
+		recs = append(recs, r)
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, r := range recs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r.waitJoined(ctx) == nil {
+				s.stop(ctx, r, "recorder shutting down")
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("shutdown: %w", ctx.Err())
+	}
+}
+
+// stop ends rec: forget the participant, drain and close its tracks, release
+// ownership, and let the bot go when it records nobody.
+func (s *Supervisor) stop(ctx context.Context, rec *Recording, reason string) {
+	s.mu.Lock()
+	if s.active[rec.key] != rec {
+		s.mu.Unlock()
+		rec.waitStopped(ctx)
+		return
+	}
+	delete(s.active, rec.key)
+	rm := rec.room
+	delete(rm.recs, rec.key.Participant)
+	leave := len(rm.recs) == 0
+	if leave && s.rooms[rm.name] == rm {
+		delete(s.rooms, rm.name)
+	}
+	s.mu.Unlock()
+
+	if rm.bot != nil {
+		rm.bot.Forget(rec.key.Participant)
+	}
+	rec.stop(ctx, reason)
+	if leave && rm.bot != nil {
+		rm.bot.Leave()
+	}
+	if err := s.opts.Owners.Release(context.WithoutCancel(ctx), rec.key, s.opts.Instance); err != nil {
+		s.log.Error("release ownership", "room", rec.key.Room, "participant", rec.key.Participant, "err", err)
+	}
+	s.mu.Lock()
+	s.history = append(s.history, rec)
+	if over := len(s.history) - s.opts.History; over > 0 {
+		s.history = append(s.history[:0:0], s.history[over:]...)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Supervisor) recording(rm *room, identity string) *Recording {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return rm.recs[identity]
+}
+
+// handler turns one room's bot events into supervisor actions.
+type handler struct {
+	s    *Supervisor
+	room *room
+}
+
+func (h *handler) TrackSubscribed(t *bot.Track) {
+	rec := h.s.recording(h.room, t.Info.Participant)
+	if rec == nil {
+		return
+	}
+	rec.addTrack(t, h.s.opts.Dir)
+}
+
+func (h *handler) TrackEnded(info bot.TrackInfo) {
+	if rec := h.s.recording(h.room, info.Participant); rec != nil {
+		rec.endTrack(info.TrackSID)
+	}
+}
+
+func (h *handler) ParticipantJoined(identity string) {
+	if rec := h.s.recording(h.room, identity); rec != nil {
+		rec.participantBack()
+	}
+}
+
+func (h *handler) ParticipantLeft(identity string, intentional bool) {
+	rec := h.s.recording(h.room, identity)
+	if rec == nil {
+		return
+	}
+	if intentional || h.s.opts.RejoinTimeout <= 0 {
+		go h.s.stop(context.Background(), rec, "participant left")
+		return
+	}
+	rec.participantAway(h.s.opts.RejoinTimeout, func() {
+		h.s.stop(context.Background(), rec, "participant did not reconnect")
+	})
+}
+
+func (h *handler) Disconnected(reason string) {
+	h.s.mu.Lock()
+	recs := make([]*Recording, 0, len(h.room.recs))
+	for _, r := range h.room.recs {
+		recs = append(recs, r)
+	}
+	h.s.mu.Unlock()
+	for _, r := range recs {
+		go h.s.stop(context.Background(), r, "bot disconnected: "+reason)
+	}
+}
+
+func newID(prefix string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}

@@ -1,0 +1,336 @@
+package recorder
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/trackrec/trackrec/bot"
+)
+
+// fakeBot stands in for a LiveKit participant in unit tests.
+type fakeBot struct {
+	mu      sync.Mutex
+	present map[string]bool
+	wanted  map[string]bool
+	left    bool
+}
+
+func (b *fakeBot) Record(id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.wanted[id] = true
+	return b.present[id]
+}
+
+func (b *fakeBot) Forget(id string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.wanted, id)
+}
+
+func (b *fakeBot) Leave() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.left = true
+}
+
+func (b *fakeBot) SID() string { return "RM_fake" }
+
+func (b *fakeBot) hasLeft() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.left
+}
+
+// fakeReader is an RTP source fed by the test; it honours read deadlines
+// like pion's track does (buffered packets first).
+type fakeReader struct {
+	ch       chan *rtp.Packet
+	mu       sync.Mutex
+	deadline chan struct{}
+}
+
+func newFakeReader() *fakeReader {
+	return &fakeReader{ch: make(chan *rtp.Packet, 1000), deadline: make(chan struct{})}
+}
+
+func (r *fakeReader) ReadRTP() (*rtp.Packet, interceptor.Attributes, error) {
+	r.mu.Lock()
+	dl := r.deadline
+	r.mu.Unlock()
+	select {
+	case p := <-r.ch:
+		return p, nil, nil
+	default:
+	}
+	select {
+	case p := <-r.ch:
+		return p, nil, nil
+	case <-dl:
+		return nil, nil, errors.New("deadline")
+	}
+}
+
+func (r *fakeReader) SetReadDeadline(at time.Time) error {
+	r.mu.Lock()
+	dl := r.deadline
+	r.mu.Unlock()
+	time.AfterFunc(time.Until(at), func() {
+		defer func() { _ = recover() }() // closed twice
+		close(dl)
+	})
+	return nil
+}
+
+type fixture struct {
+	t       *testing.T
+	s       *Supervisor
+	dir     string
+	mu      sync.Mutex
+	joins   int
+	joinErr error
+	bots    map[string]*fakeBot
+	hs      map[string]bot.Handler
+}
+
+func newFixture(t *testing.T, rejoin time.Duration) *fixture {
+	f := &fixture{t: t, dir: t.TempDir(), bots: map[string]*fakeBot{}, hs: map[string]bot.Handler{}}
+	f.s = New(Options{
+		Dir:           f.dir,
+		Instance:      "test",
+		RejoinTimeout: rejoin,
+		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Join: func(ctx context.Context, room string, h bot.Handler) (Bot, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.joins++
+			if f.joinErr != nil {
+				return nil, f.joinErr
+			}
+			b := &fakeBot{present: map[string]bool{"alice": true, "bob": true}, wanted: map[string]bool{}}
+			f.bots[room], f.hs[room] = b, h
+			return b, nil
+		},
+	})
+	// Close every file before TempDir removes the folder.
+	t.Cleanup(func() { _ = f.s.Shutdown(context.Background()) })
+	return f
+}
+
+func (f *fixture) handler(room string) bot.Handler {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.hs[room]
+}
+
+// feed subscribes a track for identity and sends n packets of 20 ms.
+func (f *fixture) feed(room, identity, sid string, n int) *fakeReader {
+	r := newFakeReader()
+	f.handler(room).TrackSubscribed(&bot.Track{
+		Info:   bot.TrackInfo{Room: room, Participant: identity, TrackSID: sid, Source: "microphone", MimeType: "audio/opus"},
+		Remote: r,
+	})
+	for i := 0; i < n; i++ {
+		r.ch <- &rtp.Packet{
+			Header:  rtp.Header{SequenceNumber: uint16(i), Timestamp: uint32(960 * i), SSRC: 1},
+			Payload: []byte{0xF8, 0xFF, 0xFE},
+		}
+	}
+	return r
+}
+
+func (f *fixture) state(room, p string) RecordingInfo {
+	var last RecordingInfo
+	for _, r := range f.s.List() {
+		if r.Room == room && r.Participant == p {
+			last = r
+		}
+	}
+	return last
+}
+
+func (f *fixture) waitState(room, p, state string) RecordingInfo {
+	f.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if r := f.state(room, p); r.State == state {
+			return r
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.t.Fatalf("%s/%s never reached %s: %+v", room, p, state, f.state(room, p))
+	return RecordingInfo{}
+}
+
+func TestStartIsIdempotentAndSharesTheBot(t *testing.T) {
+	f := newFixture(t, 0)
+	ctx := context.Background()
+	a, created, err := f.s.Start(ctx, "r", "alice")
+	if err != nil || !created {
+		t.Fatalf("start: %v %v", created, err)
+	}
+	again, created, err := f.s.Start(ctx, "r", "alice")
+	if err != nil || created || again.ID != a.ID {
+		t.Fatalf("second start: %+v %v %v", again, created, err)
+	}
+	if _, _, err := f.s.Start(ctx, "r", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if f.joins != 1 {
+		t.Errorf("%d joins for one room, want 1", f.joins)
+	}
+	if a.State != StateWaiting {
+		t.Errorf("state %q before any track", a.State)
+	}
+	if _, err := f.s.Stop(ctx, "r", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if f.bots["r"].hasLeft() {
+		t.Error("bot left while bob is still recorded")
+	}
+	if _, err := f.s.Stop(ctx, "r", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if !f.bots["r"].hasLeft() {
+		t.Error("bot stayed after its last recording")
+	}
+	if _, err := f.s.Stop(ctx, "r", "bob"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("stop twice: %v, want ErrNotFound", err)
+	}
+}
+
+func TestTrackIsWrittenAndClosedOnStop(t *testing.T) {
+	f := newFixture(t, 0)
+	ctx := context.Background()
+	if _, _, err := f.s.Start(ctx, "r", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	f.feed("r", "alice", "TR_a", 50)
+	f.waitState("r", "alice", StateRecording)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if r := f.state("r", "alice"); len(r.Tracks) == 1 && r.Tracks[0].Packets == 50 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	info, err := f.s.Stop(ctx, "r", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Tracks) != 1 {
+		t.Fatalf("tracks %+v", info.Tracks)
+	}
+	tr := info.Tracks[0]
+	if tr.State != "closed" || tr.Packets != 50 || tr.DurationMS != 1000 {
+		t.Errorf("track after stop: %+v", tr)
+	}
+	st, err := os.Stat(tr.Path)
+	if err != nil || st.Size() != tr.Bytes || st.Size() == 0 {
+		t.Errorf("file %s: %v %v, API says %d bytes", tr.Path, st, err, tr.Bytes)
+	}
+}
+
+func TestParticipantLeaving(t *testing.T) {
+	ctx := context.Background()
+	t.Run("on purpose stops at once", func(t *testing.T) {
+		f := newFixture(t, time.Hour)
+		f.s.Start(ctx, "r", "alice")
+		f.handler("r").ParticipantLeft("alice", true)
+		r := f.waitState("r", "alice", StateStopped)
+		if r.StopReason != "participant left" {
+			t.Errorf("reason %q", r.StopReason)
+		}
+	})
+	t.Run("dropped and back keeps recording", func(t *testing.T) {
+		f := newFixture(t, time.Hour)
+		f.s.Start(ctx, "r", "alice")
+		f.handler("r").ParticipantLeft("alice", false)
+		f.waitState("r", "alice", StateAway)
+		f.handler("r").ParticipantJoined("alice")
+		f.waitState("r", "alice", StateWaiting)
+		f.feed("r", "alice", "TR_b", 5)
+		f.waitState("r", "alice", StateRecording)
+	})
+	t.Run("dropped for good stops after the timeout", func(t *testing.T) {
+		f := newFixture(t, 100*time.Millisecond)
+		f.s.Start(ctx, "r", "alice")
+		f.handler("r").ParticipantLeft("alice", false)
+		r := f.waitState("r", "alice", StateStopped)
+		if r.StopReason != "participant did not reconnect" {
+			t.Errorf("reason %q", r.StopReason)
+		}
+	})
+	t.Run("room closing stops everyone", func(t *testing.T) {
+		f := newFixture(t, time.Hour)
+		f.s.Start(ctx, "r", "alice")
+		f.s.Start(ctx, "r", "bob")
+		f.handler("r").Disconnected("room closed")
+		f.waitState("r", "alice", StateStopped)
+		f.waitState("r", "bob", StateStopped)
+	})
+}
+
+func TestFailedJoinLeavesNothingBehind(t *testing.T) {
+	f := newFixture(t, 0)
+	f.joinErr = errors.New("refused")
+	ctx := context.Background()
+	if _, _, err := f.s.Start(ctx, "r", "alice"); err == nil {
+		t.Fatal("start succeeded with a failing join")
+	}
+	if l := f.s.List(); len(l) != 0 {
+		t.Errorf("list after failed start: %+v", l)
+	}
+	f.joinErr = nil
+	if _, created, err := f.s.Start(ctx, "r", "alice"); err != nil || !created {
+		t.Errorf("retry after failed join: %v %v", created, err)
+	}
+}
+
+func TestOwnedElsewhere(t *testing.T) {
+	f := newFixture(t, 0)
+	owners := NewMemoryOwners()
+	owners.Claim(context.Background(), Key{"r", "alice"}, "other-instance")
+	f.s.opts.Owners = owners
+	if _, _, err := f.s.Start(context.Background(), "r", "alice"); !errors.Is(err, ErrOwned) {
+		t.Errorf("start of a participant owned elsewhere: %v", err)
+	}
+	if f.joins != 0 {
+		t.Errorf("joined although the participant is owned elsewhere")
+	}
+}
+
+func TestShutdownStopsEverythingAndRefusesWork(t *testing.T) {
+	f := newFixture(t, 0)
+	ctx := context.Background()
+	f.s.Start(ctx, "r1", "alice")
+	f.s.Start(ctx, "r2", "bob")
+	f.feed("r1", "alice", "TR_c", 10)
+	if err := f.s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range f.s.List() {
+		if r.State != StateStopped {
+			t.Errorf("%s/%s still %s after shutdown", r.Room, r.Participant, r.State)
+		}
+		for _, tr := range r.Tracks {
+			if tr.State != "closed" {
+				t.Errorf("track %s %s after shutdown", tr.TrackSID, tr.State)
+			}
+		}
+	}
+	if !f.bots["r1"].hasLeft() || !f.bots["r2"].hasLeft() {
+		t.Error("bots did not leave on shutdown")
+	}
+	if _, _, err := f.s.Start(ctx, "r3", "carol"); !errors.Is(err, ErrShuttingDown) {
+		t.Errorf("start after shutdown: %v", err)
+	}
+}
