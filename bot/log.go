@@ -24,5 +24,7 @@ func (q quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= slog.LevelWarn && q.Handler.Enabled(ctx, l)
 }
 
-func (q quietHandler) WithAttrs(a []slog.Attr) slog.Handler { return quietHandler{q.Handler.WithAttrs(a)} }
-func (q quietHandler) WithGroup(n string) slog.Handler      { return quietHandler{q.Handler.WithGroup(n)} }
+func (q quietHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return quietHandler{q.Handler.WithAttrs(a)}
+}
+func (q quietHandler) WithGroup(n string) slog.Handler { return quietHandler{q.Handler.WithGroup(n)} }
