@@ -215,13 +215,6 @@ func (b *Bot) Forget(identity string) {
 	}
 }
 
-// Recording says how many participants the bot is asked to record.
-func (b *Bot) Recording() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.wanted)
-}
-
 // Leave disconnects the bot. It is safe to call more than once.
 func (b *Bot) Leave() {
 	b.mu.Lock()

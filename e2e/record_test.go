@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -504,5 +505,73 @@ func TestBadConfigurationStopsStartup(t *testing.T) {
 		if len(lines) != 1 || !strings.Contains(lines[0], setting) || strings.Contains(out, "goroutine") {
 			t.Errorf("%s: want one line naming the setting, got:\n%s", setting, out)
 		}
+	}
+}
+
+func TestParticipantWhoJoinsLaterIsRecorded(t *testing.T) {
+	t.Parallel()
+	s := startService(t, nil)
+	room := "late-room"
+	info := s.mustStart(room, "lena")
+	if info.State != recorder.StateWaiting {
+		t.Errorf("state before the participant joined: %q", info.State)
+	}
+	time.Sleep(time.Second)
+	p := publish(t, room, "lena")
+	s.waitRecording(room, "lena", 10*time.Second, func(r recorder.RecordingInfo) bool {
+		return r.State == recorder.StateRecording && len(r.Tracks) == 1 && r.Tracks[0].Packets > 50
+	})
+	final := s.mustStop(room, "lena")
+	checkTrackFile(t, fileOf(t, final, p.TrackSID()).Path, p, p.TrackSID(), 0)
+}
+
+// A client that loses its connection joins again under the same identity;
+// LiveKit replaces the old session. The recording carries on with the new
+// session's track in a new file.
+func TestReconnectingParticipantKeepsBeingRecorded(t *testing.T) {
+	t.Parallel()
+	s := startService(t, nil)
+	room := "reconnect-room"
+	first := publish(t, room, "kim")
+	rec := s.mustStart(room, "kim")
+	time.Sleep(2 * time.Second)
+	second := publish(t, room, "kim")
+	time.Sleep(3 * time.Second)
+	final := s.mustStop(room, "kim")
+	if final.ID != rec.ID {
+		t.Fatalf("a new recording replaced the old one")
+	}
+	if final.StopReason != "stopped by request" {
+		t.Errorf("recording ended by %q before the stop request", final.StopReason)
+	}
+	checkTrackFile(t, fileOf(t, final, first.TrackSID()).Path, first, first.TrackSID(), 0)
+	checkTrackFile(t, fileOf(t, final, second.TrackSID()).Path, second, second.TrackSID(), 0)
+}
+
+func TestSlowLiveKitIsAGatewayTimeout(t *testing.T) {
+	t.Parallel()
+	// A server that accepts connections and never answers.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	s := startService(t, map[string]string{"LIVEKIT_URL": "ws://" + l.Addr().String(), "JOIN_TIMEOUT": "2s"})
+	began := time.Now()
+	code, _, raw := s.post("/recordings/start", "r", "p")
+	if code != http.StatusGatewayTimeout {
+		t.Fatalf("start against a silent LiveKit: %d %s", code, raw)
+	}
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("took %v with a 2s join timeout", took)
 	}
 }

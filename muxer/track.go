@@ -82,6 +82,7 @@ type Stats struct {
 	SilenceSamples int64
 	Duplicates     int64 // dropped: sequence number already written
 	Late           int64 // dropped: entirely before what was written
+	Malformed      int64 // dropped: not a valid Opus packet
 	Resyncs        int64
 	Samples        int64 // media length written, 48 kHz
 	Bytes          int64 // container bytes written
@@ -153,7 +154,13 @@ func (t *Track) WriteRTP(p *rtp.Packet, arrival time.Time) error {
 	}
 	n, err := PacketSamples(p.Payload)
 	if err != nil {
-		return fmt.Errorf("muxer: packet %d: %w", p.SequenceNumber, err)
+		// A packet no decoder would accept is dropped: one bad packet from a
+		// publisher must not end the recording of the track.
+		t.count(func(s *Stats) { s.Malformed++ })
+		if l := t.opts.Logger; l != nil {
+			l.Debug("muxer: malformed packet dropped", "seq", p.SequenceNumber, "err", err)
+		}
+		return nil
 	}
 	if t.ogg == nil {
 		if t.opts.Open == nil {

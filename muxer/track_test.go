@@ -386,11 +386,14 @@ func TestTrackLifecycle(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	t.Run("bad packets are refused, empty ones ignored, write after close fails", func(t *testing.T) {
+	t.Run("bad packets are dropped, empty ones ignored, write after close fails", func(t *testing.T) {
 		var out closeBuffer
 		tr := muxer.NewTrack(muxer.Options{Open: func(time.Time, int) (io.WriteCloser, error) { return &out, nil }})
-		if err := tr.WriteRTP(&rtp.Packet{Payload: []byte{0xF9, 1, 2, 3}}, t0); err == nil {
-			t.Error("malformed packet accepted")
+		if err := tr.WriteRTP(&rtp.Packet{Payload: []byte{0xF9, 1, 2, 3}}, t0); err != nil {
+			t.Errorf("malformed packet: %v, want it dropped", err)
+		}
+		if st := tr.Stats(); st.Malformed != 1 || st.Packets != 0 {
+			t.Errorf("malformed packet not counted as dropped: %+v", st)
 		}
 		if err := tr.WriteRTP(&rtp.Packet{}, t0); err != nil {
 			t.Errorf("padding-only packet: %v", err)

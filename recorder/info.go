@@ -33,6 +33,7 @@ type TrackInfo struct {
 	SilencePackets int64      `json:"silence_packets"`
 	Duplicates     int64      `json:"duplicates"`
 	Late           int64      `json:"late"`
+	Malformed      int64      `json:"malformed"`
 }
 
 // Info returns a snapshot of the recording.
@@ -72,6 +73,7 @@ func (t *track) Info() TrackInfo {
 		SilencePackets: st.SilencePackets,
 		Duplicates:     st.Duplicates,
 		Late:           st.Late,
+		Malformed:      st.Malformed,
 	}
 	if !st.Start.IsZero() {
 		at := st.Start.UTC()

@@ -186,11 +186,10 @@ type track struct {
 	log  *slog.Logger
 	done chan struct{}
 
-	mu    sync.Mutex
-	key   string // relative file name, set when the file opens
-	path  string
-	ended bool
-	err   error
+	mu   sync.Mutex
+	key  string // relative file name, set when the file opens
+	path string
+	err  error
 }
 
 // opener creates the track's file when the first packet fixes its start.
@@ -252,9 +251,6 @@ func (t *track) fail(err error) {
 
 // end makes the reader return once it has read what arrived before at.
 func (t *track) end(at time.Time) {
-	t.mu.Lock()
-	t.ended = true
-	t.mu.Unlock()
 	if err := t.src.SetReadDeadline(at); err != nil {
 		t.log.Warn("set read deadline", "err", err)
 	}
