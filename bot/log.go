@@ -6,7 +6,15 @@ import (
 
 	"github.com/go-logr/logr"
 	protologger "github.com/livekit/protocol/logger"
+	lksdk "github.com/livekit/server-sdk-go/v2"
 )
+
+// UseSDKLogger sends the LiveKit SDK's process-wide logs (its WebRTC stack
+// logs through one package-level logger, not the per-room one) to log. Call
+// it once at start-up, before any bot joins.
+func UseSDKLogger(log *slog.Logger) {
+	lksdk.SetLogger(sdkLogger(log))
+}
 
 // sdkLogger routes the SDK's logs into ours. The SDK logs every signal
 // exchange at info level, so below debug only its warnings and errors pass.

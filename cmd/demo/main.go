@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/trackrec/trackrec/bot"
 	"github.com/trackrec/trackrec/testbed"
 )
 
@@ -43,6 +44,7 @@ func main() {
 
 func run(ctx context.Context, recorderBin, tone, dir string, length time.Duration) error {
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	bot.UseSDKLogger(slog.Default())
 	say("checking ffprobe and the pinned livekit-server (first run installs them)")
 	if err := testbed.EnsureTools(ctx, "ffprobe"); err != nil {
 		return err
