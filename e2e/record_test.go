@@ -575,3 +575,44 @@ func TestSlowLiveKitIsAGatewayTimeout(t *testing.T) {
 		t.Errorf("took %v with a 2s join timeout", took)
 	}
 }
+
+func TestRoomClosingStopsRecording(t *testing.T) {
+	t.Parallel()
+	s := startService(t, nil)
+	room := "closing-room"
+	p := publish(t, room, "liam")
+	s.mustStart(room, "liam")
+	time.Sleep(2 * time.Second)
+	rs := lksdk.NewRoomServiceClient(lk.HTTPURL, lk.APIKey, lk.APISecret)
+	if _, err := rs.DeleteRoom(context.Background(), &livekit.DeleteRoomRequest{Room: room}); err != nil {
+		t.Fatal(err)
+	}
+	rec := s.waitRecording(room, "liam", 10*time.Second, func(r recorder.RecordingInfo) bool {
+		return r.State == recorder.StateStopped
+	})
+	if !strings.Contains(rec.StopReason, "disconnected") {
+		t.Errorf("stop reason %q", rec.StopReason)
+	}
+	checkTrackFile(t, fileOf(t, rec, p.TrackSID()).Path, p, p.TrackSID(), 0)
+}
+
+// Bots of two instances share a room, each recording its own participant.
+func TestTwoInstancesShareARoom(t *testing.T) {
+	t.Parallel()
+	a, b := startService(t, nil), startService(t, nil)
+	room := "shared-room"
+	mia := publish(t, room, "mia")
+	noah := publish(t, room, "noah")
+	a.mustStart(room, "mia")
+	b.mustStart(room, "noah")
+	time.Sleep(3 * time.Second)
+	ra, rb := a.mustStop(room, "mia"), b.mustStop(room, "noah")
+	if ra.StopReason != "stopped by request" || rb.StopReason != "stopped by request" {
+		t.Errorf("a bot was pushed out: %q %q", ra.StopReason, rb.StopReason)
+	}
+	checkTrackFile(t, fileOf(t, ra, mia.TrackSID()).Path, mia, mia.TrackSID(), 0)
+	checkTrackFile(t, fileOf(t, rb, noah.TrackSID()).Path, noah, noah.TrackSID(), 0)
+	if len(ra.Tracks) != 1 || len(rb.Tracks) != 1 {
+		t.Errorf("tracks: %+v / %+v", ra.Tracks, rb.Tracks)
+	}
+}
