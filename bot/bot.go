@@ -72,15 +72,16 @@ func (t *Track) SetReadDeadline(at time.Time) error {
 // Handler receives the bot's events. Calls may come from SDK goroutines and
 // must not block.
 type Handler interface {
-	// TrackSubscribed hands over a new track of a recorded participant.
-	TrackSubscribed(t *Track)
+	// TrackSubscribed hands over a new track of a recorded participant. It
+	// returns false when nobody will read it, and the bot unsubscribes.
+	TrackSubscribed(t *Track) bool
 	// TrackEnded says a track was unpublished or unsubscribed.
 	TrackEnded(info TrackInfo)
 	// ParticipantJoined says a recorded participant is (again) in the room.
 	ParticipantJoined(identity string)
-	// ParticipantLeft says a recorded participant left. intentional is true
-	// when the participant itself asked to leave, false for a dropped
-	// connection that may come back.
+	// ParticipantLeft says a recorded participant left and no other session
+	// of it is in the room. intentional is true when the participant itself
+	// asked to leave, false for a dropped connection that may come back.
 	ParticipantLeft(identity string, intentional bool)
 	// Disconnected says the bot lost the room for good (room closed, bot
 	// removed, connection failed). It is not called after Leave.
@@ -95,13 +96,17 @@ type Bot struct {
 	room *lksdk.Room
 	name string
 
-	mu      sync.Mutex
-	wanted  map[string]bool
-	leaving bool
+	mu     sync.Mutex
+	wanted map[string]bool
+	// requested holds the track SIDs the bot asked to receive. The SDK's own
+	// IsSubscribed stays true after an unsubscribe, so it cannot tell.
+	requested map[string]bool
+	leaving   bool
 }
 
-// ErrUnreachable wraps failures to connect to LiveKit at all.
-var ErrUnreachable = errors.New("livekit unreachable")
+// ErrUnreachable wraps failures to join through LiveKit: connection refused,
+// TLS or signalling failures, a refused token.
+var ErrUnreachable = errors.New("could not join LiveKit")
 
 // Join connects a bot to room and returns once it has joined. ctx bounds the
 // join. Errors wrap ErrUnreachable when LiveKit cannot be reached, and
@@ -111,7 +116,7 @@ func Join(ctx context.Context, cfg Config, room string, h Handler) (*Bot, error)
 	if log == nil {
 		log = slog.Default()
 	}
-	b := &Bot{cfg: cfg, h: h, name: room, wanted: map[string]bool{}, log: log.With("room", room)}
+	b := &Bot{cfg: cfg, h: h, name: room, wanted: map[string]bool{}, requested: map[string]bool{}, log: log.With("room", room)}
 	token, err := b.token(room)
 	if err != nil {
 		return nil, fmt.Errorf("bot token: %w", err)
@@ -207,12 +212,15 @@ func (b *Bot) Forget(identity string) {
 		return
 	}
 	for _, pub := range rp.TrackPublications() {
-		if rpub, ok := pub.(*lksdk.RemoteTrackPublication); ok && rpub.IsSubscribed() {
-			if err := rpub.SetSubscribed(false); err != nil {
-				b.log.Warn("unsubscribe failed", "participant", identity, "track", rpub.SID(), "err", err)
-			}
+		if rpub, ok := pub.(*lksdk.RemoteTrackPublication); ok {
+			b.unsubscribe(rpub, identity)
 		}
 	}
+}
+
+// Present says whether identity is in the room now.
+func (b *Bot) Present(identity string) bool {
+	return b.room.GetParticipantByIdentity(identity) != nil
 }
 
 // Leave disconnects the bot. It is safe to call more than once.
@@ -237,16 +245,51 @@ func (b *Bot) wants(identity string) bool {
 	return b.wanted[identity] && !b.leaving
 }
 
-// subscribe asks for pub if it is audio of a recorded participant.
+// subscribe asks for pub if it is audio of a recorded participant and not
+// asked for already.
 func (b *Bot) subscribe(pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
-	if pub.Kind() != lksdk.TrackKindAudio || !b.wants(rp.Identity()) || pub.IsSubscribed() {
+	if pub.Kind() != lksdk.TrackKindAudio {
+		return
+	}
+	sid := pub.SID()
+	b.mu.Lock()
+	ask := b.wanted[rp.Identity()] && !b.leaving && !b.requested[sid]
+	if ask {
+		b.requested[sid] = true
+	}
+	b.mu.Unlock()
+	if !ask {
 		return
 	}
 	if err := pub.SetSubscribed(true); err != nil {
-		b.log.Error("subscribe failed", "participant", rp.Identity(), "track", pub.SID(), "err", err)
+		b.mu.Lock()
+		delete(b.requested, sid)
+		b.mu.Unlock()
+		b.log.Error("subscribe failed", "participant", rp.Identity(), "track", sid, "err", err)
 		return
 	}
-	b.log.Debug("subscribing", "participant", rp.Identity(), "track", pub.SID(), "source", source(pub))
+	b.log.Debug("subscribing", "participant", rp.Identity(), "track", sid, "source", source(pub))
+}
+
+// unsubscribe lets go of pub if the bot asked for it.
+func (b *Bot) unsubscribe(pub *lksdk.RemoteTrackPublication, identity string) {
+	sid := pub.SID()
+	b.mu.Lock()
+	had := b.requested[sid]
+	delete(b.requested, sid)
+	b.mu.Unlock()
+	if !had {
+		return
+	}
+	if err := pub.SetSubscribed(false); err != nil {
+		b.log.Warn("unsubscribe failed", "participant", identity, "track", sid, "err", err)
+	}
+}
+
+func (b *Bot) forgetTrack(sid string) {
+	b.mu.Lock()
+	delete(b.requested, sid)
+	b.mu.Unlock()
 }
 
 func (b *Bot) onTrackPublished(pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
@@ -257,29 +300,31 @@ func (b *Bot) onTrackSubscribed(track *webrtc.TrackRemote, pub *lksdk.RemoteTrac
 	if track.Kind() != webrtc.RTPCodecTypeAudio {
 		return
 	}
-	if !b.wants(rp.Identity()) {
-		// Subscribed before a Forget landed: let go of it.
-		_ = pub.SetSubscribed(false)
-		return
-	}
 	info := b.info(pub, rp)
 	info.MimeType = track.Codec().MimeType
-	b.h.TrackSubscribed(&Track{Info: info, Remote: track})
+	// Subscribed before a Forget landed, or nobody to write it: let go.
+	if !b.wants(rp.Identity()) || !b.h.TrackSubscribed(&Track{Info: info, Remote: track}) {
+		b.unsubscribe(pub, rp.Identity())
+	}
 }
 
 func (b *Bot) onTrackUnsubscribed(_ *webrtc.TrackRemote, pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
 	if pub.Kind() == lksdk.TrackKindAudio {
+		b.forgetTrack(pub.SID())
 		b.h.TrackEnded(b.info(pub, rp))
 	}
 }
 
 func (b *Bot) onTrackUnpublished(pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
 	if pub.Kind() == lksdk.TrackKindAudio {
+		b.forgetTrack(pub.SID())
 		b.h.TrackEnded(b.info(pub, rp))
 	}
 }
 
 func (b *Bot) onTrackSubscriptionFailed(sid string, rp *lksdk.RemoteParticipant) {
+	// Forget the request so a later publication event can ask again.
+	b.forgetTrack(sid)
 	b.log.Error("track subscription failed", "participant", rp.Identity(), "track", sid)
 }
 
@@ -307,6 +352,13 @@ func (b *Bot) onParticipantConnected(rp *lksdk.RemoteParticipant) {
 
 func (b *Bot) onParticipantDisconnected(rp *lksdk.RemoteParticipant) {
 	if !b.wants(rp.Identity()) {
+		return
+	}
+	// The SDK removes a participant before reporting it gone, so one still
+	// there is a newer session of the same identity (a reconnect that
+	// overtook this event): nothing left.
+	if b.Present(rp.Identity()) {
+		b.log.Info("participant session replaced", "participant", rp.Identity(), "old_sid", rp.SID())
 		return
 	}
 	intentional := rp.DisconnectReason() == livekit.DisconnectReason_CLIENT_INITIATED

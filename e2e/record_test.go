@@ -231,8 +231,9 @@ func TestStartStopRecordsPublisherBytes(t *testing.T) {
 	if first.Before(startedAt) || first.After(joinedAt.Add(600*time.Millisecond)) {
 		t.Errorf("first recorded packet sent at +%v after the start request (join took %v)", first.Sub(startedAt), joinedAt.Sub(startedAt))
 	}
-	if last.After(stopAt) || last.Before(stopAt.Add(-300*time.Millisecond)) {
-		t.Errorf("last recorded packet sent %v before the stop request", stopAt.Sub(last))
+	// Stop drains for 100 ms what the SFU already sent.
+	if last.After(stopAt.Add(150*time.Millisecond)) || last.Before(stopAt.Add(-300*time.Millisecond)) {
+		t.Errorf("last recorded packet sent %v after the stop request", last.Sub(stopAt))
 	}
 	// The file starts at the arrival of its first packet.
 	within(t, "file start vs first packet sent", tr.StartedAt.Sub(first), 0, 150*time.Millisecond)
@@ -352,16 +353,10 @@ func TestMuteUnmuteStaysInOneFile(t *testing.T) {
 		t.Fatalf("mute/unmute produced %d tracks, want 1: %+v", len(final.Tracks), final.Tracks)
 	}
 	tr := fileOf(t, final, p.TrackSID())
-	packets := readPackets(t, tr.Path)
-	// The SFU may drop the packet that leaves with the unmute signal.
-	matched, missing := match(t, packets, p.Sent(), p.TrackSID())
-	if missing > 2 {
-		t.Errorf("%d packets missing around the mute", missing)
-	}
-	// The muted stretch stays in the timeline as silence: decoded length is
-	// the wall-clock span from the first to the last packet sent.
-	span := matched[len(matched)-1].RTPTime.Sub(matched[0].RTPTime) + frame
-	within(t, "decoded duration across mute", decodedDuration(t, tr.Path), span, 60*time.Millisecond)
+	// The muted stretch stays in the timeline as silence, so the decoded
+	// length is the wall-clock span of the packets sent. The SFU may drop
+	// the packet that leaves with the unmute signal.
+	checkTrackFile(t, tr.Path, p, p.TrackSID(), 2)
 	if tr.SilencePackets == 0 {
 		t.Errorf("no silence was filled in for the muted stretch: %+v", tr)
 	}
@@ -615,4 +610,24 @@ func TestTwoInstancesShareARoom(t *testing.T) {
 	if len(ra.Tracks) != 1 || len(rb.Tracks) != 1 {
 		t.Errorf("tracks: %+v / %+v", ra.Tracks, rb.Tracks)
 	}
+}
+
+// Stopping one participant and starting them again while the bot stays in the
+// room for another records the participant anew.
+func TestRestartWhileTheBotStays(t *testing.T) {
+	t.Parallel()
+	s := startService(t, nil)
+	room := "restart-room"
+	amy := publish(t, room, "amy")
+	publish(t, room, "ben")
+	s.mustStart(room, "amy")
+	s.mustStart(room, "ben")
+	time.Sleep(2 * time.Second)
+	s.mustStop(room, "amy")
+	again := s.mustStart(room, "amy")
+	s.waitRecording(room, "amy", 10*time.Second, func(r recorder.RecordingInfo) bool {
+		return r.ID == again.ID && r.State == recorder.StateRecording && len(r.Tracks) == 1 && r.Tracks[0].Packets > 50
+	})
+	final := s.mustStop(room, "amy")
+	checkTrackFile(t, fileOf(t, final, amy.TrackSID()).Path, amy, amy.TrackSID(), 0)
 }

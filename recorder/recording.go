@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,14 +19,19 @@ import (
 	"github.com/trackrec/trackrec/uploader"
 )
 
-// drainGrace is how long a track that ended keeps reading packets the SFU
-// already sent, so the last ones reach the file.
-const drainGrace = 250 * time.Millisecond
+// drainGrace is how long a track that ended keeps reading, so packets the SFU
+// already sent reach the file.
+const drainGrace = 100 * time.Millisecond
+
+// maxReadErrors is how many read errors in a row end a track; a single bad
+// packet (unparsable RTP, unknown payload type) is skipped.
+const maxReadErrors = 50
 
 // Recording is one participant of one room, written as one file per track.
 type Recording struct {
-	id   string
-	key  Key
+	id    string
+	key   Key
+	owner string // ownership token: instance and recording, so a stale release cannot free a newer claim
 	log  *slog.Logger
 	room *room
 
@@ -43,11 +49,12 @@ type Recording struct {
 	wg         sync.WaitGroup
 }
 
-func newRecording(key Key, log *slog.Logger) *Recording {
+func newRecording(key Key, instance string, log *slog.Logger) *Recording {
 	id := newID("RC_")
 	return &Recording{
 		id:        id,
 		key:       key,
+		owner:     instance + "/" + id,
 		log:       log.With("room", key.Room, "participant", key.Participant, "recording", id),
 		joinDone:  make(chan struct{}),
 		stopDone:  make(chan struct{}),
@@ -84,17 +91,24 @@ func (r *Recording) waitStopped(ctx context.Context) {
 	}
 }
 
-// addTrack starts writing a newly subscribed track.
-func (r *Recording) addTrack(src *bot.Track, dir string) {
+// addTrack starts writing a newly subscribed track. It reports false when
+// the track will not be read.
+func (r *Recording) addTrack(src *bot.Track, dir string) bool {
 	log := r.log.With("track", src.Info.TrackSID, "source", src.Info.Source)
 	if !strings.EqualFold(src.Info.MimeType, "audio/opus") {
 		log.Warn("not recording track: codec is not Opus", "mime", src.Info.MimeType)
-		return
+		return false
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.state == StateStopping || r.state == StateStopped {
-		return
+		return false
+	}
+	// Media from the participant means it is back, whatever the order of
+	// the departure and arrival events.
+	if r.awayTimer != nil {
+		r.awayTimer.Stop()
+		r.awayTimer = nil
 	}
 	t := &track{info: src.Info, src: src, log: log, done: make(chan struct{})}
 	t.mux = muxer.NewTrack(muxer.Options{Open: t.opener(dir), Logger: log})
@@ -106,6 +120,7 @@ func (r *Recording) addTrack(src *bot.Track, dir string) {
 		t.run()
 	}()
 	log.Info("track recording")
+	return true
 }
 
 // endTrack lets a track that was unpublished drain and close.
@@ -139,33 +154,32 @@ func (r *Recording) participantBack() {
 	if r.state != StateAway {
 		return
 	}
-	r.awayTimer.Stop()
-	r.awayTimer = nil
+	if r.awayTimer != nil {
+		r.awayTimer.Stop()
+		r.awayTimer = nil
+	}
 	r.state = StateWaiting
 	r.log.Info("participant reconnected")
 }
 
-// stop drains and closes every track and waits for their files to close.
-func (r *Recording) stop(ctx context.Context, reason string) {
+// stop drains and closes every track and waits for their files to close:
+// a recording is only "stopped" once every byte is on disk.
+func (r *Recording) stop(reason string) {
 	r.mu.Lock()
 	if r.awayTimer != nil {
 		r.awayTimer.Stop()
 	}
 	r.state = StateStopping
 	r.stopReason = reason
-	now := time.Now()
+	// pion refuses to read once a deadline has passed, even packets it holds,
+	// so the deadline leaves the reader time to take what already arrived.
+	drainUntil := time.Now().Add(drainGrace)
 	for _, t := range r.tracks {
-		t.end(now)
+		t.end(drainUntil)
 	}
 	r.mu.Unlock()
 
-	done := make(chan struct{})
-	go func() { r.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		r.log.Error("stop: files still closing", "err", ctx.Err())
-	}
+	r.wg.Wait()
 
 	r.mu.Lock()
 	r.state = StateStopped
@@ -223,11 +237,21 @@ func (t *track) opener(dir string) func(time.Time, int) (io.WriteCloser, error) 
 // run copies packets into the file until the track ends, then closes it.
 func (t *track) run() {
 	defer close(t.done)
+	errs := 0
 	for {
 		p, at, err := t.src.ReadRTP()
 		if err != nil {
-			break
+			if endOfTrack(err) {
+				break
+			}
+			if errs++; errs >= maxReadErrors {
+				t.fail(fmt.Errorf("read: %d errors in a row, last: %w", errs, err))
+				break
+			}
+			t.log.Debug("skipping unreadable packet", "err", err)
+			continue
 		}
+		errs = 0
 		if err := t.mux.WriteRTP(p, at); err != nil {
 			t.fail(err)
 			break
@@ -247,6 +271,14 @@ func (t *track) fail(err error) {
 	}
 	t.mu.Unlock()
 	t.log.Error("track failed", "err", err)
+}
+
+// endOfTrack says whether a read error means no more packets will come:
+// the track closed, or the read deadline set by end passed.
+func endOfTrack(err error) bool {
+	var ne net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) ||
+		errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // end makes the reader return once it has read what arrived before at.

@@ -39,6 +39,7 @@ var (
 type Bot interface {
 	Record(identity string) bool
 	Forget(identity string)
+	Present(identity string) bool
 	Leave()
 	SID() string
 }
@@ -65,11 +66,12 @@ type Supervisor struct {
 	opts Options
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	rooms   map[string]*room
-	active  map[Key]*Recording
-	history []*Recording
-	closed  bool
+	mu       sync.Mutex
+	rooms    map[string]*room
+	active   map[Key]*Recording
+	stopping map[*Recording]bool // left active, files still closing
+	history  []*Recording
+	closed   bool
 }
 
 // room is one bot and the recordings it serves.
@@ -95,8 +97,9 @@ func New(o Options) *Supervisor {
 	return &Supervisor{
 		opts:   o,
 		log:    o.Logger,
-		rooms:  map[string]*room{},
-		active: map[Key]*Recording{},
+		rooms:    map[string]*room{},
+		active:   map[Key]*Recording{},
+		stopping: map[*Recording]bool{},
 	}
 }
 
@@ -117,7 +120,7 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string) (i
 		}
 		return rec.Info(), false, nil
 	}
-	rec := newRecording(key, s.log)
+	rec := newRecording(key, s.opts.Instance, s.log)
 	s.active[key] = rec
 	rm, joining := s.rooms[roomName], false
 	if rm == nil {
@@ -134,16 +137,27 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string) (i
 		s.mu.Lock()
 		delete(s.active, key)
 		delete(rm.recs, participant)
-		empty := len(rm.recs) == 0 && rm.bot == nil
-		if empty && s.rooms[roomName] == rm {
-			delete(s.rooms, roomName)
+		var leave Bot
+		if len(rm.recs) == 0 && s.rooms[roomName] == rm {
+			// Nobody else waits on this room: drop it, and its bot if the
+			// join got that far.
+			select {
+			case <-rm.ready:
+				delete(s.rooms, roomName)
+				leave = rm.bot
+			default:
+				// The join is still running; its own request cleans up.
+			}
 		}
 		s.mu.Unlock()
-		_ = s.opts.Owners.Release(context.WithoutCancel(ctx), key, s.opts.Instance)
+		if leave != nil {
+			leave.Leave()
+		}
+		_ = s.opts.Owners.Release(context.WithoutCancel(ctx), key, rec.owner)
 		return RecordingInfo{}, false, err
 	}
 
-	ok, err := s.opts.Owners.Claim(ctx, key, s.opts.Instance)
+	ok, err := s.opts.Owners.Claim(ctx, key, rec.owner)
 	if err != nil {
 		return fail(fmt.Errorf("claim %s/%s: %w", roomName, participant, err))
 	}
@@ -152,7 +166,9 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string) (i
 	}
 
 	if joining {
-		b, err := s.opts.Join(ctx, roomName, &handler{s: s, room: rm})
+		// The bot serves every recording of the room, so its join does not
+		// end with this request; JoinFunc bounds it.
+		b, err := s.opts.Join(context.WithoutCancel(ctx), roomName, &handler{s: s, room: rm})
 		s.mu.Lock()
 		rm.bot, rm.err = b, err
 		if err != nil && s.rooms[roomName] == rm {
@@ -160,11 +176,12 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string) (i
 		}
 		s.mu.Unlock()
 		close(rm.ready)
-	}
-	select {
-	case <-rm.ready:
-	case <-ctx.Done():
-		return fail(fmt.Errorf("join room %q: %w", roomName, ctx.Err()))
+	} else {
+		select {
+		case <-rm.ready:
+		case <-ctx.Done():
+			return fail(fmt.Errorf("join room %q: %w", roomName, ctx.Err()))
+		}
 	}
 	if rm.err != nil {
 		return fail(rm.err)
@@ -186,7 +203,8 @@ func (s *Supervisor) Stop(ctx context.Context, roomName, participant string) (Re
 	if err := rec.waitJoined(ctx); err != nil {
 		return RecordingInfo{}, err
 	}
-	s.stop(ctx, rec, "stopped by request")
+	// A client hanging up does not leave a stop half done.
+	s.stop(context.WithoutCancel(ctx), rec, "stopped by request")
 	return rec.Info(), nil
 }
 
@@ -194,8 +212,11 @@ func (s *Supervisor) Stop(ctx context.Context, roomName, participant string) (Re
 // oldest first.
 func (s *Supervisor) List() []RecordingInfo {
 	s.mu.Lock()
-	recs := make([]*Recording, 0, len(s.active)+len(s.history))
+	recs := make([]*Recording, 0, len(s.active)+len(s.stopping)+len(s.history))
 	for _, r := range s.active {
+		recs = append(recs, r)
+	}
+	for r := range s.stopping {
 		recs = append(recs, r)
 	}
 	recs = append(recs, s.history...)
@@ -213,8 +234,13 @@ func (s *Supervisor) List() []RecordingInfo {
 func (s *Supervisor) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
-	recs := make([]*Recording, 0, len(s.active))
+	recs := make([]*Recording, 0, len(s.active)+len(s.stopping))
 	for _, r := range s.active {
+		recs = append(recs, r)
+	}
+	// Stops already under way (participant left, room closed) must finish
+	// too before the process may exit.
+	for r := range s.stopping {
 		recs = append(recs, r)
 	}
 	s.mu.Unlock()
@@ -248,25 +274,30 @@ func (s *Supervisor) stop(ctx context.Context, rec *Recording, reason string) {
 		return
 	}
 	delete(s.active, rec.key)
+	s.stopping[rec] = true
 	rm := rec.room
 	delete(rm.recs, rec.key.Participant)
 	leave := len(rm.recs) == 0
 	if leave && s.rooms[rm.name] == rm {
 		delete(s.rooms, rm.name)
 	}
+	b := rm.bot
 	s.mu.Unlock()
 
-	if rm.bot != nil {
-		rm.bot.Forget(rec.key.Participant)
+	// Drain and close the files first, then unsubscribe: unsubscribing makes
+	// the SFU end the track with silence frames that are not the recording's.
+	rec.stop(reason)
+	if b != nil {
+		b.Forget(rec.key.Participant)
+		if leave {
+			b.Leave()
+		}
 	}
-	rec.stop(ctx, reason)
-	if leave && rm.bot != nil {
-		rm.bot.Leave()
-	}
-	if err := s.opts.Owners.Release(context.WithoutCancel(ctx), rec.key, s.opts.Instance); err != nil {
+	if err := s.opts.Owners.Release(context.WithoutCancel(ctx), rec.key, rec.owner); err != nil {
 		s.log.Error("release ownership", "room", rec.key.Room, "participant", rec.key.Participant, "err", err)
 	}
 	s.mu.Lock()
+	delete(s.stopping, rec)
 	s.history = append(s.history, rec)
 	if over := len(s.history) - s.opts.History; over > 0 {
 		s.history = append(s.history[:0:0], s.history[over:]...)
@@ -286,12 +317,9 @@ type handler struct {
 	room *room
 }
 
-func (h *handler) TrackSubscribed(t *bot.Track) {
+func (h *handler) TrackSubscribed(t *bot.Track) bool {
 	rec := h.s.recording(h.room, t.Info.Participant)
-	if rec == nil {
-		return
-	}
-	rec.addTrack(t, h.s.opts.Dir)
+	return rec != nil && rec.addTrack(t, h.s.opts.Dir)
 }
 
 func (h *handler) TrackEnded(info bot.TrackInfo) {
@@ -316,8 +344,19 @@ func (h *handler) ParticipantLeft(identity string, intentional bool) {
 		return
 	}
 	rec.participantAway(h.s.opts.RejoinTimeout, func() {
+		// A reconnect whose event raced the departure's is still a return.
+		if b := h.bot(); b != nil && b.Present(identity) {
+			rec.participantBack()
+			return
+		}
 		h.s.stop(context.Background(), rec, "participant did not reconnect")
 	})
+}
+
+func (h *handler) bot() Bot {
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	return h.room.bot
 }
 
 func (h *handler) Disconnected(reason string) {

@@ -44,6 +44,18 @@ func (b *fakeBot) Leave() {
 
 func (b *fakeBot) SID() string { return "RM_fake" }
 
+func (b *fakeBot) Present(id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.present[id]
+}
+
+func (b *fakeBot) setPresent(id string, present bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.present[id] = present
+}
+
 func (b *fakeBot) hasLeft() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -51,7 +63,8 @@ func (b *fakeBot) hasLeft() bool {
 }
 
 // fakeReader is an RTP source fed by the test; it honours read deadlines
-// like pion's track does (buffered packets first).
+// like pion's track does: once the deadline has passed, even packets it
+// holds are refused.
 type fakeReader struct {
 	ch       chan *rtp.Packet
 	mu       sync.Mutex
@@ -67,15 +80,15 @@ func (r *fakeReader) ReadRTP() (*rtp.Packet, interceptor.Attributes, error) {
 	dl := r.deadline
 	r.mu.Unlock()
 	select {
-	case p := <-r.ch:
-		return p, nil, nil
+	case <-dl:
+		return nil, nil, os.ErrDeadlineExceeded
 	default:
 	}
 	select {
 	case p := <-r.ch:
 		return p, nil, nil
 	case <-dl:
-		return nil, nil, errors.New("deadline")
+		return nil, nil, os.ErrDeadlineExceeded
 	}
 }
 
@@ -134,7 +147,7 @@ func (f *fixture) handler(room string) bot.Handler {
 // feed subscribes a track for identity and sends n packets of 20 ms.
 func (f *fixture) feed(room, identity, sid string, n int) *fakeReader {
 	r := newFakeReader()
-	f.handler(room).TrackSubscribed(&bot.Track{
+	_ = f.handler(room).TrackSubscribed(&bot.Track{
 		Info:   bot.TrackInfo{Room: room, Participant: identity, TrackSID: sid, Source: "microphone", MimeType: "audio/opus"},
 		Remote: r,
 	})
@@ -263,10 +276,22 @@ func TestParticipantLeaving(t *testing.T) {
 	t.Run("dropped for good stops after the timeout", func(t *testing.T) {
 		f := newFixture(t, 100*time.Millisecond)
 		f.s.Start(ctx, "r", "alice")
+		f.bots["r"].setPresent("alice", false)
 		f.handler("r").ParticipantLeft("alice", false)
 		r := f.waitState("r", "alice", StateStopped)
 		if r.StopReason != "participant did not reconnect" {
 			t.Errorf("reason %q", r.StopReason)
+		}
+	})
+	t.Run("reconnect reported before the departure keeps recording", func(t *testing.T) {
+		f := newFixture(t, 50*time.Millisecond)
+		f.s.Start(ctx, "r", "alice")
+		// The new session is in the room when the old one's departure lands.
+		f.handler("r").ParticipantJoined("alice")
+		f.handler("r").ParticipantLeft("alice", false)
+		time.Sleep(200 * time.Millisecond)
+		if r := f.state("r", "alice"); r.State != StateWaiting {
+			t.Errorf("state %q (%s), want waiting", r.State, r.StopReason)
 		}
 	})
 	t.Run("room closing stops everyone", func(t *testing.T) {
@@ -332,5 +357,51 @@ func TestShutdownStopsEverythingAndRefusesWork(t *testing.T) {
 	}
 	if _, _, err := f.s.Start(ctx, "r3", "carol"); !errors.Is(err, ErrShuttingDown) {
 		t.Errorf("start after shutdown: %v", err)
+	}
+}
+
+func TestStopKeepsPacketsAlreadyReceived(t *testing.T) {
+	f := newFixture(t, 0)
+	ctx := context.Background()
+	f.s.Start(ctx, "r", "alice")
+	// Stop right after the packets arrive, before the reader caught up.
+	f.feed("r", "alice", "TR_d", 200)
+	info, err := f.s.Stop(ctx, "r", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.Tracks[0].Packets; got != 200 {
+		t.Errorf("%d of 200 received packets written", got)
+	}
+}
+
+func TestShutdownWaitsForStopsUnderWay(t *testing.T) {
+	f := newFixture(t, 0)
+	ctx := context.Background()
+	f.s.Start(ctx, "r", "alice")
+	f.feed("r", "alice", "TR_e", 100)
+	f.handler("r").ParticipantLeft("alice", true) // stops in the background
+	if err := f.s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := f.state("r", "alice")
+	if r.State != StateStopped || len(r.Tracks) != 1 || r.Tracks[0].State != "closed" {
+		t.Errorf("after shutdown: %+v", r)
+	}
+}
+
+func TestRestartKeepsItsClaim(t *testing.T) {
+	f := newFixture(t, 0)
+	owners := NewMemoryOwners()
+	f.s.opts.Owners = owners
+	ctx := context.Background()
+	first, _, _ := f.s.Start(ctx, "r", "alice")
+	f.s.Stop(ctx, "r", "alice")
+	f.s.Start(ctx, "r", "alice")
+	// The first recording's release, arriving late, must not free the
+	// second one's claim.
+	owners.Release(ctx, Key{"r", "alice"}, "test/"+first.ID)
+	if ok, _ := owners.Claim(ctx, Key{"r", "alice"}, "other-instance"); ok {
+		t.Error("a stale release freed the restarted recording's claim")
 	}
 }

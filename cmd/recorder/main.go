@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/trackrec/trackrec/api"
 	"github.com/trackrec/trackrec/bot"
@@ -57,12 +58,15 @@ func run() error {
 				URL:       cfg.LiveKitURL,
 				APIKey:    cfg.APIKey,
 				APISecret: cfg.APISecret,
-				Identity:  "recorder-" + instance,
+				// One identity per bot: LiveKit drops the older of two equal
+				// identities, and a bot still leaving may share a room with
+				// its successor.
+				Identity: "recorder-" + instance + "-" + randomHex(3),
 				Logger:    log,
 			}, room, h)
 		},
 	})
-	srv := &http.Server{Handler: api.New(sup, log)}
+	srv := &http.Server{Handler: api.New(sup, log), ReadHeaderTimeout: 10 * time.Second}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -94,10 +98,14 @@ func run() error {
 // instanceID names this process among the instances sharing LiveKit rooms.
 func instanceID() string {
 	host, _ := os.Hostname()
-	var b [4]byte
-	_, _ = rand.Read(b[:])
 	if host == "" {
 		host = "host"
 	}
-	return fmt.Sprintf("%s-%s", host, hex.EncodeToString(b[:]))
+	return host + "-" + randomHex(4)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
