@@ -32,8 +32,8 @@ type Recording struct {
 	id    string
 	key   Key
 	owner string // ownership token: instance and recording, so a stale release cannot free a newer claim
-	log  *slog.Logger
-	room *room
+	log   *slog.Logger
+	room  *room
 
 	joinDone chan struct{}
 	stopDone chan struct{}

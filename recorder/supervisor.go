@@ -95,8 +95,8 @@ func New(o Options) *Supervisor {
 		o.Logger = slog.Default()
 	}
 	return &Supervisor{
-		opts:   o,
-		log:    o.Logger,
+		opts:     o,
+		log:      o.Logger,
 		rooms:    map[string]*room{},
 		active:   map[Key]*Recording{},
 		stopping: map[*Recording]bool{},

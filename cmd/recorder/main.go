@@ -62,7 +62,7 @@ func run() error {
 				// identities, and a bot still leaving may share a room with
 				// its successor.
 				Identity: "recorder-" + instance + "-" + randomHex(3),
-				Logger:    log,
+				Logger:   log,
 			}, room, h)
 		},
 	})
