@@ -73,7 +73,7 @@ func TestRequests(t *testing.T) {
 		{"unknown recording", "POST", "/recordings/stop", `{"room":"r","participant":"p"}`, recorder.ErrNotFound, false, 404, 1, "not found"},
 		{"owned elsewhere", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, recorder.ErrOwned, false, 409, 1, "another instance"},
 		{"shutting down", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, recorder.ErrShuttingDown, false, 503, 1, "shutting down"},
-		{"livekit down", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, fmt.Errorf("join: %w: refused", bot.ErrUnreachable), false, 502, 1, "unreachable"},
+		{"livekit down", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, fmt.Errorf("join: %w: refused", bot.ErrUnreachable), false, 502, 1, "could not join LiveKit"},
 		{"livekit slow", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, fmt.Errorf("join: %w", context.DeadlineExceeded), false, 504, 1, "in time"},
 		{"panic", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, nil, true, 500, 0, ""},
 		{"unknown path", "GET", "/nope", ``, nil, false, 404, 0, ""},
