@@ -37,6 +37,11 @@ type Config struct {
 
 	// LocalDirectory is where track files are written while recording.
 	LocalDirectory string `yaml:"local_directory"`
+	// FileFormat is the track container: "ogg" (Ogg Opus) or "webm".
+	FileFormat string `yaml:"file_format"`
+	// JitterWindow is how long a missing packet is waited for before the
+	// packets after it are written (reordering).
+	JitterWindow time.Duration `yaml:"jitter_window"`
 
 	// JoinTimeout bounds how long a start request waits for the bot to join.
 	JoinTimeout time.Duration `yaml:"join_timeout"`
@@ -58,6 +63,8 @@ const (
 	envAppPort         = "APP_PORT"
 	envLogLevel        = "LOG_LEVEL"
 	envLocalDirectory  = "LOCAL_DIRECTORY"
+	envFileFormat      = "FILE_FORMAT"
+	envJitterWindow    = "JITTER_WINDOW"
 	envJoinTimeout     = "JOIN_TIMEOUT"
 	envRejoinTimeout   = "REJOIN_TIMEOUT"
 	envShutdownTimeout = "SHUTDOWN_TIMEOUT"
@@ -69,6 +76,8 @@ func Default() Config {
 		AppPort:         8000,
 		LogLevelName:    "info",
 		LocalDirectory:  "./recordings",
+		FileFormat:      "ogg",
+		JitterWindow:    60 * time.Millisecond,
 		JoinTimeout:     15 * time.Second,
 		RejoinTimeout:   10 * time.Second,
 		ShutdownTimeout: 30 * time.Second,
@@ -110,6 +119,7 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 	str(envAppHost, &c.AppHost)
 	str(envLogLevel, &c.LogLevelName)
 	str(envLocalDirectory, &c.LocalDirectory)
+	str(envFileFormat, &c.FileFormat)
 	if v := getenv(envAppPort); v != "" {
 		p, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil {
@@ -121,6 +131,7 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 		envJoinTimeout:     &c.JoinTimeout,
 		envRejoinTimeout:   &c.RejoinTimeout,
 		envShutdownTimeout: &c.ShutdownTimeout,
+		envJitterWindow:    &c.JitterWindow,
 	} {
 		if v := getenv(name); v != "" {
 			d, err := time.ParseDuration(strings.TrimSpace(v))
@@ -143,6 +154,8 @@ type fileConfig struct {
 	AppPort         *int    `yaml:"app_port"`
 	LogLevel        *string `yaml:"log_level"`
 	LocalDirectory  *string `yaml:"local_directory"`
+	FileFormat      *string `yaml:"file_format"`
+	JitterWindow    *string `yaml:"jitter_window"`
 	JoinTimeout     *string `yaml:"join_timeout"`
 	RejoinTimeout   *string `yaml:"rejoin_timeout"`
 	ShutdownTimeout *string `yaml:"shutdown_timeout"`
@@ -167,6 +180,7 @@ func (c *Config) overlayYAML(data []byte) error {
 	set(f.AppHost, &c.AppHost)
 	set(f.LogLevel, &c.LogLevelName)
 	set(f.LocalDirectory, &c.LocalDirectory)
+	set(f.FileFormat, &c.FileFormat)
 	if f.AppPort != nil {
 		c.AppPort = *f.AppPort
 	}
@@ -177,6 +191,7 @@ func (c *Config) overlayYAML(data []byte) error {
 		"join_timeout":     {f.JoinTimeout, &c.JoinTimeout},
 		"rejoin_timeout":   {f.RejoinTimeout, &c.RejoinTimeout},
 		"shutdown_timeout": {f.ShutdownTimeout, &c.ShutdownTimeout},
+		"jitter_window":    {f.JitterWindow, &c.JitterWindow},
 	} {
 		if p.src == nil {
 			continue
@@ -231,6 +246,14 @@ func (c *Config) Validate() error {
 		if d <= 0 {
 			return fmt.Errorf("%s: %s must be positive", name, d)
 		}
+	}
+	switch c.FileFormat {
+	case "ogg", "webm":
+	default:
+		return fmt.Errorf("%s: %q is not ogg or webm", envFileFormat, c.FileFormat)
+	}
+	if c.JitterWindow < 0 || c.JitterWindow > time.Second {
+		return fmt.Errorf("%s: %s must be between 0 and 1s", envJitterWindow, c.JitterWindow)
 	}
 	if c.RejoinTimeout < 0 {
 		return fmt.Errorf("%s: %s must not be negative", envRejoinTimeout, c.RejoinTimeout)

@@ -53,6 +53,8 @@ func TestLoadErrorsNameTheSetting(t *testing.T) {
 		{"log level", map[string]string{"LOG_LEVEL": "verbose"}, "", "LOG_LEVEL"},
 		{"duration", map[string]string{"JOIN_TIMEOUT": "5"}, "", "JOIN_TIMEOUT"},
 		{"negative", map[string]string{"SHUTDOWN_TIMEOUT": "-1s"}, "", "SHUTDOWN_TIMEOUT"},
+		{"file format", map[string]string{"FILE_FORMAT": "mp3"}, "", "FILE_FORMAT"},
+		{"jitter window", map[string]string{"JITTER_WINDOW": "5s"}, "", "JITTER_WINDOW"},
 		{"config file", map[string]string{"CONFIG_FILE": "/nonexistent/recorder.yaml"}, "", "CONFIG_FILE"},
 	}
 	for _, tc := range cases {
@@ -138,7 +140,7 @@ func TestExampleFileIsComplete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"livekit_url", "livekit_api_key", "livekit_api_secret", "app_host", "app_port", "log_level", "local_directory", "join_timeout", "rejoin_timeout", "shutdown_timeout"} {
+	for _, key := range []string{"livekit_url", "livekit_api_key", "livekit_api_secret", "app_host", "app_port", "log_level", "local_directory", "file_format", "jitter_window", "join_timeout", "rejoin_timeout", "shutdown_timeout"} {
 		if !strings.Contains(string(data), "\n"+key+":") {
 			t.Errorf("example does not document %s", key)
 		}
