@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"net"
 	"net/http"
 	"os"
@@ -158,10 +160,30 @@ func checkTrackFile(t *testing.T, path string, p *testbed.Publisher, trackSID st
 	if tail > 300*time.Millisecond {
 		t.Errorf("%v of silence after the publisher's last packet", tail)
 	}
-	want := matched[len(matched)-1].RTPTime.Sub(matched[0].RTPTime) + frame + tail
+	// The file begins on the second its name carries, so the publisher's
+	// first packet sits after a lead of silence shorter than a second.
+	lead := firstPosition(t, path, matched[0].Payload)
+	if lead < 0 || lead >= time.Second {
+		t.Errorf("first publisher packet at %v into the file, want within its first second", lead)
+	}
+	want := lead + matched[len(matched)-1].RTPTime.Sub(matched[0].RTPTime) + frame + tail
 	within(t, "decoded duration", decodedDuration(t, path), want, 60*time.Millisecond)
 	within(t, "container duration", probeDuration(t, path), want, 60*time.Millisecond)
 	return matched
+}
+
+// firstPosition is where ffprobe places the packet with this payload first.
+func firstPosition(t *testing.T, path string, payload []byte) time.Duration {
+	t.Helper()
+	sum := md5.Sum(payload)
+	hash := "MD5:" + hex.EncodeToString(sum[:])
+	for _, p := range probePackets(t, path) {
+		if p.hash == hash {
+			return p.pts
+		}
+	}
+	t.Fatalf("%s: first publisher packet not found by ffprobe", path)
+	return 0
 }
 
 // trailingFiller is the length of the silence packets ending the file.
