@@ -3,8 +3,11 @@
 #   make test   run every test against the real components (installs what is missing)
 
 GO ?= go
+# How long each fuzz target runs within `make test`; longer by hand:
+#   make fuzz FUZZTIME=5m
+FUZZTIME ?= 10s
 
-.PHONY: demo test build bench
+.PHONY: demo test build bench fuzz
 
 build:
 	$(GO) build -o bin/recorder ./cmd/recorder
@@ -16,6 +19,13 @@ demo: build
 test:
 	$(GO) vet ./...
 	$(GO) test -race -timeout 18m ./...
+	$(MAKE) fuzz
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzTimeline$$' -fuzztime $(FUZZTIME) ./muxer/
+	$(GO) test -run '^$$' -fuzz '^FuzzOggWriter$$' -fuzztime $(FUZZTIME) ./muxer/ogg/
+	$(GO) test -run '^$$' -fuzz '^FuzzWriter$$' -fuzztime $(FUZZTIME) ./muxer/webm/
+	$(GO) test -run '^$$' -fuzz '^FuzzSegment$$' -fuzztime $(FUZZTIME) ./uploader/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./muxer/...

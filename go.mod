@@ -3,6 +3,7 @@ module github.com/trackrec/trackrec
 go 1.26.8
 
 require (
+	github.com/at-wat/ebml-go v0.19.0
 	github.com/go-logr/logr v1.4.3
 	github.com/labstack/echo/v4 v4.16.0
 	github.com/livekit/protocol v1.49.0

@@ -202,3 +202,32 @@ func appendSilence(dst []byte, samples int, stereo bool) ([]byte, int) {
 	}
 	return dst, frames * frameSamples(toc)
 }
+
+// appendPLC appends to dst the first packet of a run of frames that request
+// packet loss concealment (RFC 7845 section 4.1): the configuration and
+// stereo flag of toc, with zero-length frames, as many as fit in 120 ms and
+// at most frames. One frame is the TOC byte alone (code 0); several are code
+// 3 with a frame count and no frame data (CBR, every frame 0 bytes). It
+// returns the frames the packet holds.
+func appendPLC(dst []byte, toc byte, frames int) ([]byte, int) {
+	toc &^= 3
+	n := min(frames, maxPacketSamples/frameSamples(toc))
+	if n == 1 {
+		return append(dst, toc), 1
+	}
+	return append(dst, toc|3, byte(n)), n
+}
+
+// PLC returns the packets that request loss concealment of frames frames
+// of toc's configuration and channels, as a Track fills short holes: the TOC
+// byte alone for one frame (code 0), else code 3 with a frame count and
+// zero-length frames, up to 120 ms per packet (RFC 7845 section 4.1).
+func PLC(toc byte, frames int) [][]byte {
+	var out [][]byte
+	for frames > 0 {
+		p, n := appendPLC(nil, toc, frames)
+		out = append(out, p)
+		frames -= n
+	}
+	return out
+}

@@ -201,3 +201,86 @@ func TestSilenceDecodes(t *testing.T) {
 		}
 	}
 }
+
+func TestPLC(t *testing.T) {
+	for config := range 32 {
+		for _, stereo := range []byte{0, 4} {
+			tb := byte(config<<3) | stereo | 2 // the code bits given do not matter
+			frame, err := muxer.PacketSamples([]byte{tb &^ 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for frames := 1; frames <= 2*5760/frame+1; frames++ {
+				var total int
+				for i, p := range muxer.PLC(tb, frames) {
+					n, err := muxer.PacketSamples(p)
+					switch {
+					case err != nil:
+						t.Fatalf("config %d, %d frames, packet %d: %v", config, frames, i, err)
+					case p[0]&^3 != tb&^3:
+						t.Fatalf("config %d: TOC %#x", config, p[0])
+					case n == frame && !bytes.Equal(p, []byte{tb &^ 3}):
+						t.Fatalf("config %d: one frame as % x, want the TOC byte alone", config, p)
+					case n > frame && (len(p) != 2 || p[0]&3 != 3 || int(p[1]) != n/frame):
+						t.Fatalf("config %d: %d frames as % x, want code 3 with a count and no data", config, n/frame, p)
+					}
+					total += n
+				}
+				if total != frames*frame {
+					t.Fatalf("config %d, %d frames: %d samples", config, frames, total)
+				}
+			}
+		}
+	}
+}
+
+// Concealment requests of every configuration decode to their length with
+// both of ffmpeg's decoders, and the validators accept them.
+func TestPLCDecodes(t *testing.T) {
+	for _, ch := range []uint8{1, 2} {
+		path := filepath.Join(t.TempDir(), "plc.ogg")
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := ogg.NewWriter(f, ogg.Header{Channels: ch, PreSkip: 3840}, ogg.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var g int64
+		write := func(p []byte) {
+			n, _ := muxer.PacketSamples(p)
+			g += int64(n)
+			if err := w.WritePacket(p, g); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, p := range muxer.Silence(3840, ch == 2) {
+			write(p)
+		}
+		for config := range 32 {
+			tb := byte(config << 3)
+			if ch == 2 {
+				tb |= 4
+			}
+			for _, frames := range []int{1, 2, 5, 7} {
+				for _, p := range muxer.PLC(tb, frames) {
+					write(p)
+				}
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		oggtest.Validate(t, path, false)
+		for _, dec := range []string{"opus", "libopus"} {
+			out := quiet(t, "ffmpeg", "-v", "warning", "-nostdin", "-c:a", dec, "-i", path, "-f", "s16le", "-")
+			if want := int(g-3840) * int(ch) * 2; len(out) != want {
+				t.Errorf("%d channels, %s: decoded %d bytes, want %d", ch, dec, len(out), want)
+			}
+		}
+	}
+}

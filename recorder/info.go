@@ -21,19 +21,27 @@ type TrackInfo struct {
 	State    string `json:"state"` // recording, closed, failed
 	Error    string `json:"error,omitempty"`
 	// File is the path relative to the local directory, the same as the
-	// object key below its prefix. Empty until the first packet arrives.
+	// object key below its prefix. Empty until the file opens.
 	File string `json:"file,omitempty"`
 	Path string `json:"path,omitempty"`
-	// StartedAt is the file's start on the wall clock (arrival of its first
-	// packet); the file name carries its UTC second.
-	StartedAt      *time.Time `json:"started_at,omitempty"`
-	Bytes          int64      `json:"bytes"`
-	Packets        int64      `json:"packets"`
-	DurationMS     int64      `json:"duration_ms"`
-	SilencePackets int64      `json:"silence_packets"`
-	Duplicates     int64      `json:"duplicates"`
-	Late           int64      `json:"late"`
-	Malformed      int64      `json:"malformed"`
+	// Anchor is the wall-clock instant of the track's first RTP timestamp,
+	// estimated from packet arrivals, to the microsecond.
+	Anchor *time.Time `json:"anchor,omitempty"`
+	// StartedAt is the file's start: the whole UTC second its name carries.
+	// The first sample of audio plays at Anchor - StartedAt into the file.
+	StartedAt *time.Time `json:"started_at,omitempty"`
+	PreSkip   int        `json:"pre_skip"`
+	// DurationMS is the media length on the decoded timeline.
+	DurationMS     int64 `json:"duration_ms"`
+	Bytes          int64 `json:"bytes"`
+	Packets        int64 `json:"packets"`
+	PLCPackets     int64 `json:"concealment_packets"`
+	SilencePackets int64 `json:"silence_packets"`
+	Reordered      int64 `json:"reordered"`
+	Duplicates     int64 `json:"duplicates"`
+	Late           int64 `json:"late"`
+	Malformed      int64 `json:"malformed"`
+	Resyncs        int64 `json:"resyncs"`
 }
 
 // Info returns a snapshot of the recording.
@@ -67,13 +75,21 @@ func (t *track) Info() TrackInfo {
 		TrackSID:       t.info.TrackSID,
 		Source:         t.info.Source,
 		State:          "recording",
+		PreSkip:        st.PreSkip,
+		DurationMS:     samplesDuration(st.Samples).Milliseconds(),
 		Bytes:          st.Bytes,
 		Packets:        st.Packets,
-		DurationMS:     samplesDuration(st.Samples).Milliseconds(),
+		PLCPackets:     st.PLCPackets,
 		SilencePackets: st.SilencePackets,
+		Reordered:      st.Reordered,
 		Duplicates:     st.Duplicates,
 		Late:           st.Late,
 		Malformed:      st.Malformed,
+		Resyncs:        st.Resyncs,
+	}
+	if !st.Anchor.IsZero() {
+		at := st.Anchor.UTC().Truncate(time.Microsecond)
+		ti.Anchor = &at
 	}
 	if !st.Start.IsZero() {
 		at := st.Start.UTC()

@@ -93,7 +93,7 @@ func (r *Recording) waitStopped(ctx context.Context) {
 
 // addTrack starts writing a newly subscribed track. It reports false when
 // the track will not be read.
-func (r *Recording) addTrack(src *bot.Track, dir string) bool {
+func (r *Recording) addTrack(src *bot.Track, o *Options) bool {
 	log := r.log.With("track", src.Info.TrackSID, "source", src.Info.Source)
 	if !strings.EqualFold(src.Info.MimeType, "audio/opus") {
 		log.Warn("not recording track: codec is not Opus", "mime", src.Info.MimeType)
@@ -111,7 +111,12 @@ func (r *Recording) addTrack(src *bot.Track, dir string) bool {
 		r.awayTimer = nil
 	}
 	t := &track{info: src.Info, src: src, log: log, done: make(chan struct{})}
-	t.mux = muxer.NewTrack(muxer.Options{Open: t.opener(dir), Logger: log})
+	t.mux = muxer.NewTrack(muxer.Options{
+		Open:         t.opener(o.Dir, o.Format),
+		Format:       o.Format,
+		JitterWindow: o.JitterWindow,
+		Logger:       log,
+	})
 	r.tracks = append(r.tracks, t)
 	r.state = StateRecording
 	r.wg.Add(1)
@@ -206,12 +211,12 @@ type track struct {
 	err  error
 }
 
-// opener creates the track's file when the first packet fixes its start.
+// opener creates the track's file once the timeline has fixed its start.
 // O_EXCL: an existing file is never overwritten; a clash (the same track
 // resubscribed within one second) takes a numbered name instead.
-func (t *track) opener(dir string) func(time.Time, int) (io.WriteCloser, error) {
+func (t *track) opener(dir, ext string) func(time.Time, int) (io.WriteCloser, error) {
 	return func(start time.Time, _ int) (io.WriteCloser, error) {
-		key := uploader.TrackKey(t.info.Room, t.info.Participant, t.info.TrackSID, start, "ogg")
+		key := uploader.TrackKey(t.info.Room, t.info.Participant, t.info.TrackSID, start, ext)
 		path := filepath.Join(dir, filepath.FromSlash(key))
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return nil, fmt.Errorf("track directory: %w", err)
@@ -228,7 +233,7 @@ func (t *track) opener(dir string) func(time.Time, int) (io.WriteCloser, error) 
 			if !errors.Is(err, os.ErrExist) || n > 100 {
 				return nil, fmt.Errorf("create track file: %w", err)
 			}
-			key = uploader.TrackKey(t.info.Room, t.info.Participant, fmt.Sprintf("%s_%d", t.info.TrackSID, n), start, "ogg")
+			key = uploader.TrackKey(t.info.Room, t.info.Participant, fmt.Sprintf("%s_%d", t.info.TrackSID, n), start, ext)
 			path = filepath.Join(dir, filepath.FromSlash(key))
 		}
 	}
@@ -293,6 +298,9 @@ func (t *track) end(at time.Time) {
 type syncCloser struct{ f *os.File }
 
 func (s syncCloser) Write(p []byte) (int, error) { return s.f.Write(p) }
+
+// Seek lets the WebM writer go back at close to fill in Duration and Cues.
+func (s syncCloser) Seek(off int64, whence int) (int64, error) { return s.f.Seek(off, whence) }
 func (s syncCloser) Close() error {
 	serr := s.f.Sync()
 	cerr := s.f.Close()

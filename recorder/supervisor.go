@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/trackrec/trackrec/bot"
+	"github.com/trackrec/trackrec/muxer"
 )
 
 // Recording states, in lifecycle order.
@@ -49,10 +50,14 @@ type JoinFunc func(ctx context.Context, room string, h bot.Handler) (Bot, error)
 
 // Options configure a Supervisor.
 type Options struct {
-	Dir      string // local directory for track files
-	Instance string // this instance's owner id
-	Join     JoinFunc
-	Owners   Owners // nil = in-memory
+	Dir    string // local directory for track files
+	Format string // muxer.FormatOgg (default) or muxer.FormatWebM
+	// JitterWindow is how long a missing packet is waited for; zero means
+	// the muxer's default.
+	JitterWindow time.Duration
+	Instance     string // this instance's owner id
+	Join         JoinFunc
+	Owners       Owners // nil = in-memory
 	// RejoinTimeout is how long a recording waits for a participant whose
 	// connection dropped. Zero stops at once.
 	RejoinTimeout time.Duration
@@ -93,6 +98,9 @@ func New(o Options) *Supervisor {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Format == "" {
+		o.Format = muxer.FormatOgg
 	}
 	return &Supervisor{
 		opts:     o,
@@ -319,7 +327,7 @@ type handler struct {
 
 func (h *handler) TrackSubscribed(t *bot.Track) bool {
 	rec := h.s.recording(h.room, t.Info.Participant)
-	return rec != nil && rec.addTrack(t, h.s.opts.Dir)
+	return rec != nil && rec.addTrack(t, &h.s.opts)
 }
 
 func (h *handler) TrackEnded(info bot.TrackInfo) {

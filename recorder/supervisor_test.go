@@ -228,13 +228,6 @@ func TestTrackIsWrittenAndClosedOnStop(t *testing.T) {
 	}
 	f.feed("r", "alice", "TR_a", 50)
 	f.waitState("r", "alice", StateRecording)
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if r := f.state("r", "alice"); len(r.Tracks) == 1 && r.Tracks[0].Packets == 50 {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 	info, err := f.s.Stop(ctx, "r", "alice")
 	if err != nil {
 		t.Fatal(err)
@@ -243,8 +236,16 @@ func TestTrackIsWrittenAndClosedOnStop(t *testing.T) {
 		t.Fatalf("tracks %+v", info.Tracks)
 	}
 	tr := info.Tracks[0]
-	if tr.State != "closed" || tr.Packets != 50 || tr.DurationMS != 1000 {
-		t.Errorf("track after stop: %+v", tr)
+	if tr.State != "closed" || tr.Packets != 50 || tr.Anchor == nil || tr.StartedAt == nil {
+		t.Fatalf("track after stop: %+v", tr)
+	}
+	// The file begins on the second before the anchor: lead, then 1 s of audio.
+	lead := tr.Anchor.Sub(*tr.StartedAt)
+	if lead < 0 || lead >= time.Second || tr.StartedAt.Nanosecond() != 0 {
+		t.Errorf("anchor %v, file start %v", tr.Anchor, tr.StartedAt)
+	}
+	if d := time.Duration(tr.DurationMS)*time.Millisecond - lead - time.Second; d < -2*time.Millisecond || d > 2*time.Millisecond {
+		t.Errorf("duration %d ms, want 1000 ms after a lead of %v", tr.DurationMS, lead)
 	}
 	st, err := os.Stat(tr.Path)
 	if err != nil || st.Size() != tr.Bytes || st.Size() == 0 {

@@ -48,6 +48,8 @@ func run() error {
 	instance := instanceID()
 	sup := recorder.New(recorder.Options{
 		Dir:           cfg.LocalDirectory,
+		Format:        cfg.FileFormat,
+		JitterWindow:  jitterWindow(cfg.JitterWindow),
 		Instance:      instance,
 		RejoinTimeout: cfg.RejoinTimeout,
 		Logger:        log,
@@ -108,4 +110,13 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// jitterWindow maps the setting to the muxer's convention, where zero means
+// its default and a negative window none.
+func jitterWindow(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

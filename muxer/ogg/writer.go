@@ -3,28 +3,31 @@
 // positions are the caller's, so gaps in the timeline stay where the caller
 // put them (unlike pion's oggwriter, which derives them itself).
 //
-// Paging: a page holds as many packets as fit, and the pending page is ended
-// before a packet that would make it
-//   - span more than Options.MaxPageDuration samples (default 1 s),
+// Paging: a page holds as many packets as fit. The pending page is written
+// as soon as it is full: when it spans Options.MaxPageDuration samples
+// (default 1 s), or has 255 lacing values or 4096 body bytes (libogg's soft
+// limit); and it is ended before a packet that would make it
+//   - span more than Options.MaxPageDuration samples,
 //   - need more than 255 lacing values, or
-//   - hold more than 4096 body bytes (libogg's soft limit),
+//   - hold more than 4096 body bytes,
 //
 // so pages are usually about 1 s of audio at speech bitrates, and the
 // overhead is 27 bytes a page plus one lacing value a packet (one more per
 // 255 payload bytes): about 0.6 kbit/s at 50 packets a second. A page goes to
 // the io.Writer in a single Write call, so a crash loses at most the pending
-// page and this package never leaves a page half-written. A packet only
+// page (less than MaxPageDuration of audio: a full page never waits for the
+// next packet) and this package never leaves a page half-written. A packet only
 // spans pages when it needs more than 255 lacing values on its own (65,025
 // bytes or more, larger than any valid Opus packet); such pages carry the
 // continued-packet flag, and granule -1 when no packet ends on them.
 //
 // End of stream: oggz-validate rejects the end-of-stream flag on a page on
-// which no packet ends, so the pending page is held back until the next
-// packet proves it is not the last one, and Close sets the flag on it: the
-// last page carries the last packets and the final granule. Only when nothing
-// is pending (no audio packet at all, or Flush right before Close) does Close
-// add a filler: CELT silence whose granule does not advance, so RFC 7845 end
-// trimming (section 4.5) removes it and the stream decodes to exactly the
+// which no packet ends, so Close sets the flag on the pending page, which
+// then carries the last packets and the final granule. When nothing is
+// pending (no audio packet at all, the last page was full, or Flush right
+// before Close), Close adds a filler: CELT silence whose granule does not
+// advance, so RFC 7845 end trimming (section 4.5) removes it and the stream
+// decodes to exactly the
 // samples written. The same filler lifts a stream shorter than its pre-skip
 // to a final granule of pre-skip, as opusinfo reports a negative duration
 // otherwise, and a stream with no audio and pre-skip 0 ends with 2.5 ms of
@@ -186,7 +189,8 @@ func opusTags(vendor string, comments []string) []byte {
 // WritePacket appends one Opus packet, unchanged. granule is the 48 kHz
 // position at the end of this packet (RFC 7845 granule semantics) and must
 // not decrease. The packet goes to the pending page, which is first written
-// out if the packet would not fit (see the package doc).
+// out if the packet would not fit, and written right after if the packet
+// fills it (see the package doc).
 func (w *Writer) WritePacket(payload []byte, granule int64) error {
 	if err := w.usable(); err != nil {
 		return err
@@ -205,7 +209,13 @@ func (w *Writer) WritePacket(payload []byte, granule int64) error {
 			return err
 		}
 	}
-	return w.add(payload, granule)
+	if err := w.add(payload, granule); err != nil {
+		return err
+	}
+	if w.granule-w.pageStart >= w.maxSpan || w.nsegs >= maxSegments || w.bodyLen() >= maxBody {
+		return w.writePage(0)
+	}
+	return nil
 }
 
 // Flush writes the pending page now, if it holds anything.

@@ -291,9 +291,13 @@ func TestOneWritePerPage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range 30 {
+	for i := range 28 {
 		if err := w.WritePacket(pattern(100+i, byte(i)), int64(i+1)*960); err != nil {
 			t.Fatal(err)
+		}
+		// A full page goes out at once, without waiting for the next packet.
+		if want := 2 + (i+1)/5; len(rec.calls) != want {
+			t.Fatalf("after packet %d: %d writes, want %d", i, len(rec.calls), want)
 		}
 	}
 	if err := w.Close(); err != nil {
@@ -306,6 +310,9 @@ func TestOneWritePerPage(t *testing.T) {
 	}
 	if len(rec.calls) != 2+6 {
 		t.Errorf("%d writes, want 8 pages", len(rec.calls))
+	}
+	if last := oggtest.ReadPages(t, rec.calls[len(rec.calls)-1])[0]; last.Granule != 28*960 || last.Flags&oggtest.FlagEOS == 0 {
+		t.Errorf("last page: granule %d flags %#x, want the last 3 packets with EOS", last.Granule, last.Flags)
 	}
 }
 
@@ -412,6 +419,8 @@ func TestEndOfStream(t *testing.T) {
 	}{
 		{"pending page", 10, false, 1, 312, 9600, false, 9600 - 312},
 		{"flush before close", 10, true, 1, 312, 9600, true, 9600 - 312},
+		{"last page full", 50, false, 1, 312, 48000, true, 48000 - 312},
+		{"last page full stereo", 100, false, 2, 3840, 96000, true, 96000 - 3840},
 		{"flush before close stereo", 10, true, 2, 312, 9600, true, 9600 - 312},
 		{"flush before close no pre-skip", 10, true, 1, 0, 9600, true, 9600},
 		{"no audio", 0, false, 1, 0, 120, true, 120},

@@ -159,6 +159,8 @@ func debianPackage(tool string) string {
 		return "opus-tools"
 	case "ffprobe":
 		return "ffmpeg"
+	case "mkvinfo":
+		return "mkvtoolnix"
 	}
 	return tool
 }

@@ -1,0 +1,60 @@
+package muxer
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/trackrec/trackrec/muxer/ogg"
+)
+
+// Container formats. The format name is also the file extension.
+const (
+	FormatOgg  = "ogg"
+	FormatWebM = "webm"
+)
+
+// Container receives packets in order on the raw 48 kHz timeline (pre-skip
+// included): start is where the packet begins, samples its duration, and a
+// packet never starts before the previous one ends. payload is only valid
+// during the call (the Track reuses its buffers): an implementation that
+// keeps it must copy it. Bytes is the number of bytes written so far.
+type Container interface {
+	WritePacket(payload []byte, start int64, samples int) error
+	Close() error
+	Bytes() int64
+}
+
+// CheckFormat reports whether format names a container this package writes
+// ("" means FormatOgg).
+func CheckFormat(format string) error {
+	switch format {
+	case "", FormatOgg, FormatWebM:
+		return nil
+	}
+	return fmt.Errorf("muxer: unknown format %q (want %q or %q)", format, FormatOgg, FormatWebM)
+}
+
+// newContainer starts a container of the given format on w.
+func newContainer(format string, w io.Writer, channels int, preSkip int) (Container, error) {
+	switch format {
+	case "", FormatOgg:
+		ow, err := ogg.NewWriter(w, ogg.Header{Channels: uint8(channels), PreSkip: uint16(preSkip), InputSampleRate: clockRate},
+			ogg.Options{Vendor: vendor})
+		if err != nil {
+			return nil, err
+		}
+		return oggContainer{ow}, nil
+	case FormatWebM:
+		return newWebM(w, channels, preSkip)
+	}
+	return nil, CheckFormat(format)
+}
+
+// oggContainer adapts ogg.Writer: the granule of a packet is where it ends.
+type oggContainer struct{ w *ogg.Writer }
+
+func (c oggContainer) WritePacket(payload []byte, start int64, samples int) error {
+	return c.w.WritePacket(payload, start+int64(samples))
+}
+func (c oggContainer) Close() error { return c.w.Close() }
+func (c oggContainer) Bytes() int64 { return c.w.Bytes() }
