@@ -1,8 +1,8 @@
 // Command demo shows the recorder end to end on one machine: it starts a
 // development LiveKit server on loopback, the recorder on its embedded
 // defaults, and a participant speaking a test tone; records it for about ten
-// seconds through the HTTP API; and prints where the file is and how long it
-// plays.
+// seconds through the HTTP API; and prints where the file is, how long it
+// plays and where its audio sits on the wall clock.
 package main
 
 import (
@@ -20,7 +20,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -45,8 +44,8 @@ func main() {
 func run(ctx context.Context, recorderBin, tone, dir string, length time.Duration) error {
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	bot.UseSDKLogger(slog.Default())
-	say("checking ffprobe and the pinned livekit-server (first run installs them)")
-	if err := testbed.EnsureTools(ctx, "ffprobe"); err != nil {
+	say("checking ffmpeg and the pinned livekit-server (first run installs them)")
+	if err := testbed.EnsureTools(ctx, "ffmpeg"); err != nil {
 		return err
 	}
 	lk, err := testbed.StartLiveKit(ctx, testbed.LiveKitOptions{})
@@ -107,10 +106,12 @@ func run(ctx context.Context, recorderBin, tone, dir string, length time.Duratio
 	}
 	var info struct {
 		Tracks []struct {
-			Path       string `json:"path"`
-			Bytes      int64  `json:"bytes"`
-			Packets    int64  `json:"packets"`
-			DurationMS int64  `json:"duration_ms"`
+			Path       string    `json:"path"`
+			Bytes      int64     `json:"bytes"`
+			Packets    int64     `json:"packets"`
+			DurationMS int64     `json:"duration_ms"`
+			Anchor     time.Time `json:"anchor"`
+			StartedAt  time.Time `json:"started_at"`
 		} `json:"tracks"`
 	}
 	if err := json.Unmarshal(body, &info); err != nil {
@@ -120,11 +121,15 @@ func run(ctx context.Context, recorderBin, tone, dir string, length time.Duratio
 		return errors.New("the recording has no track file")
 	}
 	for _, t := range info.Tracks {
-		out, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", t.Path).Output()
-		if err != nil {
-			return fmt.Errorf("ffprobe %s: %w", t.Path, err)
+		// Decode the whole file: a clean decode is the first thing to trust.
+		out, err := exec.CommandContext(ctx, "ffmpeg", "-v", "error", "-i", t.Path, "-f", "null", "-").CombinedOutput()
+		if err != nil || len(bytes.TrimSpace(out)) > 0 {
+			return fmt.Errorf("ffmpeg could not decode %s cleanly: %v %s", t.Path, err, out)
 		}
-		fmt.Printf("recorded %s\n  duration %ss (ffprobe), %d Opus packets, %d bytes\n", t.Path, strings.TrimSpace(string(out)), t.Packets, t.Bytes)
+		fmt.Printf("recorded %s\n", t.Path)
+		fmt.Printf("  plays %.3f s; starts on %s, first audio %.3f s in (anchor %s)\n",
+			float64(t.DurationMS)/1000, t.StartedAt.Format("15:04:05"), t.Anchor.Sub(t.StartedAt).Seconds(), t.Anchor.Format("15:04:05.000000"))
+		fmt.Printf("  %d Opus packets from the publisher, %d bytes, decodes cleanly with ffmpeg\n", t.Packets, t.Bytes)
 	}
 	return nil
 }
