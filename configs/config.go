@@ -43,6 +43,24 @@ type Config struct {
 	// packets after it are written (reordering).
 	JitterWindow time.Duration `yaml:"jitter_window"`
 
+	// S3: bucket and region both set turn it on; otherwise files stay in
+	// LocalDirectory. Credentials come from the AWS SDK's standard chain.
+	S3Bucket         string `yaml:"s3_bucket"`
+	S3Region         string `yaml:"s3_region"`
+	S3Directory      string `yaml:"s3_directory"` // key prefix
+	S3Endpoint       string `yaml:"s3_endpoint"`
+	S3ForcePathStyle bool   `yaml:"s3_force_path_style"`
+	// DrainTimeout bounds how long shutdown waits for uploads.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+
+	// Mixdown is "builtin" (ffmpeg mix of a room's tracks) or "none".
+	Mixdown          string        `yaml:"mixdown"`
+	MixdownDirectory string        `yaml:"mixdown_directory"` // key prefix of mixes
+	MixdownFormat    string        `yaml:"mixdown_format"`    // mp3 or opus
+	MixdownSettle    time.Duration `yaml:"mixdown_settle"`
+	// PipelineWebhookURL, if set, receives each complete room's track list.
+	PipelineWebhookURL string `yaml:"pipeline_webhook_url"`
+
 	// JoinTimeout bounds how long a start request waits for the bot to join.
 	JoinTimeout time.Duration `yaml:"join_timeout"`
 	// RejoinTimeout is how long a recording outlives its participant's
@@ -65,6 +83,17 @@ const (
 	envLocalDirectory  = "LOCAL_DIRECTORY"
 	envFileFormat      = "FILE_FORMAT"
 	envJitterWindow    = "JITTER_WINDOW"
+	envS3Bucket        = "S3_BUCKET"
+	envS3Region        = "S3_REGION"
+	envS3Directory     = "S3_DIRECTORY"
+	envS3Endpoint      = "S3_ENDPOINT"
+	envS3PathStyle     = "S3_FORCE_PATH_STYLE"
+	envDrainTimeout    = "DRAIN_TIMEOUT"
+	envMixdown         = "MIXDOWN"
+	envMixdownDir      = "MIXDOWN_DIRECTORY"
+	envMixdownFormat   = "MIXDOWN_FORMAT"
+	envMixdownSettle   = "MIXDOWN_SETTLE"
+	envPipelineWebhook = "PIPELINE_WEBHOOK_URL"
 	envJoinTimeout     = "JOIN_TIMEOUT"
 	envRejoinTimeout   = "REJOIN_TIMEOUT"
 	envShutdownTimeout = "SHUTDOWN_TIMEOUT"
@@ -73,14 +102,20 @@ const (
 // Default returns the configuration used where nothing is set.
 func Default() Config {
 	return Config{
-		AppPort:         8000,
-		LogLevelName:    "info",
-		LocalDirectory:  "./recordings",
-		FileFormat:      "ogg",
-		JitterWindow:    60 * time.Millisecond,
-		JoinTimeout:     15 * time.Second,
-		RejoinTimeout:   10 * time.Second,
-		ShutdownTimeout: 30 * time.Second,
+		AppPort:          8000,
+		LogLevelName:     "info",
+		LocalDirectory:   "./recordings",
+		FileFormat:       "ogg",
+		JitterWindow:     60 * time.Millisecond,
+		S3Directory:      "livekit",
+		DrainTimeout:     60 * time.Second,
+		Mixdown:          "builtin",
+		MixdownFormat:    "mp3",
+		MixdownSettle:    5 * time.Second,
+		MixdownDirectory: "mixdown",
+		JoinTimeout:      15 * time.Second,
+		RejoinTimeout:    10 * time.Second,
+		ShutdownTimeout:  30 * time.Second,
 	}
 }
 
@@ -120,6 +155,21 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 	str(envLogLevel, &c.LogLevelName)
 	str(envLocalDirectory, &c.LocalDirectory)
 	str(envFileFormat, &c.FileFormat)
+	str(envS3Bucket, &c.S3Bucket)
+	str(envS3Region, &c.S3Region)
+	str(envS3Directory, &c.S3Directory)
+	str(envS3Endpoint, &c.S3Endpoint)
+	str(envMixdown, &c.Mixdown)
+	str(envMixdownDir, &c.MixdownDirectory)
+	str(envMixdownFormat, &c.MixdownFormat)
+	str(envPipelineWebhook, &c.PipelineWebhookURL)
+	if v := getenv(envS3PathStyle); v != "" {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("%s: %q is not true or false", envS3PathStyle, v)
+		}
+		c.S3ForcePathStyle = b
+	}
 	if v := getenv(envAppPort); v != "" {
 		p, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil {
@@ -132,6 +182,8 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 		envRejoinTimeout:   &c.RejoinTimeout,
 		envShutdownTimeout: &c.ShutdownTimeout,
 		envJitterWindow:    &c.JitterWindow,
+		envDrainTimeout:    &c.DrainTimeout,
+		envMixdownSettle:   &c.MixdownSettle,
 	} {
 		if v := getenv(name); v != "" {
 			d, err := time.ParseDuration(strings.TrimSpace(v))
@@ -156,6 +208,17 @@ type fileConfig struct {
 	LocalDirectory  *string `yaml:"local_directory"`
 	FileFormat      *string `yaml:"file_format"`
 	JitterWindow    *string `yaml:"jitter_window"`
+	S3Bucket        *string `yaml:"s3_bucket"`
+	S3Region        *string `yaml:"s3_region"`
+	S3Directory     *string `yaml:"s3_directory"`
+	S3Endpoint      *string `yaml:"s3_endpoint"`
+	S3PathStyle     *bool   `yaml:"s3_force_path_style"`
+	DrainTimeout    *string `yaml:"drain_timeout"`
+	Mixdown         *string `yaml:"mixdown"`
+	MixdownDir      *string `yaml:"mixdown_directory"`
+	MixdownFormat   *string `yaml:"mixdown_format"`
+	MixdownSettle   *string `yaml:"mixdown_settle"`
+	PipelineWebhook *string `yaml:"pipeline_webhook_url"`
 	JoinTimeout     *string `yaml:"join_timeout"`
 	RejoinTimeout   *string `yaml:"rejoin_timeout"`
 	ShutdownTimeout *string `yaml:"shutdown_timeout"`
@@ -181,6 +244,17 @@ func (c *Config) overlayYAML(data []byte) error {
 	set(f.LogLevel, &c.LogLevelName)
 	set(f.LocalDirectory, &c.LocalDirectory)
 	set(f.FileFormat, &c.FileFormat)
+	set(f.S3Bucket, &c.S3Bucket)
+	set(f.S3Region, &c.S3Region)
+	set(f.S3Directory, &c.S3Directory)
+	set(f.S3Endpoint, &c.S3Endpoint)
+	set(f.Mixdown, &c.Mixdown)
+	set(f.MixdownDir, &c.MixdownDirectory)
+	set(f.MixdownFormat, &c.MixdownFormat)
+	set(f.PipelineWebhook, &c.PipelineWebhookURL)
+	if f.S3PathStyle != nil {
+		c.S3ForcePathStyle = *f.S3PathStyle
+	}
 	if f.AppPort != nil {
 		c.AppPort = *f.AppPort
 	}
@@ -192,6 +266,8 @@ func (c *Config) overlayYAML(data []byte) error {
 		"rejoin_timeout":   {f.RejoinTimeout, &c.RejoinTimeout},
 		"shutdown_timeout": {f.ShutdownTimeout, &c.ShutdownTimeout},
 		"jitter_window":    {f.JitterWindow, &c.JitterWindow},
+		"drain_timeout":    {f.DrainTimeout, &c.DrainTimeout},
+		"mixdown_settle":   {f.MixdownSettle, &c.MixdownSettle},
 	} {
 		if p.src == nil {
 			continue
@@ -255,8 +331,64 @@ func (c *Config) Validate() error {
 	if c.JitterWindow < 0 || c.JitterWindow > time.Second {
 		return fmt.Errorf("%s: %s must be between 0 and 1s", envJitterWindow, c.JitterWindow)
 	}
+	if (c.S3Bucket == "") != (c.S3Region == "") {
+		if c.S3Bucket == "" {
+			return fmt.Errorf("%s is set but %s is not: both turn S3 on", envS3Region, envS3Bucket)
+		}
+		return fmt.Errorf("%s is set but %s is not: both turn S3 on", envS3Bucket, envS3Region)
+	}
+	if c.S3Endpoint != "" {
+		if u, err := url.Parse(c.S3Endpoint); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return fmt.Errorf("%s: %q is not an http(s) URL", envS3Endpoint, c.S3Endpoint)
+		}
+	}
+	if err := checkPrefix(envS3Directory, c.S3Directory); err != nil {
+		return err
+	}
+	switch c.Mixdown {
+	case "builtin", "none":
+	default:
+		return fmt.Errorf("%s: %q is not builtin or none", envMixdown, c.Mixdown)
+	}
+	switch c.MixdownFormat {
+	case "mp3", "opus":
+	default:
+		return fmt.Errorf("%s: %q is not mp3 or opus", envMixdownFormat, c.MixdownFormat)
+	}
+	if err := checkPrefix(envMixdownDir, c.MixdownDirectory); err != nil {
+		return err
+	}
+	if c.S3Enabled() && strings.Trim(c.MixdownDirectory, "/") == strings.Trim(c.S3Directory, "/") {
+		return fmt.Errorf("%s must differ from %s so mixes never look like participant tracks", envMixdownDir, envS3Directory)
+	}
+	if c.PipelineWebhookURL != "" {
+		if u, err := url.Parse(c.PipelineWebhookURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return fmt.Errorf("%s: %q is not an http(s) URL", envPipelineWebhook, c.PipelineWebhookURL)
+		}
+	}
+	if c.DrainTimeout <= 0 || c.MixdownSettle < 0 {
+		return fmt.Errorf("%s and %s must be positive", envDrainTimeout, envMixdownSettle)
+	}
 	if c.RejoinTimeout < 0 {
 		return fmt.Errorf("%s: %s must not be negative", envRejoinTimeout, c.RejoinTimeout)
+	}
+	return nil
+}
+
+// S3Enabled says whether files go to S3 (bucket and region set).
+func (c Config) S3Enabled() bool { return c.S3Bucket != "" && c.S3Region != "" }
+
+// checkPrefix accepts a key prefix of plain segments: no "..", no empty or
+// dot segments, no control characters.
+func checkPrefix(name, p string) error {
+	p = strings.Trim(p, "/")
+	if p == "" {
+		return nil
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "" || seg == "." || seg == ".." || strings.ContainsAny(seg, "\\\x00") || strings.IndexFunc(seg, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+			return fmt.Errorf("%s: %q is not a clean key prefix", name, p)
+		}
 	}
 	return nil
 }

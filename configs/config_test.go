@@ -55,6 +55,15 @@ func TestLoadErrorsNameTheSetting(t *testing.T) {
 		{"negative", map[string]string{"SHUTDOWN_TIMEOUT": "-1s"}, "", "SHUTDOWN_TIMEOUT"},
 		{"file format", map[string]string{"FILE_FORMAT": "mp3"}, "", "FILE_FORMAT"},
 		{"jitter window", map[string]string{"JITTER_WINDOW": "5s"}, "", "JITTER_WINDOW"},
+		{"bucket without region", map[string]string{"S3_BUCKET": "b"}, "", "S3_REGION"},
+		{"region without bucket", map[string]string{"S3_REGION": "r"}, "", "S3_BUCKET"},
+		{"endpoint", map[string]string{"S3_BUCKET": "b", "S3_REGION": "r", "S3_ENDPOINT": "localhost:9000"}, "", "S3_ENDPOINT"},
+		{"path style", map[string]string{"S3_FORCE_PATH_STYLE": "maybe"}, "", "S3_FORCE_PATH_STYLE"},
+		{"prefix", map[string]string{"S3_DIRECTORY": "a/../b"}, "", "S3_DIRECTORY"},
+		{"mixdown", map[string]string{"MIXDOWN": "auto"}, "", "MIXDOWN"},
+		{"mixdown format", map[string]string{"MIXDOWN_FORMAT": "wav"}, "", "MIXDOWN_FORMAT"},
+		{"same prefixes", map[string]string{"S3_BUCKET": "b", "S3_REGION": "r", "MIXDOWN_DIRECTORY": "livekit"}, "", "MIXDOWN_DIRECTORY"},
+		{"webhook", map[string]string{"PIPELINE_WEBHOOK_URL": "ftp://x"}, "", "PIPELINE_WEBHOOK_URL"},
 		{"config file", map[string]string{"CONFIG_FILE": "/nonexistent/recorder.yaml"}, "", "CONFIG_FILE"},
 	}
 	for _, tc := range cases {
@@ -140,7 +149,7 @@ func TestExampleFileIsComplete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"livekit_url", "livekit_api_key", "livekit_api_secret", "app_host", "app_port", "log_level", "local_directory", "file_format", "jitter_window", "join_timeout", "rejoin_timeout", "shutdown_timeout"} {
+	for _, key := range []string{"livekit_url", "livekit_api_key", "livekit_api_secret", "app_host", "app_port", "log_level", "local_directory", "file_format", "jitter_window", "s3_bucket", "s3_region", "s3_directory", "s3_endpoint", "s3_force_path_style", "drain_timeout", "mixdown", "mixdown_directory", "mixdown_format", "mixdown_settle", "pipeline_webhook_url", "join_timeout", "rejoin_timeout", "shutdown_timeout"} {
 		if !strings.Contains(string(data), "\n"+key+":") {
 			t.Errorf("example does not document %s", key)
 		}
