@@ -21,13 +21,15 @@ import (
 
 // MaxNameBytes bounds room names and identities, as LiveKit's own limits do
 // in practice; longer values are refused rather than truncated.
-const MaxNameBytes = 256
+const MaxNameBytes = 1024
 
 // Recorder is what the API needs of the supervisor.
 type Recorder interface {
 	Start(ctx context.Context, room, participant string) (recorder.RecordingInfo, bool, error)
 	Stop(ctx context.Context, room, participant string) (recorder.RecordingInfo, error)
 	List() []recorder.RecordingInfo
+	Recovered() []recorder.RecoveredFile
+	Completions() []recorder.Completion
 }
 
 // New returns the HTTP handler.
@@ -74,7 +76,13 @@ func (h *handlers) list(c echo.Context) error {
 	if list == nil {
 		list = []recorder.RecordingInfo{}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"recordings": list})
+	// recovered: files an earlier process left in the spool, with their
+	// uploads; rooms: each complete room's mixdown/pipeline run.
+	return c.JSON(http.StatusOK, map[string]any{
+		"recordings": list,
+		"recovered":  orEmpty(h.rec.Recovered()),
+		"rooms":      orEmpty(h.rec.Completions()),
+	})
 }
 
 func (h *handlers) start(c echo.Context) error {
@@ -186,4 +194,11 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			log.Warn("write error response", "err", err)
 		}
 	}
+}
+
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }

@@ -41,7 +41,9 @@ func (f *fakeRecorder) Stop(_ context.Context, room, p string) (recorder.Recordi
 	return recorder.RecordingInfo{Room: room, Participant: p, State: recorder.StateStopped}, nil
 }
 
-func (f *fakeRecorder) List() []recorder.RecordingInfo { return nil }
+func (f *fakeRecorder) List() []recorder.RecordingInfo      { return nil }
+func (f *fakeRecorder) Recovered() []recorder.RecoveredFile { return nil }
+func (f *fakeRecorder) Completions() []recorder.Completion  { return nil }
 
 func TestRequests(t *testing.T) {
 	long := strings.Repeat("a", MaxNameBytes+1)
@@ -116,7 +118,7 @@ func TestListShape(t *testing.T) {
 	e := New(&fakeRecorder{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	rec := httptest.NewRecorder()
 	e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/recordings", nil))
-	if got := strings.TrimSpace(rec.Body.String()); got != `{"recordings":[]}` {
+	if got := strings.TrimSpace(rec.Body.String()); got != `{"recordings":[],"recovered":[],"rooms":[]}` {
 		t.Errorf("empty list = %s", got)
 	}
 }

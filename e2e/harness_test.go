@@ -133,6 +133,7 @@ func startService(t *testing.T, extra map[string]string) *service {
 	for k, v := range extra {
 		env[k] = v
 	}
+	s.dir = env["LOCAL_DIRECTORY"]
 	s.cmd = exec.Command(recorderBin)
 	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	for k, v := range env {

@@ -352,8 +352,19 @@ func TestOnlyRequestedParticipantIsRecordedAndBotIsShared(t *testing.T) {
 			t.Errorf("dave was recorded without being asked: %s", en.Name())
 		}
 	}
-	if len(entries) != 2 {
-		t.Errorf("%d files in the room folder, want 2", len(entries))
+	var media, manifests int
+	for _, en := range entries {
+		switch filepath.Ext(en.Name()) {
+		case ".ogg":
+			media++
+		case ".json":
+			manifests++
+		default:
+			t.Errorf("unexpected file %s in the room folder", en.Name())
+		}
+	}
+	if media != 2 || manifests != 2 {
+		t.Errorf("%d track files and %d manifests in the room folder, want 2 and 2", media, manifests)
 	}
 	// With nobody left to record, the bot leaves.
 	deadline := time.Now().Add(10 * time.Second)

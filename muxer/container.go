@@ -34,12 +34,18 @@ func CheckFormat(format string) error {
 	return fmt.Errorf("muxer: unknown format %q (want %q or %q)", format, FormatOgg, FormatWebM)
 }
 
+// flushSamples bounds what a container holds before writing it out (an Ogg
+// page, a WebM cluster): what a crash can lose. Half a second keeps the
+// overhead small (about 1.2 kbit/s for Ogg) and a killed recording within a
+// second of its end.
+const flushSamples = clockRate / 2
+
 // newContainer starts a container of the given format on w.
 func newContainer(format string, w io.Writer, channels int, preSkip int) (Container, error) {
 	switch format {
 	case "", FormatOgg:
 		ow, err := ogg.NewWriter(w, ogg.Header{Channels: uint8(channels), PreSkip: uint16(preSkip), InputSampleRate: clockRate},
-			ogg.Options{Vendor: vendor})
+			ogg.Options{Vendor: vendor, MaxPageDuration: flushSamples})
 		if err != nil {
 			return nil, err
 		}

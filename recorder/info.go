@@ -1,6 +1,10 @@
 package recorder
 
-import "time"
+import (
+	"time"
+
+	"github.com/trackrec/trackrec/uploader"
+)
 
 // RecordingInfo is a snapshot of a recording, as the API shows it.
 type RecordingInfo struct {
@@ -42,6 +46,12 @@ type TrackInfo struct {
 	Late           int64 `json:"late"`
 	Malformed      int64 `json:"malformed"`
 	Resyncs        int64 `json:"resyncs"`
+
+	// Key is the object key; Upload the state of the file and its manifest
+	// in storage: pending, uploading, uploaded or failed (retrying).
+	Key         string `json:"key,omitempty"`
+	Upload      string `json:"upload,omitempty"`
+	UploadError string `json:"upload_error,omitempty"`
 }
 
 // Info returns a snapshot of the recording.
@@ -101,10 +111,31 @@ func (t *track) Info() TrackInfo {
 	default:
 	}
 	t.mu.Lock()
-	ti.File, ti.Path = t.key, t.path
+	ti.File, ti.Path, ti.Key = t.key, t.path, t.manifest.File.Key
 	if t.err != nil {
 		ti.State, ti.Error = "failed", t.err.Error()
 	}
+	ups := t.uploads
 	t.mu.Unlock()
+	ti.Upload, ti.UploadError = uploadState(ups)
 	return ti
+}
+
+// uploadState sums up a file's uploads: the least advanced state wins.
+func uploadState(ups []*uploader.Upload) (string, string) {
+	if len(ups) == 0 {
+		return "", ""
+	}
+	rank := map[string]int{uploader.StateFailed: 0, uploader.StateUploading: 1, uploader.StatePending: 2, uploader.StateUploaded: 3}
+	state, msg := uploader.StateUploaded, ""
+	for _, u := range ups {
+		info := u.Info()
+		if rank[info.State] < rank[state] {
+			state = info.State
+		}
+		if info.Error != "" && msg == "" {
+			msg = info.Error
+		}
+	}
+	return state, msg
 }

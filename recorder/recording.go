@@ -110,7 +110,7 @@ func (r *Recording) addTrack(src *bot.Track, o *Options) bool {
 		r.awayTimer.Stop()
 		r.awayTimer = nil
 	}
-	t := &track{info: src.Info, src: src, log: log, done: make(chan struct{})}
+	t := &track{info: src.Info, src: src, log: log, done: make(chan struct{}), opts: o, format: o.Format}
 	t.mux = muxer.NewTrack(muxer.Options{
 		Open:         t.opener(o.Dir, o.Format),
 		Format:       o.Format,
@@ -201,14 +201,18 @@ type track struct {
 		ReadRTP() (*rtp.Packet, time.Time, error)
 		SetReadDeadline(time.Time) error
 	}
-	mux  *muxer.Track
-	log  *slog.Logger
-	done chan struct{}
+	mux    *muxer.Track
+	log    *slog.Logger
+	done   chan struct{}
+	opts   *Options
+	format string
 
-	mu   sync.Mutex
-	key  string // relative file name, set when the file opens
-	path string
-	err  error
+	mu       sync.Mutex
+	key      string // relative file name, set when the file opens
+	path     string
+	manifest Manifest
+	uploads  []*uploader.Upload // the file, then its manifest
+	err      error
 }
 
 // opener creates the track's file once the timeline has fixed its start.
@@ -224,8 +228,13 @@ func (t *track) opener(dir, ext string) func(time.Time, int) (io.WriteCloser, er
 		for n := 2; ; n++ {
 			f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 			if err == nil {
+				m := newManifest(t.info, t.opts.objectKey(key), t.format, t.opts.Instance, start)
+				if err := writeJSON(pendingPath(path), m); err != nil {
+					// Only crash recovery needs it; the recording goes on.
+					t.log.Warn("pending manifest", "err", err)
+				}
 				t.mu.Lock()
-				t.key, t.path = key, path
+				t.key, t.path, t.manifest = key, path, m
 				t.mu.Unlock()
 				t.log.Info("track file opened", "file", path, "start", start)
 				return syncCloser{f}, nil
@@ -267,6 +276,64 @@ func (t *track) run() {
 	}
 	st := t.mux.Stats()
 	t.log.Info("track closed", "file", t.path, "packets", st.Packets, "duration", samplesDuration(st.Samples))
+	if err := t.finish(st); err != nil {
+		t.fail(err)
+	}
+}
+
+// finish writes the track's manifest beside its file and hands both to the
+// upload queue, the file first. A file that never opened has neither.
+func (t *track) finish(st muxer.Stats) error {
+	t.mu.Lock()
+	path, m := t.path, t.manifest
+	t.mu.Unlock()
+	if path == "" {
+		return nil
+	}
+	m, ups, err := publish(t.opts, path, m, func(m *Manifest, size int64, sum []byte) { m.complete(st, size, sum) })
+	t.mu.Lock()
+	t.manifest, t.uploads = m, ups
+	t.mu.Unlock()
+	return err
+}
+
+// publish completes a closed file's manifest, writes it beside the file, and
+// submits both for upload (the file first). It serves closed tracks and
+// files recovered at start-up alike.
+func publish(o *Options, path string, m Manifest, fill func(*Manifest, int64, []byte)) (Manifest, []*uploader.Upload, error) {
+	sum, err := uploader.FileSHA256(path)
+	if err != nil {
+		return m, nil, err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return m, nil, fmt.Errorf("track file: %w", err)
+	}
+	fill(&m, fi.Size(), sum)
+	mpath := manifestPath(path)
+	if err := writeJSON(mpath, m); err != nil {
+		return m, nil, err
+	}
+	_ = os.Remove(pendingPath(path))
+	if o.Uploads == nil {
+		return m, nil, nil
+	}
+	media, err := o.Uploads.Submit(uploader.Item{Key: m.File.Key, Path: path, ContentType: contentType(m.File.Container), SHA256: sum})
+	if err != nil {
+		return m, nil, fmt.Errorf("queue upload: %w", err)
+	}
+	man, err := o.Uploads.Submit(uploader.Item{Key: manifestPath(m.File.Key), Path: mpath, ContentType: "application/json", After: media})
+	if err != nil {
+		return m, []*uploader.Upload{media}, fmt.Errorf("queue manifest upload: %w", err)
+	}
+	return m, []*uploader.Upload{media, man}, nil
+}
+
+func contentType(container string) string {
+	if container == muxer.FormatWebM {
+		return "audio/webm"
+	}
+	return "audio/ogg"
 }
 
 func (t *track) fail(err error) {

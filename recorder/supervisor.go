@@ -12,11 +12,13 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/trackrec/trackrec/bot"
 	"github.com/trackrec/trackrec/muxer"
+	"github.com/trackrec/trackrec/uploader"
 )
 
 // Recording states, in lifecycle order.
@@ -64,6 +66,34 @@ type Options struct {
 	// History is how many stopped recordings List keeps showing.
 	History int
 	Logger  *slog.Logger
+
+	// Uploads takes finished files and their manifests; nil keeps them in
+	// Dir only.
+	Uploads Uploader
+	// KeyPrefix is put before a file's path under Dir to make its object
+	// key ("livekit" gives livekit/{room}/{file}); empty for none.
+	KeyPrefix string
+	// SpoolIsStore says the store keeps files where Dir has them (local
+	// storage): a file with a manifest is already stored.
+	SpoolIsStore bool
+	// OnRoomComplete, if set, runs once a room's recordings are all stopped
+	// and stored (the mixdown pipeline); SettleDelay is how long the room
+	// must stay without recordings first.
+	OnRoomComplete RoomComplete
+	SettleDelay    time.Duration
+}
+
+// Uploader queues files for storage (uploader.Queue).
+type Uploader interface {
+	Submit(uploader.Item) (*uploader.Upload, error)
+}
+
+// objectKey is the storage key of a file at rel (slash-separated) under Dir.
+func (o *Options) objectKey(rel string) string {
+	if o.KeyPrefix == "" {
+		return rel
+	}
+	return strings.TrimSuffix(o.KeyPrefix, "/") + "/" + rel
 }
 
 // Supervisor owns every recording of this instance.
@@ -77,6 +107,15 @@ type Supervisor struct {
 	stopping map[*Recording]bool // left active, files still closing
 	history  []*Recording
 	closed   bool
+
+	recovered []RecoveredFile
+
+	finished       map[string][]CompletedTrack // by room, since its last completion
+	settle         map[string]*time.Timer
+	completions    sync.WaitGroup
+	completionsLog []*Completion
+	life           context.Context // ends at Shutdown's deadline
+	endLife        context.CancelFunc
 }
 
 // room is one bot and the recordings it serves.
@@ -102,12 +141,17 @@ func New(o Options) *Supervisor {
 	if o.Format == "" {
 		o.Format = muxer.FormatOgg
 	}
+	life, endLife := context.WithCancel(context.Background())
 	return &Supervisor{
 		opts:     o,
 		log:      o.Logger,
 		rooms:    map[string]*room{},
 		active:   map[Key]*Recording{},
 		stopping: map[*Recording]bool{},
+		finished: map[string][]CompletedTrack{},
+		settle:   map[string]*time.Timer{},
+		life:     life,
+		endLife:  endLife,
 	}
 }
 
@@ -134,6 +178,7 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string) (i
 	if rm == nil {
 		rm = &room{name: roomName, ready: make(chan struct{}), recs: map[string]*Recording{}}
 		s.rooms[roomName] = rm
+		s.roomResumed(roomName)
 		joining = true
 	}
 	rm.recs[participant] = rec
@@ -264,12 +309,27 @@ func (s *Supervisor) Shutdown(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
+	var err error
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("shutdown: %w", ctx.Err())
+		err = fmt.Errorf("shutdown: %w", ctx.Err())
 	}
+	// Rooms that were settling do not complete in this process.
+	s.mu.Lock()
+	for room, t := range s.settle {
+		t.Stop()
+		delete(s.settle, room)
+	}
+	s.mu.Unlock()
+	return err
+}
+
+// Close ends room completions still running (they wait for uploads) and
+// waits for them to return. Call it after Shutdown and the upload drain.
+func (s *Supervisor) Close() {
+	s.endLife()
+	s.completions.Wait()
 }
 
 // stop ends rec: forget the participant, drain and close its tracks, release
@@ -304,6 +364,7 @@ func (s *Supervisor) stop(ctx context.Context, rec *Recording, reason string) {
 	if err := s.opts.Owners.Release(context.WithoutCancel(ctx), rec.key, rec.owner); err != nil {
 		s.log.Error("release ownership", "room", rec.key.Room, "participant", rec.key.Participant, "err", err)
 	}
+	s.collect(rec)
 	s.mu.Lock()
 	delete(s.stopping, rec)
 	s.history = append(s.history, rec)

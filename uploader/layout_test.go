@@ -19,6 +19,7 @@ func TestTrackKeyParsesWithConsumerRule(t *testing.T) {
 		{"..", "../../etc/passwd", "%2E.", "%2E.%2F..%2Fetc%2Fpasswd"},
 		{"réunion", "José Ñ", "réunion", "José%20Ñ"},
 		{"a\x00b", "c\nd\x7f", "a%00b", "c%0Ad%7F"},
+		{"r", "Дмитрий 🎧", "r", "Дмитрий%20%F0%9F%8E%A7"},
 	}
 	for _, tc := range cases {
 		key := "livekit/" + TrackKey(tc.room, tc.identity, "TR_AMkzQ8pZ7", start, "ogg")
@@ -40,7 +41,7 @@ func TestTrackKeyParsesWithConsumerRule(t *testing.T) {
 }
 
 func TestSegmentNeverEscapes(t *testing.T) {
-	hostile := []string{"", ".", "..", "/", "../x", "a/../../b", "\x00", "\r\n", ".hidden", "%2F", strings.Repeat("é/", 300), "\xff\xfe", "C:\\x"}
+	hostile := []string{"", ".", "..", "/", "../x", "a/../../b", "\x00", "\r\n", ".hidden", "%2F", strings.Repeat("é/", 300), strings.Repeat("x", 300), strings.Repeat("🎧", 300), "\xff\xfe", "C:\\x"}
 	root := "/spool"
 	seen := map[string]string{}
 	for _, name := range hostile {

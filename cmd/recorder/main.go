@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,7 +21,11 @@ import (
 	"github.com/trackrec/trackrec/api"
 	"github.com/trackrec/trackrec/bot"
 	"github.com/trackrec/trackrec/configs"
+	"github.com/trackrec/trackrec/mixdown"
 	"github.com/trackrec/trackrec/recorder"
+	"github.com/trackrec/trackrec/uploader"
+	"github.com/trackrec/trackrec/uploader/local"
+	"github.com/trackrec/trackrec/uploader/s3"
 )
 
 func main() {
@@ -46,13 +51,47 @@ func run() error {
 	}
 
 	instance := instanceID()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	store, keyPrefix, err := openStorage(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	// With S3 the spool is emptied as files are confirmed; the local store
+	// is the spool itself.
+	queue := uploader.NewQueue(store, uploader.QueueOptions{DeleteAfter: cfg.S3Enabled(), Logger: log})
+	format, _ := mixdown.ParseFormat(cfg.MixdownFormat) // validated with the config
+	pipeline := &mixdown.Pipeline{
+		Store:   store,
+		Uploads: queue,
+		Mix:     cfg.Mixdown == "builtin",
+		Format:  format,
+		Prefix:  cfg.MixdownDirectory,
+		Logger:  log,
+	}
+	if cfg.PipelineWebhookURL != "" {
+		pipeline.Notifier = &mixdown.Notifier{URL: cfg.PipelineWebhookURL, APIKey: cfg.APIKey, APISecret: cfg.APISecret, Logger: log}
+	}
+	var onComplete recorder.RoomComplete
+	if pipeline.Mix || pipeline.Notifier != nil {
+		onComplete = func(ctx context.Context, room string, tracks []recorder.CompletedTrack) ([]string, error) {
+			return pipeline.Run(ctx, room, roomSID(tracks), roomTracks(tracks))
+		}
+	}
+
 	sup := recorder.New(recorder.Options{
-		Dir:           cfg.LocalDirectory,
-		Format:        cfg.FileFormat,
-		JitterWindow:  jitterWindow(cfg.JitterWindow),
-		Instance:      instance,
-		RejoinTimeout: cfg.RejoinTimeout,
-		Logger:        log,
+		Dir:            cfg.LocalDirectory,
+		Format:         cfg.FileFormat,
+		JitterWindow:   jitterWindow(cfg.JitterWindow),
+		RejoinTimeout:  cfg.RejoinTimeout,
+		Logger:         log,
+		Uploads:        queue,
+		KeyPrefix:      keyPrefix,
+		SpoolIsStore:   !cfg.S3Enabled(),
+		OnRoomComplete: onComplete,
+		SettleDelay:    cfg.MixdownSettle,
+		Instance:       instance,
 		Join: func(ctx context.Context, room string, h bot.Handler) (recorder.Bot, error) {
 			ctx, cancel := context.WithTimeout(ctx, cfg.JoinTimeout)
 			defer cancel()
@@ -68,13 +107,20 @@ func run() error {
 			}, room, h)
 		},
 	})
-	srv := &http.Server{Handler: api.New(sup, log), ReadHeaderTimeout: 10 * time.Second}
+	// Files an earlier process left behind go first: repaired, described,
+	// queued.
+	recovered, err := sup.Recover(ctx)
+	if err != nil {
+		return fmt.Errorf("LOCAL_DIRECTORY: recover spool: %w", err)
+	}
+	if len(recovered) > 0 {
+		log.Info("spool recovered", "files", len(recovered))
+	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	srv := &http.Server{Handler: api.New(sup, log), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("recorder listening", "addr", ln.Addr().String(), "livekit", cfg.LiveKitURL, "dir", cfg.LocalDirectory, "instance", instance)
+	log.Info("recorder listening", "addr", ln.Addr().String(), "livekit", cfg.LiveKitURL, "dir", cfg.LocalDirectory, "store", store.String(), "instance", instance)
 
 	select {
 	case err := <-served:
@@ -85,16 +131,73 @@ func run() error {
 	log.Info("shutting down: stopping recordings")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	// Refuse new work first, then close every file, then finish requests.
+	// Refuse new work first, then close every file, then finish requests,
+	// then give uploads their drain time: what is left stays in the spool.
 	errs := []error{sup.Shutdown(sctx)}
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		errs = append(errs, err)
 	}
+	dctx, dcancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	defer dcancel()
+	if err := queue.Drain(dctx); err != nil {
+		log.Warn("uploads unfinished; they stay in the spool for the next start", "err", err)
+	}
+	sup.Close()
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
 	log.Info("shut down cleanly")
 	return nil
+}
+
+// openStorage picks S3 when a bucket and region are set, else the local
+// directory. It returns the key prefix of track files.
+func openStorage(ctx context.Context, cfg configs.Config) (uploader.Storage, string, error) {
+	if cfg.S3Enabled() {
+		c, err := s3.New(ctx, s3.Config{
+			Bucket:         cfg.S3Bucket,
+			Region:         cfg.S3Region,
+			Endpoint:       cfg.S3Endpoint,
+			ForcePathStyle: cfg.S3ForcePathStyle,
+			// Few attempts per request: the upload queue retries for as
+			// long as it takes, and reports each failure in between.
+			MaxAttempts: 3,
+		})
+		if err != nil {
+			return nil, "", fmt.Errorf("S3_BUCKET: %w", err)
+		}
+		return c, cfg.S3Directory, nil
+	}
+	d, err := local.New(cfg.LocalDirectory)
+	if err != nil {
+		return nil, "", fmt.Errorf("LOCAL_DIRECTORY: %w", err)
+	}
+	return d, "", nil
+}
+
+// roomTracks hands a complete room's files to the mixdown pipeline.
+func roomTracks(tracks []recorder.CompletedTrack) []mixdown.RoomTrack {
+	out := make([]mixdown.RoomTrack, 0, len(tracks))
+	for _, t := range tracks {
+		doc, _ := json.Marshal(t.Manifest)
+		out = append(out, mixdown.RoomTrack{
+			Key:      t.Manifest.File.Key,
+			Start:    t.Manifest.Timeline.Start,
+			Identity: t.Manifest.Participant.Identity,
+			TrackSID: t.Manifest.Track.SID,
+			Manifest: doc,
+		})
+	}
+	return out
+}
+
+func roomSID(tracks []recorder.CompletedTrack) string {
+	for _, t := range tracks {
+		if t.Manifest.RoomSID != "" {
+			return t.Manifest.RoomSID
+		}
+	}
+	return ""
 }
 
 // instanceID names this process among the instances sharing LiveKit rooms.

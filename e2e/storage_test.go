@@ -1,0 +1,344 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/livekit/protocol/auth"
+	"github.com/livekit/protocol/webhook"
+	"github.com/trackrec/trackrec/recorder"
+	"github.com/trackrec/trackrec/testbed"
+)
+
+// consumerKey is the rule the downstream pipeline parses keys with.
+var consumerKey = regexp.MustCompile(`^livekit/(?P<room_name>[^/]+)/(?P<identity>.+?)-(?P<timestamp>\d{4}-\d{2}-\d{2}T\d{6})-(?P<track_id>TR_\w+)\.(?P<ext>\w+)$`)
+
+func startS3(t *testing.T) *testbed.S3 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	s, err := testbed.StartS3(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// withS3 is the recorder environment for storing in s, plus extra.
+func withS3(s *testbed.S3, extra map[string]string) map[string]string {
+	env := map[string]string{"MIXDOWN_SETTLE": "1s"}
+	for _, kv := range s.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	return env
+}
+
+// bucketKeys lists the objects under prefix, read from the store's own
+// folder (versitygw's posix backend keeps an object at Dir/Bucket/key).
+func bucketKeys(t *testing.T, s *testbed.S3, prefix string) []string {
+	t.Helper()
+	root := filepath.Join(s.Dir, s.Bucket)
+	var keys []string
+	_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.IsDir() && strings.HasPrefix(d.Name(), ".") && p != root {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() {
+			rel, _ := filepath.Rel(root, p)
+			if key := filepath.ToSlash(rel); strings.HasPrefix(key, prefix) {
+				keys = append(keys, key)
+			}
+		}
+		return nil
+	})
+	sort.Strings(keys)
+	return keys
+}
+
+func object(t *testing.T, s *testbed.S3, key string) string {
+	return filepath.Join(s.Dir, s.Bucket, filepath.FromSlash(key))
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// checkStoredTrack checks a stored track object against its stored
+// manifest: the key parses, the bytes hash to the manifest's SHA-256, the
+// file decodes. It returns the manifest.
+func checkStoredTrack(t *testing.T, s *testbed.S3, key string) recorder.Manifest {
+	t.Helper()
+	if m := consumerKey.FindStringSubmatch(key); m == nil || m[5] != "ogg" {
+		t.Errorf("key %q does not parse with the consumer's rule", key)
+	}
+	data, err := os.ReadFile(object(t, s, strings.TrimSuffix(key, ".ogg")+".json"))
+	if err != nil {
+		t.Fatalf("manifest of %s: %v", key, err)
+	}
+	var man recorder.Manifest
+	if err := json.Unmarshal(data, &man); err != nil {
+		t.Fatal(err)
+	}
+	media, err := os.ReadFile(object(t, s, key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(media)
+	if man.File.Key != key || man.File.SHA256 != hex.EncodeToString(sum[:]) || man.File.Size != int64(len(media)) {
+		t.Errorf("%s: manifest says key %s, sha256 %s, size %d; object has sha256 %x, size %d", key, man.File.Key, man.File.SHA256, man.File.Size, sum, len(media))
+	}
+	d := decodedDuration(t, object(t, s, key))
+	within(t, key+" decoded duration vs manifest", d, time.Duration(man.Timeline.DurationMS)*time.Millisecond, 5*time.Millisecond)
+	return man
+}
+
+func TestUploadsAndMixdownToS3(t *testing.T) {
+	t.Parallel()
+	s3 := startS3(t)
+	svc := startService(t, withS3(s3, nil))
+	room := "s3-room"
+	rita := publish(t, room, "rita")
+	sam := publish(t, room, "sam")
+	svc.mustStart(room, "rita")
+	time.Sleep(1500 * time.Millisecond)
+	svc.mustStart(room, "sam")
+	time.Sleep(3 * time.Second)
+	svc.mustStop(room, "rita")
+	time.Sleep(time.Second)
+	svc.mustStop(room, "sam")
+
+	waitFor(t, 60*time.Second, "the mixdown manifest", func() bool { return len(bucketKeys(t, s3, "mixdown/")) == 2 })
+	tracks := bucketKeys(t, s3, "livekit/")
+	if len(tracks) != 4 {
+		t.Fatalf("track objects: %v, want 2 files and 2 manifests", tracks)
+	}
+	var first, last time.Time
+	for _, key := range tracks {
+		if !strings.HasSuffix(key, ".ogg") {
+			continue
+		}
+		man := checkStoredTrack(t, s3, key)
+		if man.Room != room || (man.Participant.Identity != "rita" && man.Participant.Identity != "sam") {
+			t.Errorf("manifest of %s: %+v", key, man)
+		}
+		if want := map[string]string{"rita": rita.TrackSID(), "sam": sam.TrackSID()}[man.Participant.Identity]; man.Track.SID != want {
+			t.Errorf("track sid %s, want %s", man.Track.SID, want)
+		}
+		end := man.Timeline.Start.Add(time.Duration(man.Timeline.DurationMS) * time.Millisecond)
+		if first.IsZero() || man.Timeline.Start.Before(first) {
+			first = man.Timeline.Start
+		}
+		if end.After(last) {
+			last = end
+		}
+	}
+	mix := bucketKeys(t, s3, "mixdown/")
+	var mixKey string
+	for _, k := range mix {
+		if strings.HasSuffix(k, ".mp3") {
+			mixKey = k
+		}
+	}
+	if mixKey == "" || consumerKey.MatchString(mixKey) {
+		t.Fatalf("mixdown objects %v", mix)
+	}
+	within(t, "mixdown length (first track start to last track end)", decodedDuration(t, object(t, s3, mixKey)), last.Sub(first), 100*time.Millisecond)
+
+	// The spool is empty once everything is stored, and the API says so.
+	left, _ := filepath.Glob(filepath.Join(svc.dir, "*", "*"))
+	if len(left) != 0 {
+		t.Errorf("files left in the spool after upload: %v", left)
+	}
+	for _, r := range svc.list() {
+		for _, tr := range r.Tracks {
+			if tr.Upload != "uploaded" {
+				t.Errorf("track %s upload state %q", tr.TrackSID, tr.Upload)
+			}
+		}
+	}
+}
+
+func TestS3OutageLosesNothing(t *testing.T) {
+	t.Parallel()
+	s3 := startS3(t)
+	svc := startService(t, withS3(s3, map[string]string{"MIXDOWN": "none"}))
+	room := "outage-room"
+	p := publish(t, room, "uma")
+	svc.mustStart(room, "uma")
+	time.Sleep(3 * time.Second)
+	if err := s3.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	final := svc.mustStop(room, "uma")
+	tr := fileOf(t, final, p.TrackSID())
+	svc.waitRecording(room, "uma", 20*time.Second, func(r recorder.RecordingInfo) bool {
+		return len(r.Tracks) == 1 && r.Tracks[0].Upload == "failed" && r.Tracks[0].UploadError != ""
+	})
+	if _, err := os.Stat(tr.Path); err != nil {
+		t.Fatalf("file gone from the spool while the store is down: %v", err)
+	}
+	time.Sleep(30*time.Second - time.Since(down))
+	if err := s3.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 90*time.Second, "the upload after the outage", func() bool { return len(bucketKeys(t, s3, "livekit/")) == 2 })
+	keys := bucketKeys(t, s3, "livekit/")
+	checkStoredTrack(t, s3, keys[1])
+	waitFor(t, 10*time.Second, "the spool to empty", func() bool {
+		_, err := os.Stat(tr.Path)
+		return os.IsNotExist(err)
+	})
+}
+
+func TestKilledRecorderRecoversItsFile(t *testing.T) {
+	t.Parallel()
+	s3 := startS3(t)
+	dir := t.TempDir()
+	env := withS3(s3, map[string]string{"LOCAL_DIRECTORY": dir, "MIXDOWN": "none"})
+	first := startService(t, env)
+	room := "crash-room"
+	p := publish(t, room, "vera")
+	first.mustStart(room, "vera")
+	time.Sleep(4 * time.Second)
+	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killedAt := time.Now()
+	<-first.done
+	files, _ := filepath.Glob(filepath.Join(dir, room, "vera-*.ogg"))
+	if len(files) != 1 {
+		t.Fatalf("spool after the kill: %v", files)
+	}
+	start := fileSecond(t, files[0])
+
+	startService(t, env)
+	waitFor(t, 60*time.Second, "the recovered file in the bucket", func() bool { return len(bucketKeys(t, s3, "livekit/")) == 2 })
+	keys := bucketKeys(t, s3, "livekit/")
+	man := checkStoredTrack(t, s3, keys[1])
+	if !man.Recorder.Recovered || man.Track.SID != p.TrackSID() || man.Participant.Identity != "vera" {
+		t.Errorf("recovered manifest: %+v", man)
+	}
+	// Everything up to within a second of the kill is there.
+	got := decodedDuration(t, object(t, s3, keys[1]))
+	if want := killedAt.Sub(start); got < want-time.Second || got > want+100*time.Millisecond {
+		t.Errorf("recovered file plays %v, the kill came %v after its start", got, want)
+	}
+}
+
+func TestPipelineWebhookDeliveredOnce(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var attempts, accepted int
+	var events []map[string]any
+	keys := auth.NewSimpleKeyProvider(lk.APIKey, lk.APISecret)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := webhook.Receive(r, keys)
+		mu.Lock()
+		defer mu.Unlock()
+		attempts++
+		if err != nil {
+			t.Errorf("delivery %d does not verify: %v", attempts, err)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		if attempts <= 2 {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		var ev map[string]any
+		_ = json.Unmarshal(body, &ev)
+		events = append(events, ev)
+		accepted++
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer recv.Close()
+	svc := startService(t, map[string]string{"MIXDOWN": "none", "MIXDOWN_SETTLE": "1s", "PIPELINE_WEBHOOK_URL": recv.URL + "/pipeline"})
+	room := "hook-room"
+	p := publish(t, room, "walt")
+	svc.mustStart(room, "walt")
+	time.Sleep(2 * time.Second)
+	svc.mustStop(room, "walt")
+	waitFor(t, 30*time.Second, "the webhook delivery", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return accepted > 0
+	})
+	time.Sleep(2 * time.Second) // nothing more may arrive
+	mu.Lock()
+	defer mu.Unlock()
+	if attempts != 3 || accepted != 1 {
+		t.Fatalf("%d attempts, %d accepted; want 3 and 1", attempts, accepted)
+	}
+	ev := events[0]
+	tracks, _ := ev["tracks"].([]any)
+	if ev["event"] != "recordings_complete" || ev["room_name"] != room || len(tracks) != 1 {
+		t.Fatalf("event %v", ev)
+	}
+	tr, _ := tracks[0].(map[string]any)
+	track, _ := tr["track"].(map[string]any)
+	if track["sid"] != p.TrackSID() {
+		t.Errorf("event lists track %v, want %s", track["sid"], p.TrackSID())
+	}
+}
+
+func TestHostileIdentitiesStayUnderThePrefix(t *testing.T) {
+	t.Parallel()
+	s3 := startS3(t)
+	svc := startService(t, withS3(s3, map[string]string{"MIXDOWN": "none"}))
+	room := "hostile/../room"
+	// 256 characters is the longest identity LiveKit accepts (the 300-
+	// character case is in uploader's unit tests).
+	ids := []string{"../../etc/passwd", "a/b", strings.Repeat("x", 256), "Дмитрий 🎧"}
+	for _, id := range ids {
+		publish(t, room, id)
+		svc.mustStart(room, id)
+	}
+	time.Sleep(2 * time.Second)
+	for _, id := range ids {
+		svc.mustStop(room, id)
+	}
+	waitFor(t, 30*time.Second, "every upload", func() bool { return len(bucketKeys(t, s3, "")) == 2*len(ids) })
+	for _, key := range bucketKeys(t, s3, "") {
+		segs := strings.Split(key, "/")
+		if len(segs) != 3 || segs[0] != "livekit" || segs[1] != "hostile%2F..%2Froom" || segs[2] == "." || segs[2] == ".." {
+			t.Errorf("key %q leaves livekit/{room}/", key)
+		}
+		if strings.HasSuffix(key, ".ogg") {
+			checkStoredTrack(t, s3, key)
+		}
+	}
+	left, _ := filepath.Glob(filepath.Join(svc.dir, "*", "*"))
+	if len(left) != 0 {
+		t.Errorf("spool not emptied: %v", left)
+	}
+}

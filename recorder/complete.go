@@ -1,0 +1,149 @@
+package recorder
+
+import (
+	"context"
+	"time"
+
+	"github.com/trackrec/trackrec/uploader"
+)
+
+// CompletedTrack is one file a room's recordings produced.
+type CompletedTrack struct {
+	Manifest Manifest
+	// Path is the file in the spool; it may be gone once uploaded.
+	Path    string
+	Uploads []*uploader.Upload
+}
+
+// RoomComplete runs when every recording of a room has stopped, the room
+// stayed without recordings for the settle delay, and every file of those
+// recordings is stored: the point where the mixdown pipeline may start. It
+// returns the keys it produced.
+type RoomComplete func(ctx context.Context, room string, tracks []CompletedTrack) ([]string, error)
+
+// Completion states.
+const (
+	CompletionWaiting = "waiting_uploads"
+	CompletionRunning = "running"
+	CompletionDone    = "done"
+	CompletionFailed  = "failed"
+)
+
+// Completion is a room's pipeline run, as GET /recordings shows it.
+type Completion struct {
+	Room    string    `json:"room"`
+	State   string    `json:"state"`
+	Tracks  int       `json:"tracks"`
+	Outputs []string  `json:"outputs,omitempty"`
+	Error   string    `json:"error,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// roomStopped is called (under s.mu) when the last recording of a room
+// stopped: it waits for the settle delay before declaring the room complete.
+func (s *Supervisor) roomStopped(room string) {
+	if s.opts.OnRoomComplete == nil {
+		return
+	}
+	if t := s.settle[room]; t != nil {
+		t.Stop()
+	}
+	s.settle[room] = time.AfterFunc(s.opts.SettleDelay, func() { s.settled(room) })
+}
+
+// roomResumed is called (under s.mu) when a room gets a recording again.
+func (s *Supervisor) roomResumed(room string) {
+	if t := s.settle[room]; t != nil {
+		t.Stop()
+		delete(s.settle, room)
+	}
+}
+
+func (s *Supervisor) settled(room string) {
+	s.mu.Lock()
+	if s.rooms[room] != nil || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.settle, room)
+	tracks := s.finished[room]
+	delete(s.finished, room)
+	s.mu.Unlock()
+	if len(tracks) == 0 {
+		return
+	}
+	c := &Completion{Room: room, State: CompletionWaiting, Tracks: len(tracks), At: time.Now().UTC()}
+	s.mu.Lock()
+	s.completionsLog = append(s.completionsLog, c)
+	if over := len(s.completionsLog) - s.opts.History; over > 0 {
+		s.completionsLog = append(s.completionsLog[:0:0], s.completionsLog[over:]...)
+	}
+	s.mu.Unlock()
+	s.completions.Add(1)
+	go func() {
+		defer s.completions.Done()
+		ctx := s.life
+		for _, t := range tracks {
+			for _, u := range t.Uploads {
+				select {
+				case <-u.Done():
+				case <-ctx.Done():
+					s.setCompletion(c, CompletionFailed, nil, ctx.Err())
+					s.log.Warn("room complete: uploads unfinished at shutdown; no mixdown", "room", room)
+					return
+				}
+			}
+		}
+		s.setCompletion(c, CompletionRunning, nil, nil)
+		s.log.Info("room complete", "room", room, "tracks", len(tracks))
+		outs, err := s.opts.OnRoomComplete(ctx, room, tracks)
+		if err != nil {
+			s.log.Error("room pipeline failed", "room", room, "err", err)
+			s.setCompletion(c, CompletionFailed, outs, err)
+			return
+		}
+		s.setCompletion(c, CompletionDone, outs, nil)
+	}()
+}
+
+func (s *Supervisor) setCompletion(c *Completion, state string, outs []string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.State, c.Outputs = state, outs
+	if err != nil {
+		c.Error = err.Error()
+	}
+}
+
+// Completions lists the rooms' pipeline runs, oldest first.
+func (s *Supervisor) Completions() []Completion {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Completion, 0, len(s.completionsLog))
+	for _, c := range s.completionsLog {
+		out = append(out, *c)
+	}
+	return out
+}
+
+// collect records the files of a stopped recording for its room's
+// completion.
+func (s *Supervisor) collect(rec *Recording) {
+	rec.mu.Lock()
+	tracks := append([]*track(nil), rec.tracks...)
+	rec.mu.Unlock()
+	var done []CompletedTrack
+	for _, t := range tracks {
+		t.mu.Lock()
+		if t.path != "" && t.manifest.File.SHA256 != "" {
+			done = append(done, CompletedTrack{Manifest: t.manifest, Path: t.path, Uploads: t.uploads})
+		}
+		t.mu.Unlock()
+	}
+	s.mu.Lock()
+	s.finished[rec.key.Room] = append(s.finished[rec.key.Room], done...)
+	if s.rooms[rec.key.Room] == nil {
+		s.roomStopped(rec.key.Room)
+	}
+	s.mu.Unlock()
+}

@@ -1,0 +1,205 @@
+package recorder
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/trackrec/trackrec/bot"
+	"github.com/trackrec/trackrec/muxer"
+)
+
+// Manifest describes one track file. It is stored beside the file under the
+// same name with a .json extension: one manifest per audio file, so a
+// consumer can count what to expect.
+type Manifest struct {
+	Version     int                 `json:"version"` // of this format: 1
+	Room        string              `json:"room"`
+	RoomSID     string              `json:"room_sid,omitempty"`
+	Participant ManifestParticipant `json:"participant"`
+	Track       ManifestTrack       `json:"track"`
+	File        ManifestFile        `json:"file"`
+	Timeline    ManifestTimeline    `json:"timeline"`
+	Counts      ManifestCounts      `json:"counts"`
+	Recorder    ManifestRecorder    `json:"recorder"`
+}
+
+type ManifestParticipant struct {
+	Identity string `json:"identity"`
+	Name     string `json:"name,omitempty"`
+	SID      string `json:"sid,omitempty"`
+}
+
+type ManifestTrack struct {
+	SID      string `json:"sid"`
+	Source   string `json:"source,omitempty"`
+	Codec    string `json:"codec"`               // opus
+	MimeType string `json:"mime_type,omitempty"` // audio/opus
+}
+
+type ManifestFile struct {
+	Key       string `json:"key"`       // object key
+	Container string `json:"container"` // ogg or webm
+	Size      int64  `json:"size"`
+	SHA256    string `json:"sha256"` // hex
+}
+
+type ManifestTimeline struct {
+	// Start is the file's start, the whole UTC second its name carries.
+	Start time.Time `json:"start"`
+	// Anchor is the wall-clock instant of the first packet's RTP timestamp
+	// (microseconds, UTC); the first audio plays Anchor - Start into the file.
+	// Absent for a file recovered after a crash.
+	Anchor *time.Time `json:"anchor,omitempty"`
+	// DurationMS is the decoded length of the file from Start.
+	DurationMS int64 `json:"duration_ms"`
+	PreSkip    int   `json:"pre_skip,omitempty"`
+}
+
+type ManifestCounts struct {
+	Packets            int64 `json:"packets"`
+	ConcealmentPackets int64 `json:"concealment_packets"`
+	SilencePackets     int64 `json:"silence_packets"`
+	Reordered          int64 `json:"reordered"`
+	Duplicates         int64 `json:"duplicates"`
+	Late               int64 `json:"late"`
+	Malformed          int64 `json:"malformed"`
+	Resyncs            int64 `json:"resyncs"`
+}
+
+type ManifestRecorder struct {
+	Instance string `json:"instance"`
+	Version  string `json:"version"`
+	// Recovered says the file was repaired after the recorder died while
+	// writing it; counts are then unknown.
+	Recovered bool `json:"recovered,omitempty"`
+}
+
+// newManifest fills what is known when a track's file opens.
+func newManifest(info bot.TrackInfo, key, container, instance string, start time.Time) Manifest {
+	return Manifest{
+		Version: 1,
+		Room:    info.Room,
+		RoomSID: info.RoomSID,
+		Participant: ManifestParticipant{
+			Identity: info.Participant,
+			Name:     info.ParticipantName,
+			SID:      info.ParticipantSID,
+		},
+		Track: ManifestTrack{
+			SID:      info.TrackSID,
+			Source:   info.Source,
+			Codec:    "opus",
+			MimeType: strings.ToLower(info.MimeType),
+		},
+		File:     ManifestFile{Key: key, Container: container},
+		Timeline: ManifestTimeline{Start: start.UTC()},
+		Recorder: ManifestRecorder{Instance: instance, Version: version()},
+	}
+}
+
+// complete adds what is known once the file is closed.
+func (m *Manifest) complete(st muxer.Stats, size int64, sum []byte) {
+	m.File.Size = size
+	m.File.SHA256 = hex.EncodeToString(sum)
+	if !st.Anchor.IsZero() {
+		at := st.Anchor.UTC().Truncate(time.Microsecond)
+		m.Timeline.Anchor = &at
+	}
+	m.Timeline.DurationMS = samplesDuration(st.Samples).Milliseconds()
+	m.Timeline.PreSkip = st.PreSkip
+	m.Counts = ManifestCounts{
+		Packets:            st.Packets,
+		ConcealmentPackets: st.PLCPackets,
+		SilencePackets:     st.SilencePackets,
+		Reordered:          st.Reordered,
+		Duplicates:         st.Duplicates,
+		Late:               st.Late,
+		Malformed:          st.Malformed,
+		Resyncs:            st.Resyncs,
+	}
+}
+
+// Spool file names beside a track file.
+func manifestPath(media string) string {
+	return strings.TrimSuffix(media, filepath.Ext(media)) + ".json"
+}
+
+// pendingPath holds the manifest while the file is being written, so a file
+// recovered after a crash still has its room, participant and track details.
+// Its extension is not .json, so it is never taken for a finished manifest.
+func pendingPath(media string) string {
+	return strings.TrimSuffix(media, filepath.Ext(media)) + ".pending"
+}
+
+// writeJSON writes v to path atomically (temp file, fsync, rename).
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, werr := f.Write(append(data, '\n'))
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func readManifest(path string) (Manifest, error) {
+	var m Manifest
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return m, err
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return m, fmt.Errorf("manifest %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// version names this build: the module version, or the VCS revision.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	rev, dirty := "", false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "devel"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return rev
+}

@@ -1,0 +1,144 @@
+package recorder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"time"
+
+	"github.com/trackrec/trackrec/muxer"
+	"github.com/trackrec/trackrec/uploader"
+)
+
+// RecoveredFile is a track file found in the spool at start-up.
+type RecoveredFile struct {
+	Path string `json:"path"`
+	// Repaired says the file lacked its end (the process died writing it)
+	// and was completed in place.
+	Repaired bool                  `json:"repaired"`
+	Uploads  []uploader.UploadInfo `json:"uploads,omitempty"`
+	Error    string                `json:"error,omitempty"`
+
+	uploads []*uploader.Upload
+}
+
+// spoolName is a track file as TrackKey names it.
+var spoolName = regexp.MustCompile(`^(.+?)-(\d{4}-\d{2}-\d{2}T\d{6})-(.+)\.(ogg|webm)$`)
+
+// Recover finds the track files an earlier process left in Dir (killed while
+// recording, or before its uploads finished), repairs the ones it was
+// writing, writes their manifests and queues their uploads. Run it once at
+// start-up, before recording. Files that already have a manifest are queued
+// again unless the store is Dir itself (Options.SpoolIsStore).
+func (s *Supervisor) Recover(ctx context.Context) ([]RecoveredFile, error) {
+	paths, err := filepath.Glob(filepath.Join(s.opts.Dir, "*", "*"))
+	if err != nil {
+		return nil, fmt.Errorf("scan spool: %w", err)
+	}
+	sort.Strings(paths)
+	var found []RecoveredFile
+	for _, path := range paths {
+		if ctx.Err() != nil {
+			return found, ctx.Err()
+		}
+		m := spoolName.FindStringSubmatch(filepath.Base(path))
+		if m == nil {
+			continue
+		}
+		rf, ok := s.recoverFile(path, m)
+		if !ok {
+			continue
+		}
+		found = append(found, rf)
+	}
+	s.mu.Lock()
+	s.recovered = append(s.recovered, found...)
+	s.mu.Unlock()
+	return found, nil
+}
+
+func (s *Supervisor) recoverFile(path string, name []string) (RecoveredFile, bool) {
+	rf := RecoveredFile{Path: path}
+	log := s.log.With("file", path)
+	if _, err := os.Stat(manifestPath(path)); err == nil {
+		// Closed properly; its uploads may not have finished.
+		if s.opts.SpoolIsStore || s.opts.Uploads == nil {
+			return rf, false
+		}
+		man, err := readManifest(manifestPath(path))
+		if err != nil {
+			rf.Error = err.Error()
+			log.Error("recover: unreadable manifest", "err", err)
+			return rf, true
+		}
+		_, ups, err := publish(&s.opts, path, man, func(m *Manifest, size int64, sum []byte) {
+			m.File.Size = size
+			m.File.SHA256 = fmt.Sprintf("%x", sum)
+		})
+		rf.uploads = ups
+		if err != nil {
+			rf.Error = err.Error()
+		}
+		log.Info("recover: uploading a closed file left in the spool")
+		return rf, true
+	}
+
+	// No manifest: the recorder died while writing this file.
+	res, err := muxer.Repair(path)
+	if err != nil {
+		rf.Error = err.Error()
+		if errors.Is(err, muxer.ErrNoAudio) {
+			log.Warn("recover: file holds no audio; left in place", "err", err)
+		} else {
+			log.Error("recover: repair failed; left in place", "err", err)
+		}
+		return rf, true
+	}
+	rf.Repaired = res.Repaired
+	man, err := readManifest(pendingPath(path))
+	if err != nil {
+		// The pending manifest did not make it to disk: rebuild what the
+		// name says (escaped names stay escaped).
+		rel, _ := filepath.Rel(s.opts.Dir, path)
+		start, _ := time.Parse(uploader.TimeLayout, name[2])
+		man = Manifest{
+			Version:     1,
+			Room:        filepath.Base(filepath.Dir(path)),
+			Participant: ManifestParticipant{Identity: name[1]},
+			Track:       ManifestTrack{SID: name[3], Codec: "opus"},
+			File:        ManifestFile{Key: s.opts.objectKey(filepath.ToSlash(rel)), Container: name[4]},
+			Timeline:    ManifestTimeline{Start: start.UTC()},
+			Recorder:    ManifestRecorder{Version: version()},
+		}
+	}
+	_, ups, err := publish(&s.opts, path, man, func(m *Manifest, size int64, sum []byte) {
+		m.File.Size = size
+		m.File.SHA256 = fmt.Sprintf("%x", sum)
+		m.Timeline.DurationMS = res.Duration.Milliseconds()
+		m.Recorder.Recovered = true
+	})
+	rf.uploads = ups
+	if err != nil {
+		rf.Error = err.Error()
+	}
+	log.Info("recover: repaired a file left by a crash", "repaired", res.Repaired, "truncated_bytes", res.Truncated, "duration", res.Duration)
+	return rf, true
+}
+
+// Recovered lists the files Recover found, with their upload progress.
+func (s *Supervisor) Recovered() []RecoveredFile {
+	s.mu.Lock()
+	out := append([]RecoveredFile(nil), s.recovered...)
+	s.mu.Unlock()
+	for i := range out {
+		out[i].Uploads = nil
+		for _, u := range out[i].uploads {
+			out[i].Uploads = append(out[i].Uploads, u.Info())
+		}
+	}
+	return out
+}
