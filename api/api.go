@@ -47,6 +47,7 @@ func New(rec Recorder, log *slog.Logger) *echo.Echo {
 	h := &handlers{rec: rec, log: log}
 	e.GET("/healthz", h.health)
 	e.GET("/recordings", h.list)
+	e.GET("/metrics", h.metrics)
 	e.POST("/recordings/start", h.start)
 	e.POST("/recordings/stop", h.stop)
 	return e

@@ -122,3 +122,31 @@ func TestListShape(t *testing.T) {
 		t.Errorf("empty list = %s", got)
 	}
 }
+
+func TestMetricsCountFailedUploads(t *testing.T) {
+	f := &listRecorder{recs: []recorder.RecordingInfo{{State: recorder.StateStopped, Tracks: []recorder.TrackInfo{
+		{Upload: "failed", Packets: 10}, {Upload: "uploaded", Packets: 5},
+	}}}}
+	e := New(f, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`trackrec_track_uploads{state="failed"} 1`,
+		`trackrec_track_uploads{state="uploaded"} 1`,
+		`trackrec_track_uploads{state="pending"} 0`,
+		`trackrec_recordings{state="stopped"} 1`,
+		"trackrec_track_packets 15",
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
+}
+
+type listRecorder struct {
+	fakeRecorder
+	recs []recorder.RecordingInfo
+}
+
+func (l *listRecorder) List() []recorder.RecordingInfo { return l.recs }
