@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -63,7 +64,8 @@ func run(ctx context.Context, recorderBin, tone, dir string, length time.Duratio
 	rec := exec.Command(recorderBin)
 	rec.Env = append(os.Environ(),
 		"LIVEKIT_URL="+lk.URL, "LIVEKIT_API_KEY="+lk.APIKey, "LIVEKIT_API_SECRET="+lk.APISecret,
-		"APP_HOST=127.0.0.1", "APP_PORT="+strconv.Itoa(port), "LOCAL_DIRECTORY="+dir, "LOG_LEVEL=warn")
+		"APP_HOST=127.0.0.1", "APP_PORT="+strconv.Itoa(port), "LOCAL_DIRECTORY="+dir, "LOG_LEVEL=warn",
+		"MIXDOWN_SETTLE=1s")
 	rec.Stdout, rec.Stderr = os.Stderr, os.Stderr
 	if err := rec.Start(); err != nil {
 		return fmt.Errorf("start recorder: %w", err)
@@ -131,7 +133,57 @@ func run(ctx context.Context, recorderBin, tone, dir string, length time.Duratio
 			float64(t.DurationMS)/1000, t.StartedAt.Format("15:04:05"), t.Anchor.Sub(t.StartedAt).Seconds(), t.Anchor.Format("15:04:05.000000"))
 		fmt.Printf("  %d Opus packets from the publisher, %d bytes, decodes cleanly with ffmpeg\n", t.Packets, t.Bytes)
 	}
+	// The room is complete once it has stayed without recordings for the
+	// settle delay: the built-in mixdown follows.
+	say("waiting for the room's mixdown")
+	outs, err := waitMixdown(ctx, base, room)
+	if err != nil {
+		return err
+	}
+	for _, key := range outs {
+		fmt.Printf("mixdown %s\n", filepath.Join(dir, filepath.FromSlash(key)))
+	}
 	return nil
+}
+
+// waitMixdown polls GET /recordings until room's pipeline run is done.
+func waitMixdown(ctx context.Context, base, room string) ([]string, error) {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/recordings", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		var list struct {
+			Rooms []struct {
+				Room    string   `json:"room"`
+				State   string   `json:"state"`
+				Outputs []string `json:"outputs"`
+				Error   string   `json:"error"`
+			} `json:"rooms"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&list)
+		resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range list.Rooms {
+			switch {
+			case r.Room != room:
+			case r.State == "done":
+				return r.Outputs, nil
+			case r.State == "failed":
+				return nil, fmt.Errorf("mixdown failed: %s", r.Error)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return nil, errors.New("no mixdown within 60 s")
 }
 
 func say(format string, args ...any) {

@@ -41,6 +41,7 @@ func run() error {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	slog.SetDefault(log)
 	bot.UseSDKLogger(log)
 	if err := os.MkdirAll(cfg.LocalDirectory, 0o755); err != nil {
 		return fmt.Errorf("LOCAL_DIRECTORY: %w", err)
