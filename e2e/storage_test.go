@@ -342,3 +342,45 @@ func TestHostileIdentitiesStayUnderThePrefix(t *testing.T) {
 		t.Errorf("spool not emptied: %v", left)
 	}
 }
+
+// SIGTERM while the store is down: the recorder gives uploads DRAIN_TIMEOUT,
+// exits, and the next start uploads what stayed in the spool.
+func TestDrainLeavesUnstoredFilesForTheNextStart(t *testing.T) {
+	t.Parallel()
+	s3 := startS3(t)
+	dir := t.TempDir()
+	env := withS3(s3, map[string]string{"LOCAL_DIRECTORY": dir, "MIXDOWN": "none", "DRAIN_TIMEOUT": "2s"})
+	first := startService(t, env)
+	room := "drain-room"
+	publish(t, room, "xena")
+	first.mustStart(room, "xena")
+	time.Sleep(3 * time.Second)
+	if err := s3.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	if err := first.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-first.done:
+		if err != nil {
+			t.Fatalf("recorder exited with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("recorder did not exit within its drain timeout")
+	}
+	if took := time.Since(began); took > 15*time.Second {
+		t.Errorf("shutdown took %v with a 2s drain timeout", took)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, room, "xena-*"))
+	if len(left) != 2 { // the file and its manifest
+		t.Fatalf("spool after shutdown with the store down: %v", left)
+	}
+	if err := s3.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	startService(t, env)
+	waitFor(t, 60*time.Second, "the upload at the next start", func() bool { return len(bucketKeys(t, s3, "livekit/")) == 2 })
+	checkStoredTrack(t, s3, bucketKeys(t, s3, "livekit/")[1])
+}
