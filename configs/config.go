@@ -358,7 +358,7 @@ func (c *Config) Validate() error {
 	if err := checkPrefix(envMixdownDir, c.MixdownDirectory); err != nil {
 		return err
 	}
-	if c.S3Enabled() && strings.Trim(c.MixdownDirectory, "/") == strings.Trim(c.S3Directory, "/") {
+	if md, sd := strings.Trim(c.MixdownDirectory, "/")+"/", strings.Trim(c.S3Directory, "/")+"/"; c.S3Enabled() && (sd == "/" || strings.HasPrefix(md, sd) || strings.HasPrefix(sd, md)) {
 		return fmt.Errorf("%s must differ from %s so mixes never look like participant tracks", envMixdownDir, envS3Directory)
 	}
 	if c.PipelineWebhookURL != "" {

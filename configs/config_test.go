@@ -63,6 +63,7 @@ func TestLoadErrorsNameTheSetting(t *testing.T) {
 		{"mixdown", map[string]string{"MIXDOWN": "auto"}, "", "MIXDOWN"},
 		{"mixdown format", map[string]string{"MIXDOWN_FORMAT": "wav"}, "", "MIXDOWN_FORMAT"},
 		{"same prefixes", map[string]string{"S3_BUCKET": "b", "S3_REGION": "r", "MIXDOWN_DIRECTORY": "livekit"}, "", "MIXDOWN_DIRECTORY"},
+		{"nested prefixes", map[string]string{"S3_BUCKET": "b", "S3_REGION": "r", "MIXDOWN_DIRECTORY": "livekit/mix"}, "", "MIXDOWN_DIRECTORY"},
 		{"webhook", map[string]string{"PIPELINE_WEBHOOK_URL": "ftp://x"}, "", "PIPELINE_WEBHOOK_URL"},
 		{"config file", map[string]string{"CONFIG_FILE": "/nonexistent/recorder.yaml"}, "", "CONFIG_FILE"},
 	}

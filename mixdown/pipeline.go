@@ -64,13 +64,17 @@ func (p *Pipeline) Run(ctx context.Context, room, roomSID string, tracks []RoomT
 	log = log.With("room", room)
 	var outs []string
 	var mixManifest json.RawMessage
+	var mixErr error
 	if p.Mix {
 		keys, doc, err := p.mix(ctx, room, tracks)
 		if err != nil {
-			return nil, fmt.Errorf("mixdown of room %q: %w", room, err)
+			// The receiver still gets the track list, without a mixdown.
+			mixErr = fmt.Errorf("mixdown of room %q: %w", room, err)
+			log.Error("mixdown failed", "err", err)
+		} else {
+			outs, mixManifest = keys, doc
+			log.Info("mixdown stored", "key", keys[0])
 		}
-		outs, mixManifest = keys, doc
-		log.Info("mixdown stored", "key", keys[0])
 	}
 	if p.Notifier != nil {
 		keys := make([]string, 0, len(tracks))
@@ -81,11 +85,11 @@ func (p *Pipeline) Run(ctx context.Context, room, roomSID string, tracks []RoomT
 		}
 		ev.ID = EventID(room, roomSID, keys)
 		if err := p.Notifier.NotifyEvent(ctx, ev); err != nil {
-			return outs, fmt.Errorf("pipeline webhook for room %q: %w", room, err)
+			return outs, errors.Join(mixErr, fmt.Errorf("pipeline webhook for room %q: %w", room, err))
 		}
 		log.Info("pipeline webhook delivered", "event", ev.ID)
 	}
-	return outs, nil
+	return outs, mixErr
 }
 
 // mix downloads the tracks, mixes them and stores the mix and its manifest.

@@ -42,7 +42,8 @@ type Completion struct {
 // roomStopped is called (under s.mu) when the last recording of a room
 // stopped: it waits for the settle delay before declaring the room complete.
 func (s *Supervisor) roomStopped(room string) {
-	if s.opts.OnRoomComplete == nil {
+	// Complete only with every recording's files closed and collected.
+	if s.opts.OnRoomComplete == nil || s.rooms[room] != nil || s.closing[room] > 0 || len(s.finished[room]) == 0 {
 		return
 	}
 	if t := s.settle[room]; t != nil {
@@ -61,7 +62,7 @@ func (s *Supervisor) roomResumed(room string) {
 
 func (s *Supervisor) settled(room string) {
 	s.mu.Lock()
-	if s.rooms[room] != nil || s.closed {
+	if s.rooms[room] != nil || s.closing[room] > 0 || s.closed {
 		s.mu.Unlock()
 		return
 	}
@@ -141,9 +142,11 @@ func (s *Supervisor) collect(rec *Recording) {
 		t.mu.Unlock()
 	}
 	s.mu.Lock()
-	s.finished[rec.key.Room] = append(s.finished[rec.key.Room], done...)
-	if s.rooms[rec.key.Room] == nil {
-		s.roomStopped(rec.key.Room)
+	room := rec.key.Room
+	s.finished[room] = append(s.finished[room], done...)
+	if s.closing[room]--; s.closing[room] <= 0 {
+		delete(s.closing, room)
 	}
+	s.roomStopped(room)
 	s.mu.Unlock()
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/trackrec/trackrec/muxer"
@@ -44,6 +45,12 @@ func (s *Supervisor) Recover(ctx context.Context) ([]RecoveredFile, error) {
 	for _, path := range paths {
 		if ctx.Err() != nil {
 			return found, ctx.Err()
+		}
+		if strings.HasSuffix(path, ".json") {
+			if rf, ok := s.recoverManifest(path); ok {
+				found = append(found, rf)
+			}
+			continue
 		}
 		m := spoolName.FindStringSubmatch(filepath.Base(path))
 		if m == nil {
@@ -126,6 +133,36 @@ func (s *Supervisor) recoverFile(path string, name []string) (RecoveredFile, boo
 		rf.Error = err.Error()
 	}
 	log.Info("recover: repaired a file left by a crash", "repaired", res.Repaired, "truncated_bytes", res.Truncated, "duration", res.Duration)
+	return rf, true
+}
+
+// recoverManifest queues a manifest whose file is no longer in the spool:
+// the file was stored (and removed) but the process stopped before the
+// manifest followed it.
+func (s *Supervisor) recoverManifest(path string) (RecoveredFile, bool) {
+	rf := RecoveredFile{Path: path}
+	if s.opts.SpoolIsStore || s.opts.Uploads == nil {
+		return rf, false
+	}
+	base := strings.TrimSuffix(path, ".json")
+	for _, ext := range []string{".ogg", ".webm"} {
+		if _, err := os.Stat(base + ext); err == nil {
+			return rf, false // recoverFile handles the pair
+		}
+	}
+	man, err := readManifest(path)
+	if err != nil || man.File.Key == "" {
+		rf.Error = fmt.Sprintf("unreadable manifest: %v", err)
+		s.log.Error("recover: unreadable manifest", "file", path, "err", err)
+		return rf, true
+	}
+	u, err := s.opts.Uploads.Submit(uploader.Item{Key: manifestPath(man.File.Key), Path: path, ContentType: "application/json"})
+	if err != nil {
+		rf.Error = err.Error()
+		return rf, true
+	}
+	rf.uploads = []*uploader.Upload{u}
+	s.log.Info("recover: uploading a manifest whose file is already stored", "file", path)
 	return rf, true
 }
 

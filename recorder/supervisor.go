@@ -111,6 +111,7 @@ type Supervisor struct {
 	recovered []RecoveredFile
 
 	finished       map[string][]CompletedTrack // by room, since its last completion
+	closing        map[string]int              // by room: recordings whose files are closing
 	settle         map[string]*time.Timer
 	completions    sync.WaitGroup
 	completionsLog []*Completion
@@ -149,6 +150,7 @@ func New(o Options) *Supervisor {
 		active:   map[Key]*Recording{},
 		stopping: map[*Recording]bool{},
 		finished: map[string][]CompletedTrack{},
+		closing:  map[string]int{},
 		settle:   map[string]*time.Timer{},
 		life:     life,
 		endLife:  endLife,
@@ -190,6 +192,16 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string) (i
 		s.mu.Lock()
 		delete(s.active, key)
 		delete(rm.recs, participant)
+		if joining && rm.bot == nil && rm.err == nil {
+			// This request was to join and failed before it could (its
+			// claim was refused): release whoever waits on the room.
+			select {
+			case <-rm.ready:
+			default:
+				rm.err = err
+				close(rm.ready)
+			}
+		}
 		var leave Bot
 		if len(rm.recs) == 0 && s.rooms[roomName] == rm {
 			// Nobody else waits on this room: drop it, and its bot if the
@@ -201,6 +213,10 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string) (i
 			default:
 				// The join is still running; its own request cleans up.
 			}
+		}
+		if s.rooms[roomName] == nil {
+			// A room that was settling settles again.
+			s.roomStopped(roomName)
 		}
 		s.mu.Unlock()
 		if leave != nil {
@@ -343,6 +359,7 @@ func (s *Supervisor) stop(ctx context.Context, rec *Recording, reason string) {
 	}
 	delete(s.active, rec.key)
 	s.stopping[rec] = true
+	s.closing[rec.key.Room]++
 	rm := rec.room
 	delete(rm.recs, rec.key.Participant)
 	leave := len(rm.recs) == 0

@@ -72,6 +72,7 @@ type Upload struct {
 	state    string
 	attempts int
 	lastErr  error
+	backoff  time.Duration // before the next retry; only the worker running it touches it
 }
 
 // UploadInfo is a snapshot of an Upload.
@@ -121,10 +122,24 @@ func (q *Queue) Submit(item Item) (*Upload, error) {
 	}
 	q.pending.Add(1)
 	q.mu.Unlock()
-	// The channel is large; a full one means a stuck store, and blocking the
-	// caller (a closing track) is better than dropping a file.
-	q.jobs <- u
+	q.enqueue(u)
 	return u, nil
+}
+
+// enqueue hands u to a worker without ever blocking the caller: a full
+// channel (a stuck store, a large spool at start-up) parks it in a goroutine.
+func (q *Queue) enqueue(u *Upload) {
+	select {
+	case q.jobs <- u:
+	default:
+		go func() {
+			select {
+			case q.jobs <- u:
+			case <-q.ctx.Done():
+				q.pending.Done()
+			}
+		}()
+	}
 }
 
 // Drain stops taking items and waits until every submitted upload is
@@ -165,45 +180,53 @@ func (q *Queue) run(u *Upload) {
 	if u.After != nil {
 		select {
 		case <-u.After.done:
-		case <-q.ctx.Done():
-			q.pending.Done()
+		default:
+			// Wait for the dependency off the workers, so a file that
+			// keeps failing never holds one.
+			go func() {
+				select {
+				case <-u.After.done:
+					q.enqueue(u)
+				case <-q.ctx.Done():
+					q.pending.Done()
+				}
+			}()
 			return
 		}
 	}
-	backoff := q.opts.MinBackoff
-	for {
-		u.set(StateUploading, nil)
-		err := q.put(u)
-		if err == nil {
-			u.set(StateUploaded, nil)
-			if q.opts.DeleteAfter {
-				if err := os.Remove(u.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
-					log.Warn("remove uploaded file", "path", u.Path, "err", err)
-				}
+	u.set(StateUploading, nil)
+	err := q.put(u)
+	if err == nil {
+		u.set(StateUploaded, nil)
+		if q.opts.DeleteAfter {
+			if err := os.Remove(u.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				log.Warn("remove uploaded file", "path", u.Path, "err", err)
 			}
-			log.Info("uploaded", "store", q.store.String(), "attempts", u.Attempts())
-			close(u.done)
-			q.pending.Done()
-			return
 		}
-		u.set(StateFailed, err)
+		log.Info("uploaded", "store", q.store.String(), "attempts", u.Attempts())
+		close(u.done)
+		q.pending.Done()
+		return
+	}
+	u.set(StateFailed, err)
+	if q.ctx.Err() != nil {
+		log.Warn("upload abandoned at shutdown; the file stays in the spool", "path", u.Path, "err", err)
+		q.pending.Done()
+		return
+	}
+	// Retry later from a timer, not in the worker, so other files go on.
+	// Full jitter spreads the retries of many files after an outage.
+	u.backoff = min(max(u.backoff*2, q.opts.MinBackoff), q.opts.MaxBackoff)
+	wait := time.Duration(rand.Int64N(int64(u.backoff))) + u.backoff/2
+	log.Warn("upload failed; retrying", "attempt", u.Attempts(), "in", wait.Round(time.Millisecond), "err", err)
+	time.AfterFunc(wait, func() {
 		if q.ctx.Err() != nil {
-			log.Warn("upload abandoned at shutdown; the file stays in the spool", "path", u.Path, "err", err)
-			q.pending.Done()
-			return
-		}
-		// Full jitter: spread retries of many files after an outage.
-		wait := time.Duration(rand.Int64N(int64(backoff))) + backoff/2
-		log.Warn("upload failed; retrying", "attempt", u.Attempts(), "in", wait.Round(time.Millisecond), "err", err)
-		select {
-		case <-time.After(wait):
-		case <-q.ctx.Done():
 			log.Warn("upload abandoned at shutdown; the file stays in the spool", "path", u.Path)
 			q.pending.Done()
 			return
 		}
-		backoff = min(backoff*2, q.opts.MaxBackoff)
-	}
+		q.enqueue(u)
+	})
 }
 
 func (q *Queue) put(u *Upload) error {
