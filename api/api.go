@@ -32,8 +32,9 @@ type Recorder interface {
 	Completions() []recorder.Completion
 }
 
-// New returns the HTTP handler.
-func New(rec Recorder, log *slog.Logger) *echo.Echo {
+// New returns the HTTP handler. hooks is optional: without it the webhook
+// receiver answers 404.
+func New(rec Recorder, log *slog.Logger, hooks ...Webhooks) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(log)
@@ -44,18 +45,24 @@ func New(rec Recorder, log *slog.Logger) *echo.Echo {
 		},
 	}))
 	e.Use(middleware.BodyLimit("64K"))
-	h := &handlers{rec: rec, log: log}
+	h := &handlers{rec: rec, log: log, seen: newRecentIDs(4096)}
+	if len(hooks) > 0 {
+		h.hooks = hooks[0]
+	}
 	e.GET("/healthz", h.health)
 	e.GET("/recordings", h.list)
 	e.GET("/metrics", h.metrics)
 	e.POST("/recordings/start", h.start)
 	e.POST("/recordings/stop", h.stop)
+	e.POST("/recordings/webhooks", h.webhook)
 	return e
 }
 
 type handlers struct {
-	rec Recorder
-	log *slog.Logger
+	rec   Recorder
+	log   *slog.Logger
+	hooks Webhooks
+	seen  *recentIDs
 }
 
 // Request is the body of start and stop, the payload livekit-recorder took.

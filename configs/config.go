@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -61,6 +62,13 @@ type Config struct {
 	// PipelineWebhookURL, if set, receives each complete room's track list.
 	PipelineWebhookURL string `yaml:"pipeline_webhook_url"`
 
+	// AutoRecord starts recording participants on LiveKit's
+	// participant_joined webhook; AutoRecordRooms (globs) limits it to
+	// matching rooms, AutoRecordIgnore (globs) skips identities.
+	AutoRecord       bool     `yaml:"auto_record"`
+	AutoRecordRooms  []string `yaml:"auto_record_rooms"`
+	AutoRecordIgnore []string `yaml:"auto_record_ignore_identities"`
+
 	// JoinTimeout bounds how long a start request waits for the bot to join.
 	JoinTimeout time.Duration `yaml:"join_timeout"`
 	// RejoinTimeout is how long a recording outlives its participant's
@@ -94,6 +102,9 @@ const (
 	envMixdownFormat   = "MIXDOWN_FORMAT"
 	envMixdownSettle   = "MIXDOWN_SETTLE"
 	envPipelineWebhook = "PIPELINE_WEBHOOK_URL"
+	envAutoRecord      = "AUTO_RECORD"
+	envAutoRooms       = "AUTO_RECORD_ROOMS"
+	envAutoIgnore      = "AUTO_RECORD_IGNORE_IDENTITIES"
 	envJoinTimeout     = "JOIN_TIMEOUT"
 	envRejoinTimeout   = "REJOIN_TIMEOUT"
 	envShutdownTimeout = "SHUTDOWN_TIMEOUT"
@@ -112,6 +123,7 @@ func Default() Config {
 		Mixdown:          "builtin",
 		MixdownFormat:    "mp3",
 		MixdownSettle:    5 * time.Second,
+		AutoRecord:       true,
 		MixdownDirectory: "mixdown",
 		JoinTimeout:      15 * time.Second,
 		RejoinTimeout:    10 * time.Second,
@@ -163,6 +175,19 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 	str(envMixdownDir, &c.MixdownDirectory)
 	str(envMixdownFormat, &c.MixdownFormat)
 	str(envPipelineWebhook, &c.PipelineWebhookURL)
+	if v := getenv(envAutoRecord); v != "" {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("%s: %q is not true or false", envAutoRecord, v)
+		}
+		c.AutoRecord = b
+	}
+	if v := getenv(envAutoRooms); v != "" {
+		c.AutoRecordRooms = splitList(v)
+	}
+	if v := getenv(envAutoIgnore); v != "" {
+		c.AutoRecordIgnore = splitList(v)
+	}
 	if v := getenv(envS3PathStyle); v != "" {
 		b, err := strconv.ParseBool(strings.TrimSpace(v))
 		if err != nil {
@@ -199,29 +224,32 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 // fileConfig mirrors Config with pointer fields so that only keys present in
 // the file override what the environment set.
 type fileConfig struct {
-	LiveKitURL      *string `yaml:"livekit_url"`
-	APIKey          *string `yaml:"livekit_api_key"`
-	APISecret       *string `yaml:"livekit_api_secret"`
-	AppHost         *string `yaml:"app_host"`
-	AppPort         *int    `yaml:"app_port"`
-	LogLevel        *string `yaml:"log_level"`
-	LocalDirectory  *string `yaml:"local_directory"`
-	FileFormat      *string `yaml:"file_format"`
-	JitterWindow    *string `yaml:"jitter_window"`
-	S3Bucket        *string `yaml:"s3_bucket"`
-	S3Region        *string `yaml:"s3_region"`
-	S3Directory     *string `yaml:"s3_directory"`
-	S3Endpoint      *string `yaml:"s3_endpoint"`
-	S3PathStyle     *bool   `yaml:"s3_force_path_style"`
-	DrainTimeout    *string `yaml:"drain_timeout"`
-	Mixdown         *string `yaml:"mixdown"`
-	MixdownDir      *string `yaml:"mixdown_directory"`
-	MixdownFormat   *string `yaml:"mixdown_format"`
-	MixdownSettle   *string `yaml:"mixdown_settle"`
-	PipelineWebhook *string `yaml:"pipeline_webhook_url"`
-	JoinTimeout     *string `yaml:"join_timeout"`
-	RejoinTimeout   *string `yaml:"rejoin_timeout"`
-	ShutdownTimeout *string `yaml:"shutdown_timeout"`
+	LiveKitURL      *string   `yaml:"livekit_url"`
+	APIKey          *string   `yaml:"livekit_api_key"`
+	APISecret       *string   `yaml:"livekit_api_secret"`
+	AppHost         *string   `yaml:"app_host"`
+	AppPort         *int      `yaml:"app_port"`
+	LogLevel        *string   `yaml:"log_level"`
+	LocalDirectory  *string   `yaml:"local_directory"`
+	FileFormat      *string   `yaml:"file_format"`
+	JitterWindow    *string   `yaml:"jitter_window"`
+	S3Bucket        *string   `yaml:"s3_bucket"`
+	S3Region        *string   `yaml:"s3_region"`
+	S3Directory     *string   `yaml:"s3_directory"`
+	S3Endpoint      *string   `yaml:"s3_endpoint"`
+	S3PathStyle     *bool     `yaml:"s3_force_path_style"`
+	DrainTimeout    *string   `yaml:"drain_timeout"`
+	Mixdown         *string   `yaml:"mixdown"`
+	MixdownDir      *string   `yaml:"mixdown_directory"`
+	MixdownFormat   *string   `yaml:"mixdown_format"`
+	MixdownSettle   *string   `yaml:"mixdown_settle"`
+	PipelineWebhook *string   `yaml:"pipeline_webhook_url"`
+	AutoRecord      *bool     `yaml:"auto_record"`
+	AutoRooms       *[]string `yaml:"auto_record_rooms"`
+	AutoIgnore      *[]string `yaml:"auto_record_ignore_identities"`
+	JoinTimeout     *string   `yaml:"join_timeout"`
+	RejoinTimeout   *string   `yaml:"rejoin_timeout"`
+	ShutdownTimeout *string   `yaml:"shutdown_timeout"`
 }
 
 func (c *Config) overlayYAML(data []byte) error {
@@ -252,6 +280,15 @@ func (c *Config) overlayYAML(data []byte) error {
 	set(f.MixdownDir, &c.MixdownDirectory)
 	set(f.MixdownFormat, &c.MixdownFormat)
 	set(f.PipelineWebhook, &c.PipelineWebhookURL)
+	if f.AutoRecord != nil {
+		c.AutoRecord = *f.AutoRecord
+	}
+	if f.AutoRooms != nil {
+		c.AutoRecordRooms = *f.AutoRooms
+	}
+	if f.AutoIgnore != nil {
+		c.AutoRecordIgnore = *f.AutoIgnore
+	}
 	if f.S3PathStyle != nil {
 		c.S3ForcePathStyle = *f.S3PathStyle
 	}
@@ -366,6 +403,13 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s: %q is not an http(s) URL", envPipelineWebhook, c.PipelineWebhookURL)
 		}
 	}
+	for name, globs := range map[string][]string{envAutoRooms: c.AutoRecordRooms, envAutoIgnore: c.AutoRecordIgnore} {
+		for _, g := range globs {
+			if _, err := path.Match(g, ""); err != nil {
+				return fmt.Errorf("%s: %q is not a glob pattern", name, g)
+			}
+		}
+	}
 	if c.DrainTimeout <= 0 || c.MixdownSettle < 0 {
 		return fmt.Errorf("%s and %s must be positive", envDrainTimeout, envMixdownSettle)
 	}
@@ -373,6 +417,17 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%s: %s must not be negative", envRejoinTimeout, c.RejoinTimeout)
 	}
 	return nil
+}
+
+// splitList reads a comma-separated list, trimming blanks.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // S3Enabled says whether files go to S3 (bucket and region set).

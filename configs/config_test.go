@@ -64,6 +64,8 @@ func TestLoadErrorsNameTheSetting(t *testing.T) {
 		{"mixdown format", map[string]string{"MIXDOWN_FORMAT": "wav"}, "", "MIXDOWN_FORMAT"},
 		{"same prefixes", map[string]string{"S3_BUCKET": "b", "S3_REGION": "r", "MIXDOWN_DIRECTORY": "livekit"}, "", "MIXDOWN_DIRECTORY"},
 		{"nested prefixes", map[string]string{"S3_BUCKET": "b", "S3_REGION": "r", "MIXDOWN_DIRECTORY": "livekit/mix"}, "", "MIXDOWN_DIRECTORY"},
+		{"auto record", map[string]string{"AUTO_RECORD": "sometimes"}, "", "AUTO_RECORD"},
+		{"room glob", map[string]string{"AUTO_RECORD_ROOMS": "a,[b"}, "", "AUTO_RECORD_ROOMS"},
 		{"webhook", map[string]string{"PIPELINE_WEBHOOK_URL": "ftp://x"}, "", "PIPELINE_WEBHOOK_URL"},
 		{"config file", map[string]string{"CONFIG_FILE": "/nonexistent/recorder.yaml"}, "", "CONFIG_FILE"},
 	}
@@ -150,7 +152,7 @@ func TestExampleFileIsComplete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"livekit_url", "livekit_api_key", "livekit_api_secret", "app_host", "app_port", "log_level", "local_directory", "file_format", "jitter_window", "s3_bucket", "s3_region", "s3_directory", "s3_endpoint", "s3_force_path_style", "drain_timeout", "mixdown", "mixdown_directory", "mixdown_format", "mixdown_settle", "pipeline_webhook_url", "join_timeout", "rejoin_timeout", "shutdown_timeout"} {
+	for _, key := range []string{"livekit_url", "livekit_api_key", "livekit_api_secret", "app_host", "app_port", "log_level", "local_directory", "file_format", "jitter_window", "s3_bucket", "s3_region", "s3_directory", "s3_endpoint", "s3_force_path_style", "drain_timeout", "mixdown", "mixdown_directory", "mixdown_format", "mixdown_settle", "pipeline_webhook_url", "auto_record", "auto_record_rooms", "auto_record_ignore_identities", "join_timeout", "rejoin_timeout", "shutdown_timeout"} {
 		if !strings.Contains(string(data), "\n"+key+":") {
 			t.Errorf("example does not document %s", key)
 		}

@@ -134,6 +134,7 @@ func startService(t *testing.T, extra map[string]string) *service {
 		env[k] = v
 	}
 	s.dir = env["LOCAL_DIRECTORY"]
+	s.url = "http://127.0.0.1:" + env["APP_PORT"]
 	s.cmd = exec.Command(recorderBin)
 	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	for k, v := range env {
@@ -234,6 +235,23 @@ func (s *service) list() []recorder.RecordingInfo {
 	return out.Recordings
 }
 
+// rooms is the rooms' pipeline runs from GET /recordings.
+func (s *service) rooms() []recorder.Completion {
+	s.t.Helper()
+	resp, err := http.Get(s.url + "/recordings")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Rooms []recorder.Completion `json:"rooms"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		s.t.Fatal(err)
+	}
+	return out.Rooms
+}
+
 // waitRecording polls the list until cond holds for the recording of
 // room/participant (the latest one).
 func (s *service) waitRecording(room, participant string, within time.Duration, cond func(recorder.RecordingInfo) bool) recorder.RecordingInfo {
@@ -257,6 +275,12 @@ func (s *service) waitRecording(room, participant string, within time.Duration, 
 
 // publish starts a looping publisher of the test tone.
 func publish(t *testing.T, room, identity string) *testbed.Publisher {
+	t.Helper()
+	return publishOn(t, lk, room, identity)
+}
+
+// publishOn is publish on a given LiveKit server.
+func publishOn(t *testing.T, lk *testbed.LiveKit, room, identity string) *testbed.Publisher {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

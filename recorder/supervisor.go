@@ -81,6 +81,8 @@ type Options struct {
 	// must stay without recordings first.
 	OnRoomComplete RoomComplete
 	SettleDelay    time.Duration
+	// Auto is the policy for LiveKit's webhook events (HandleEvent).
+	Auto AutoRecord
 }
 
 // Uploader queues files for storage (uploader.Queue).
@@ -114,6 +116,7 @@ type Supervisor struct {
 	closing        map[string]int              // by room: recordings whose files are closing
 	settle         map[string]*time.Timer
 	completions    sync.WaitGroup
+	events         sync.WaitGroup // webhook events being acted on
 	completionsLog []*Completion
 	life           context.Context // ends at Shutdown's deadline
 	endLife        context.CancelFunc
@@ -346,6 +349,7 @@ func (s *Supervisor) Shutdown(ctx context.Context) error {
 func (s *Supervisor) Close() {
 	s.endLife()
 	s.completions.Wait()
+	s.events.Wait()
 }
 
 // stop ends rec: forget the participant, drain and close its tracks, release

@@ -18,6 +18,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/livekit/protocol/auth"
+	"github.com/livekit/protocol/livekit"
+	lksdk "github.com/livekit/server-sdk-go/v2"
+	"github.com/twitchtv/twirp"
+
 	"github.com/trackrec/trackrec/api"
 	"github.com/trackrec/trackrec/bot"
 	"github.com/trackrec/trackrec/configs"
@@ -92,7 +97,13 @@ func run() error {
 		SpoolIsStore:   !cfg.S3Enabled(),
 		OnRoomComplete: onComplete,
 		SettleDelay:    cfg.MixdownSettle,
-		Instance:       instance,
+		Auto: recorder.AutoRecord{
+			Enabled:          cfg.AutoRecord,
+			Rooms:            cfg.AutoRecordRooms,
+			IgnoreIdentities: cfg.AutoRecordIgnore,
+			Present:          presence(cfg),
+		},
+		Instance: instance,
 		Join: func(ctx context.Context, room string, h bot.Handler) (recorder.Bot, error) {
 			ctx, cancel := context.WithTimeout(ctx, cfg.JoinTimeout)
 			defer cancel()
@@ -103,7 +114,7 @@ func run() error {
 				// One identity per bot: LiveKit drops the older of two equal
 				// identities, and a bot still leaving may share a room with
 				// its successor.
-				Identity: "recorder-" + instance + "-" + randomHex(3),
+				Identity: recorder.BotIdentityPrefix + instance + "-" + randomHex(3),
 				Logger:   log,
 			}, room, h)
 		},
@@ -118,7 +129,13 @@ func run() error {
 		log.Info("spool recovered", "files", len(recovered))
 	}
 
-	srv := &http.Server{Handler: api.New(sup, log), ReadHeaderTimeout: 10 * time.Second}
+	hooks := api.Webhooks{Keys: auth.NewSimpleKeyProvider(cfg.APIKey, cfg.APISecret), Events: sup}
+	srv := &http.Server{
+		Handler:           api.New(sup, log, hooks),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("recorder listening", "addr", ln.Addr().String(), "livekit", cfg.LiveKitURL, "dir", cfg.LocalDirectory, "store", store.String(), "instance", instance)
@@ -174,6 +191,22 @@ func openStorage(ctx context.Context, cfg configs.Config) (uploader.Storage, str
 		return nil, "", fmt.Errorf("LOCAL_DIRECTORY: %w", err)
 	}
 	return d, "", nil
+}
+
+// presence asks LiveKit whether a participant is in a room now.
+func presence(cfg configs.Config) func(ctx context.Context, room, identity string) (bool, error) {
+	rs := lksdk.NewRoomServiceClient(cfg.LiveKitHTTPURL, cfg.APIKey, cfg.APISecret)
+	return func(ctx context.Context, room, identity string) (bool, error) {
+		_, err := rs.GetParticipant(ctx, &livekit.RoomParticipantIdentity{Room: room, Identity: identity})
+		if err == nil {
+			return true, nil
+		}
+		var te twirp.Error
+		if errors.As(err, &te) && te.Code() == twirp.NotFound {
+			return false, nil
+		}
+		return false, err
+	}
 }
 
 // roomTracks hands a complete room's files to the mixdown pipeline.

@@ -1,0 +1,67 @@
+package e2e
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	lksdk "github.com/livekit/server-sdk-go/v2"
+	"github.com/trackrec/trackrec/recorder"
+	"github.com/trackrec/trackrec/testbed"
+)
+
+// LiveKit sends its webhooks to the recorder: participants are recorded
+// without any API call, their files close when they leave, and the room's
+// mixdown follows. The recorder's own bot is never recorded.
+func TestWebhooksRecordWithoutAnAPICall(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	server, err := testbed.StartLiveKit(ctx, testbed.LiveKitOptions{
+		WebhookURLs: []string{"http://127.0.0.1:" + strconv.Itoa(port) + "/recordings/webhooks"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	s := startService(t, map[string]string{
+		"LIVEKIT_URL": server.URL, "LIVEKIT_API_KEY": server.APIKey, "LIVEKIT_API_SECRET": server.APISecret,
+		"APP_PORT": strconv.Itoa(port), "MIXDOWN_SETTLE": "1s",
+	})
+	room := "auto-room"
+	p := publishOn(t, server, room, "yuri")
+	rec := s.waitRecording(room, "yuri", 20*time.Second, func(r recorder.RecordingInfo) bool {
+		return r.State == recorder.StateRecording && len(r.Tracks) == 1 && r.Tracks[0].Packets > 50
+	})
+	time.Sleep(time.Second)
+	for _, r := range s.list() {
+		if strings.HasPrefix(r.Participant, recorder.BotIdentityPrefix) {
+			t.Errorf("the recorder recorded its own bot: %+v", r)
+		}
+	}
+	if err := p.Leave(); err != nil {
+		t.Fatal(err)
+	}
+	rec = s.waitRecording(room, "yuri", 20*time.Second, func(r recorder.RecordingInfo) bool { return r.State == recorder.StateStopped })
+	checkTrackFile(t, fileOf(t, rec, p.TrackSID()).Path, p, p.TrackSID(), 0)
+
+	// Closing the room finishes it; the mixdown of its recordings runs.
+	rs := lksdk.NewRoomServiceClient(server.HTTPURL, server.APIKey, server.APISecret)
+	_, _ = rs.DeleteRoom(ctx, &livekit.DeleteRoomRequest{Room: room})
+	waitFor(t, 30*time.Second, "the room's mixdown", func() bool {
+		resp := s.rooms()
+		for _, c := range resp {
+			if c.Room == room && c.State == recorder.CompletionDone && len(c.Outputs) == 2 {
+				return true
+			}
+		}
+		return false
+	})
+	if len(s.list()) != 1 {
+		t.Errorf("recordings: %+v, want only yuri's", s.list())
+	}
+}
