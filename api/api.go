@@ -15,6 +15,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"github.com/livekit/protocol/auth"
 	"github.com/trackrec/trackrec/bot"
 	"github.com/trackrec/trackrec/recorder"
 )
@@ -32,9 +33,18 @@ type Recorder interface {
 	Completions() []recorder.Completion
 }
 
-// New returns the HTTP handler. hooks is optional: without it the webhook
-// receiver answers 404.
-func New(rec Recorder, log *slog.Logger, hooks ...Webhooks) *echo.Echo {
+// Options configure the API beyond its recorder.
+type Options struct {
+	// Auth, if set, guards start, stop and the list with LiveKit access
+	// tokens carrying the roomRecord grant; nil leaves them open.
+	Auth auth.KeyProvider
+	// Webhooks configures the LiveKit webhook receiver; without it the
+	// receiver answers 404.
+	Webhooks Webhooks
+}
+
+// New returns the HTTP handler.
+func New(rec Recorder, log *slog.Logger, opts ...Options) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(log)
@@ -45,15 +55,20 @@ func New(rec Recorder, log *slog.Logger, hooks ...Webhooks) *echo.Echo {
 		},
 	}))
 	e.Use(middleware.BodyLimit("64K"))
-	h := &handlers{rec: rec, log: log, seen: newRecentIDs(4096)}
-	if len(hooks) > 0 {
-		h.hooks = hooks[0]
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	h := &handlers{rec: rec, log: log, seen: newRecentIDs(4096), hooks: o.Webhooks}
+	guard := func(next echo.HandlerFunc) echo.HandlerFunc { return next }
+	if o.Auth != nil {
+		guard = requireRecordGrant(o.Auth)
 	}
 	e.GET("/healthz", h.health)
-	e.GET("/recordings", h.list)
+	e.GET("/recordings", h.list, guard)
 	e.GET("/metrics", h.metrics)
-	e.POST("/recordings/start", h.start)
-	e.POST("/recordings/stop", h.stop)
+	e.POST("/recordings/start", h.start, guard)
+	e.POST("/recordings/stop", h.stop, guard)
 	e.POST("/recordings/webhooks", h.webhook)
 	return e
 }

@@ -72,7 +72,7 @@ func TestWebhookVerification(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			events := &eventLog{}
-			e := New(&fakeRecorder{}, slog.New(slog.NewTextHandler(io.Discard, nil)), Webhooks{Keys: auth.NewSimpleKeyProvider("devkey", "secret"), Events: events})
+			e := New(&fakeRecorder{}, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Webhooks: Webhooks{Keys: auth.NewSimpleKeyProvider("devkey", "secret"), Events: events}})
 			rec := httptest.NewRecorder()
 			e.ServeHTTP(rec, tc.req())
 			if rec.Code != tc.want {
@@ -87,7 +87,7 @@ func TestWebhookVerification(t *testing.T) {
 
 func TestWebhookReplaysActOnce(t *testing.T) {
 	events := &eventLog{}
-	e := New(&fakeRecorder{}, slog.New(slog.NewTextHandler(io.Discard, nil)), Webhooks{Keys: auth.NewSimpleKeyProvider("devkey", "secret"), Events: events})
+	e := New(&fakeRecorder{}, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Webhooks: Webhooks{Keys: auth.NewSimpleKeyProvider("devkey", "secret"), Events: events}})
 	ev := &livekit.WebhookEvent{Event: "participant_joined", Id: "EV_replayed", Room: &livekit.Room{Name: "r"}, Participant: &livekit.ParticipantInfo{Identity: "alice"}}
 	for i := 0; i < 3; i++ {
 		rec := httptest.NewRecorder()

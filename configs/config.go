@@ -65,7 +65,12 @@ type Config struct {
 	// AutoRecord starts recording participants on LiveKit's
 	// participant_joined webhook; AutoRecordRooms (globs) limits it to
 	// matching rooms, AutoRecordIgnore (globs) skips identities.
-	AutoRecord       bool     `yaml:"auto_record"`
+	AutoRecord bool `yaml:"auto_record"`
+	// APIAuth requires a LiveKit access token with the roomRecord grant on
+	// start, stop and the list. Off is for local development only.
+	APIAuth bool `yaml:"-"`
+	// APIAuthName is API_AUTH as given (on or off).
+	APIAuthName      string   `yaml:"api_auth"`
 	AutoRecordRooms  []string `yaml:"auto_record_rooms"`
 	AutoRecordIgnore []string `yaml:"auto_record_ignore_identities"`
 
@@ -103,6 +108,7 @@ const (
 	envMixdownSettle   = "MIXDOWN_SETTLE"
 	envPipelineWebhook = "PIPELINE_WEBHOOK_URL"
 	envAutoRecord      = "AUTO_RECORD"
+	envAPIAuth         = "API_AUTH"
 	envAutoRooms       = "AUTO_RECORD_ROOMS"
 	envAutoIgnore      = "AUTO_RECORD_IGNORE_IDENTITIES"
 	envJoinTimeout     = "JOIN_TIMEOUT"
@@ -124,6 +130,7 @@ func Default() Config {
 		MixdownFormat:    "mp3",
 		MixdownSettle:    5 * time.Second,
 		AutoRecord:       true,
+		APIAuthName:      "on",
 		MixdownDirectory: "mixdown",
 		JoinTimeout:      15 * time.Second,
 		RejoinTimeout:    10 * time.Second,
@@ -175,6 +182,7 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 	str(envMixdownDir, &c.MixdownDirectory)
 	str(envMixdownFormat, &c.MixdownFormat)
 	str(envPipelineWebhook, &c.PipelineWebhookURL)
+	str(envAPIAuth, &c.APIAuthName)
 	if v := getenv(envAutoRecord); v != "" {
 		b, err := strconv.ParseBool(strings.TrimSpace(v))
 		if err != nil {
@@ -244,6 +252,7 @@ type fileConfig struct {
 	MixdownFormat   *string   `yaml:"mixdown_format"`
 	MixdownSettle   *string   `yaml:"mixdown_settle"`
 	PipelineWebhook *string   `yaml:"pipeline_webhook_url"`
+	APIAuth         *string   `yaml:"api_auth"`
 	AutoRecord      *bool     `yaml:"auto_record"`
 	AutoRooms       *[]string `yaml:"auto_record_rooms"`
 	AutoIgnore      *[]string `yaml:"auto_record_ignore_identities"`
@@ -280,6 +289,7 @@ func (c *Config) overlayYAML(data []byte) error {
 	set(f.MixdownDir, &c.MixdownDirectory)
 	set(f.MixdownFormat, &c.MixdownFormat)
 	set(f.PipelineWebhook, &c.PipelineWebhookURL)
+	set(f.APIAuth, &c.APIAuthName)
 	if f.AutoRecord != nil {
 		c.AutoRecord = *f.AutoRecord
 	}
@@ -409,6 +419,14 @@ func (c *Config) Validate() error {
 				return fmt.Errorf("%s: %q is not a glob pattern", name, g)
 			}
 		}
+	}
+	switch strings.ToLower(c.APIAuthName) {
+	case "on", "true":
+		c.APIAuth = true
+	case "off", "false":
+		c.APIAuth = false
+	default:
+		return fmt.Errorf("%s: %q is not on or off", envAPIAuth, c.APIAuthName)
 	}
 	if c.DrainTimeout <= 0 || c.MixdownSettle < 0 {
 		return fmt.Errorf("%s and %s must be positive", envDrainTimeout, envMixdownSettle)

@@ -66,6 +66,7 @@ func TestLoadErrorsNameTheSetting(t *testing.T) {
 		{"nested prefixes", map[string]string{"S3_BUCKET": "b", "S3_REGION": "r", "MIXDOWN_DIRECTORY": "livekit/mix"}, "", "MIXDOWN_DIRECTORY"},
 		{"auto record", map[string]string{"AUTO_RECORD": "sometimes"}, "", "AUTO_RECORD"},
 		{"room glob", map[string]string{"AUTO_RECORD_ROOMS": "a,[b"}, "", "AUTO_RECORD_ROOMS"},
+		{"api auth", map[string]string{"API_AUTH": "maybe"}, "", "API_AUTH"},
 		{"webhook", map[string]string{"PIPELINE_WEBHOOK_URL": "ftp://x"}, "", "PIPELINE_WEBHOOK_URL"},
 		{"config file", map[string]string{"CONFIG_FILE": "/nonexistent/recorder.yaml"}, "", "CONFIG_FILE"},
 	}
@@ -152,7 +153,7 @@ func TestExampleFileIsComplete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"livekit_url", "livekit_api_key", "livekit_api_secret", "app_host", "app_port", "log_level", "local_directory", "file_format", "jitter_window", "s3_bucket", "s3_region", "s3_directory", "s3_endpoint", "s3_force_path_style", "drain_timeout", "mixdown", "mixdown_directory", "mixdown_format", "mixdown_settle", "pipeline_webhook_url", "auto_record", "auto_record_rooms", "auto_record_ignore_identities", "join_timeout", "rejoin_timeout", "shutdown_timeout"} {
+	for _, key := range []string{"livekit_url", "livekit_api_key", "livekit_api_secret", "app_host", "app_port", "log_level", "local_directory", "file_format", "jitter_window", "s3_bucket", "s3_region", "s3_directory", "s3_endpoint", "s3_force_path_style", "drain_timeout", "mixdown", "mixdown_directory", "mixdown_format", "mixdown_settle", "pipeline_webhook_url", "auto_record", "auto_record_rooms", "auto_record_ignore_identities", "api_auth", "join_timeout", "rejoin_timeout", "shutdown_timeout"} {
 		if !strings.Contains(string(data), "\n"+key+":") {
 			t.Errorf("example does not document %s", key)
 		}

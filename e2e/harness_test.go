@@ -73,12 +73,13 @@ func run(m *testing.M) int {
 
 // service is one recorder process.
 type service struct {
-	t    *testing.T
-	url  string
-	dir  string
-	cmd  *exec.Cmd
-	logs *syncBuffer
-	done chan error
+	t     *testing.T
+	url   string
+	token string // for the API, from `recorder token`
+	dir   string
+	cmd   *exec.Cmd
+	logs  *syncBuffer
+	done  chan error
 }
 
 type syncBuffer struct {
@@ -135,6 +136,7 @@ func startService(t *testing.T, extra map[string]string) *service {
 	}
 	s.dir = env["LOCAL_DIRECTORY"]
 	s.url = "http://127.0.0.1:" + env["APP_PORT"]
+	s.token = apiToken(t, env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"])
 	s.cmd = exec.Command(recorderBin)
 	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	for k, v := range env {
@@ -178,6 +180,25 @@ func startService(t *testing.T, extra map[string]string) *service {
 	}
 }
 
+// get is an authorized GET on the API.
+func (s *service) get(path string) (*http.Response, error) {
+	req, _ := http.NewRequest(http.MethodGet, s.url+path, nil)
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	return http.DefaultClient.Do(req)
+}
+
+// apiToken asks the recorder binary for an API token, as a script would.
+func apiToken(t *testing.T, key, secret string) string {
+	t.Helper()
+	cmd := exec.Command(recorderBin, "token", "-valid", "1h")
+	cmd.Env = []string{"LIVEKIT_API_KEY=" + key, "LIVEKIT_API_SECRET=" + secret}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("recorder token: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
 func tail(s string, n int) string {
 	if len(s) > n {
 		return s[len(s)-n:]
@@ -189,7 +210,10 @@ func tail(s string, n int) string {
 func (s *service) post(path, room, participant string) (int, recorder.RecordingInfo, string) {
 	s.t.Helper()
 	body, _ := json.Marshal(map[string]string{"room": room, "participant": participant})
-	resp, err := http.Post(s.url+path, "application/json", bytes.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, s.url+path, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		s.t.Fatalf("POST %s: %v", path, err)
 	}
@@ -221,7 +245,7 @@ func (s *service) mustStop(room, participant string) recorder.RecordingInfo {
 
 func (s *service) list() []recorder.RecordingInfo {
 	s.t.Helper()
-	resp, err := http.Get(s.url + "/recordings")
+	resp, err := s.get("/recordings")
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -238,7 +262,7 @@ func (s *service) list() []recorder.RecordingInfo {
 // rooms is the rooms' pipeline runs from GET /recordings.
 func (s *service) rooms() []recorder.Completion {
 	s.t.Helper()
-	resp, err := http.Get(s.url + "/recordings")
+	resp, err := s.get("/recordings")
 	if err != nil {
 		s.t.Fatal(err)
 	}

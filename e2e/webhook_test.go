@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -64,4 +65,42 @@ func TestWebhooksRecordWithoutAnAPICall(t *testing.T) {
 	if len(s.list()) != 1 {
 		t.Errorf("recordings: %+v, want only yuri's", s.list())
 	}
+}
+
+// The API refuses requests without a roomRecord token, and the binary's
+// token subcommand makes one it accepts.
+func TestAPIRequiresARecordToken(t *testing.T) {
+	t.Parallel()
+	s := startService(t, nil)
+	body := `{"room":"auth-room","participant":"zoe"}`
+	for name, c := range map[string]struct {
+		header string
+		want   int
+	}{
+		"no token":       {"", http.StatusUnauthorized},
+		"join-only":      {"Bearer " + joinToken(t), http.StatusForbidden},
+		"recorder token": {"Bearer " + s.token, http.StatusCreated},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, s.url+"/recordings/start", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if c.header != "" {
+			req.Header.Set("Authorization", c.header)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s: %d, want %d", name, resp.StatusCode, c.want)
+		}
+	}
+}
+
+func joinToken(t *testing.T) string {
+	tok, err := lk.Token("auth-room", "zoe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }

@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -80,6 +81,15 @@ func run(ctx context.Context, recorderBin, tone, dir string, length time.Duratio
 		return err
 	}
 	say("recorder API on %s (files go to ./%s)", base, dir)
+	// The API wants a LiveKit token with the roomRecord grant; the recorder
+	// binary prints one.
+	tok := exec.CommandContext(ctx, recorderBin, "token", "-valid", "1h")
+	tok.Env = append(os.Environ(), "LIVEKIT_API_KEY="+lk.APIKey, "LIVEKIT_API_SECRET="+lk.APISecret)
+	out, err := tok.Output()
+	if err != nil {
+		return fmt.Errorf("recorder token: %w", err)
+	}
+	token := strings.TrimSpace(string(out))
 
 	const room, identity = "demo-room", "demo-speaker"
 	pub, err := testbed.Publish(ctx, testbed.PublisherOptions{
@@ -93,7 +103,7 @@ func run(ctx context.Context, recorderBin, tone, dir string, length time.Duratio
 	say("%s is speaking in %s (track %s)", identity, room, pub.TrackSID())
 
 	say("POST /recordings/start {\"room\":%q,\"participant\":%q}", room, identity)
-	if _, err := post(ctx, base+"/recordings/start", room, identity); err != nil {
+	if _, err := post(ctx, base+"/recordings/start", token, room, identity); err != nil {
 		return err
 	}
 	select {
@@ -102,7 +112,7 @@ func run(ctx context.Context, recorderBin, tone, dir string, length time.Duratio
 		return ctx.Err()
 	}
 	say("POST /recordings/stop")
-	body, err := post(ctx, base+"/recordings/stop", room, identity)
+	body, err := post(ctx, base+"/recordings/stop", token, room, identity)
 	if err != nil {
 		return err
 	}
@@ -136,7 +146,7 @@ func run(ctx context.Context, recorderBin, tone, dir string, length time.Duratio
 	// The room is complete once it has stayed without recordings for the
 	// settle delay: the built-in mixdown follows.
 	say("waiting for the room's mixdown")
-	outs, err := waitMixdown(ctx, base, room)
+	outs, err := waitMixdown(ctx, base, token, room)
 	if err != nil {
 		return err
 	}
@@ -147,10 +157,11 @@ func run(ctx context.Context, recorderBin, tone, dir string, length time.Duratio
 }
 
 // waitMixdown polls GET /recordings until room's pipeline run is done.
-func waitMixdown(ctx context.Context, base, room string) ([]string, error) {
+func waitMixdown(ctx context.Context, base, token, room string) ([]string, error) {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/recordings", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return nil, err
@@ -220,13 +231,14 @@ func waitHealthy(ctx context.Context, base string, exited <-chan error) error {
 	return errors.New("recorder did not become healthy in 20s")
 }
 
-func post(ctx context.Context, url, room, participant string) ([]byte, error) {
+func post(ctx context.Context, url, token, room, participant string) ([]byte, error) {
 	body, _ := json.Marshal(map[string]string{"room": room, "participant": participant})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err

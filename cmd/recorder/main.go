@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -34,6 +35,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "token" {
+		if err := printToken(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "recorder token:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "recorder:", err)
 		os.Exit(1)
@@ -129,9 +137,15 @@ func run() error {
 		log.Info("spool recovered", "files", len(recovered))
 	}
 
-	hooks := api.Webhooks{Keys: auth.NewSimpleKeyProvider(cfg.APIKey, cfg.APISecret), Events: sup}
+	keys := auth.NewSimpleKeyProvider(cfg.APIKey, cfg.APISecret)
+	apiOpts := api.Options{Webhooks: api.Webhooks{Keys: keys, Events: sup}}
+	if cfg.APIAuth {
+		apiOpts.Auth = keys
+	} else {
+		log.Warn("API_AUTH=off: anyone who reaches the port can start and stop recordings; for local development only")
+	}
 	srv := &http.Server{
-		Handler:           api.New(sup, log, hooks),
+		Handler:           api.New(sup, log, apiOpts),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -165,6 +179,31 @@ func run() error {
 		return err
 	}
 	log.Info("shut down cleanly")
+	return nil
+}
+
+// printToken prints an access token for the HTTP API: signed with
+// LIVEKIT_API_KEY/LIVEKIT_API_SECRET, holding the roomRecord grant.
+func printToken(args []string) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	valid := fs.Duration("valid", 24*time.Hour, "how long the token is valid")
+	identity := fs.String("identity", "trackrec-api", "identity in the token")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	key, secret := os.Getenv("LIVEKIT_API_KEY"), os.Getenv("LIVEKIT_API_SECRET")
+	if key == "" || secret == "" {
+		return errors.New("LIVEKIT_API_KEY and LIVEKIT_API_SECRET are required")
+	}
+	tok, err := auth.NewAccessToken(key, secret).
+		SetIdentity(*identity).
+		SetValidFor(*valid).
+		SetVideoGrant(&auth.VideoGrant{RoomRecord: true}).
+		ToJWT()
+	if err != nil {
+		return err
+	}
+	fmt.Println(tok)
 	return nil
 }
 
