@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -41,6 +42,9 @@ type Options struct {
 	// Webhooks configures the LiveKit webhook receiver; without it the
 	// receiver answers 404.
 	Webhooks Webhooks
+	// Ready, if set, tells GET /readyz whether the service can record
+	// (LiveKit reachable, storage writable).
+	Ready func(ctx context.Context) error
 }
 
 // New returns the HTTP handler.
@@ -59,12 +63,13 @@ func New(rec Recorder, log *slog.Logger, opts ...Options) *echo.Echo {
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	h := &handlers{rec: rec, log: log, seen: newRecentIDs(4096), hooks: o.Webhooks}
+	h := &handlers{rec: rec, log: log, seen: newRecentIDs(4096), hooks: o.Webhooks, ready: o.Ready}
 	guard := func(next echo.HandlerFunc) echo.HandlerFunc { return next }
 	if o.Auth != nil {
 		guard = requireRecordGrant(o.Auth)
 	}
 	e.GET("/healthz", h.health)
+	e.GET("/readyz", h.readyz)
 	e.GET("/recordings", h.list, guard)
 	e.GET("/metrics", h.metrics)
 	e.POST("/recordings/start", h.start, guard)
@@ -78,6 +83,7 @@ type handlers struct {
 	log   *slog.Logger
 	hooks Webhooks
 	seen  *recentIDs
+	ready func(ctx context.Context) error
 }
 
 // Request is the body of start and stop, the payload livekit-recorder took.
@@ -92,6 +98,19 @@ type errorBody struct {
 
 func (h *handlers) health(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz answers 200 when the service can record, 503 with the reason when
+// it cannot: a load balancer takes the instance out until it can.
+func (h *handlers) readyz(c echo.Context) error {
+	if h.ready != nil {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
+		defer cancel()
+		if err := h.ready(ctx); err != nil {
+			return echo.NewHTTPError(http.StatusServiceUnavailable, "not ready: "+err.Error())
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }
 
 func (h *handlers) list(c echo.Context) error {

@@ -150,3 +150,17 @@ type listRecorder struct {
 }
 
 func (l *listRecorder) List() []recorder.RecordingInfo { return l.recs }
+
+func TestReadiness(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{{nil, 200}, {fmt.Errorf("livekit: connection refused"), 503}} {
+		e := New(&fakeRecorder{}, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Ready: func(context.Context) error { return tc.err }})
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		if rec.Code != tc.want || (tc.err != nil && !strings.Contains(rec.Body.String(), "connection refused")) {
+			t.Errorf("readyz with %v: %d %s", tc.err, rec.Code, rec.Body)
+		}
+	}
+}

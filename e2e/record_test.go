@@ -289,6 +289,11 @@ func TestParticipantLeavingStopsRecording(t *testing.T) {
 	s := startService(t, nil)
 	room := "leave-room"
 	p := publish(t, room, "bob")
+	if resp, err := s.get("/readyz"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("readyz with LiveKit up: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	s.mustStart(room, "bob")
 	time.Sleep(3 * time.Second)
 	if err := p.Leave(); err != nil {
@@ -535,6 +540,11 @@ func TestUnreachableLiveKitIsABadGateway(t *testing.T) {
 	}
 	if got := s.list(); len(got) != 0 {
 		t.Errorf("a failed start left recordings behind: %+v", got)
+	}
+	if resp, err := s.get("/readyz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("readyz with LiveKit down: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 }
 

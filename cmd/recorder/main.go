@@ -138,7 +138,7 @@ func run() error {
 	}
 
 	keys := auth.NewSimpleKeyProvider(cfg.APIKey, cfg.APISecret)
-	apiOpts := api.Options{Webhooks: api.Webhooks{Keys: keys, Events: sup}}
+	apiOpts := api.Options{Webhooks: api.Webhooks{Keys: keys, Events: sup}, Ready: readiness(cfg)}
 	if cfg.APIAuth {
 		apiOpts.Auth = keys
 	} else {
@@ -230,6 +230,29 @@ func openStorage(ctx context.Context, cfg configs.Config) (uploader.Storage, str
 		return nil, "", fmt.Errorf("LOCAL_DIRECTORY: %w", err)
 	}
 	return d, "", nil
+}
+
+// readiness checks what recording needs: LiveKit answers its server API and
+// the spool takes a write.
+func readiness(cfg configs.Config) func(ctx context.Context) error {
+	rs := lksdk.NewRoomServiceClient(cfg.LiveKitHTTPURL, cfg.APIKey, cfg.APISecret)
+	return func(ctx context.Context) error {
+		if _, err := rs.ListRooms(ctx, &livekit.ListRoomsRequest{}); err != nil {
+			return fmt.Errorf("livekit: %w", err)
+		}
+		f, err := os.CreateTemp(cfg.LocalDirectory, ".ready-*")
+		if err != nil {
+			return fmt.Errorf("local directory: %w", err)
+		}
+		name := f.Name()
+		_, werr := f.Write([]byte("ok"))
+		cerr := f.Close()
+		_ = os.Remove(name)
+		if err := errors.Join(werr, cerr); err != nil {
+			return fmt.Errorf("local directory: %w", err)
+		}
+		return nil
+	}
 }
 
 // presence asks LiveKit whether a participant is in a room now.
