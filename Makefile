@@ -26,6 +26,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzOggWriter$$' -fuzztime $(FUZZTIME) ./muxer/ogg/
 	$(GO) test -run '^$$' -fuzz '^FuzzWriter$$' -fuzztime $(FUZZTIME) ./muxer/webm/
 	$(GO) test -run '^$$' -fuzz '^FuzzSegment$$' -fuzztime $(FUZZTIME) ./uploader/
+	$(GO) test -run '^$$' -fuzz '^FuzzRequests$$' -fuzztime $(FUZZTIME) ./api/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./muxer/...

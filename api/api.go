@@ -3,12 +3,16 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -183,7 +187,18 @@ func (h *handlers) fail(c echo.Context, req Request, err error) error {
 // known fields; names must be non-empty UTF-8 without control characters.
 func bind(c echo.Context) (Request, error) {
 	var req Request
-	dec := json.NewDecoder(c.Request().Body)
+	if ct := c.Request().Header.Get(echo.HeaderContentType); !isJSON(ct) {
+		return req, echo.NewHTTPError(http.StatusUnsupportedMediaType, "Content-Type must be application/json, not "+strconv.Quote(ct))
+	}
+	raw, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		return req, err // the body limit's 413, or a broken connection
+	}
+	if !utf8.Valid(raw) {
+		// encoding/json would quietly turn it into U+FFFD: another name.
+		return req, echo.NewHTTPError(http.StatusBadRequest, "body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		return req, echo.NewHTTPError(http.StatusBadRequest, "body must be a JSON object {\"room\": ..., \"participant\": ...}: "+err.Error())
@@ -197,6 +212,12 @@ func bind(c echo.Context) (Request, error) {
 		}
 	}
 	return req, nil
+}
+
+// isJSON accepts application/json and any +json type, with parameters.
+func isJSON(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
 }
 
 func checkName(field, v string) error {

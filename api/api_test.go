@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,9 +9,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
+	"github.com/livekit/protocol/auth"
 	"github.com/trackrec/trackrec/bot"
 	"github.com/trackrec/trackrec/recorder"
 )
@@ -81,6 +84,18 @@ func TestRequests(t *testing.T) {
 		{"unknown path", "GET", "/nope", ``, nil, false, 404, 0, ""},
 		{"wrong method", "GET", "/recordings/start", ``, nil, false, 405, 0, ""},
 		{"health", "GET", "/healthz", ``, nil, false, 200, 0, ""},
+		{"deeply nested", "POST", "/recordings/start", `{"room":` + strings.Repeat(`{"a":`, 500) + `1` + strings.Repeat(`}`, 500) + `,"participant":"p"}`, nil, false, 400, 0, "JSON"},
+		{"null body", "POST", "/recordings/start", `null`, nil, false, 400, 0, "room is required"},
+		{"number body", "POST", "/recordings/start", `42`, nil, false, 400, 0, "JSON"},
+		{"string body", "POST", "/recordings/stop", `"room"`, nil, false, 400, 0, "JSON"},
+		{"array participant", "POST", "/recordings/start", `{"room":"r","participant":["p"]}`, nil, false, 400, 0, "JSON"},
+		{"invalid utf-8", "POST", "/recordings/start", "{\"room\":\"r\xff\",\"participant\":\"p\"}", nil, false, 400, 0, ""},
+		{"tab in name", "POST", "/recordings/start", `{"room":"r\tx","participant":"p"}`, nil, false, 400, 0, "control"},
+		{"long participant", "POST", "/recordings/stop", `{"room":"r","participant":"` + long + `"}`, nil, false, 400, 0, "longer than"},
+		{"trailing garbage", "POST", "/recordings/stop", `{"room":"r","participant":"p"} x`, nil, false, 400, 0, "one JSON object"},
+		{"path tricks are names", "POST", "/recordings/start", `{"room":"../../etc","participant":"a/b"}`, nil, false, 201, 1, ""},
+		{"delete method", "DELETE", "/recordings/start", ``, nil, false, 405, 0, ""},
+		{"put on list", "PUT", "/recordings", ``, nil, false, 405, 0, ""},
 		{"list", "GET", "/recordings", ``, nil, false, 200, 0, ""},
 	}
 	for _, tc := range cases {
@@ -163,4 +178,70 @@ func TestReadiness(t *testing.T) {
 			t.Errorf("readyz with %v: %d %s", tc.err, rec.Code, rec.Body)
 		}
 	}
+}
+
+func TestContentType(t *testing.T) {
+	for ct, want := range map[string]int{
+		"application/json":                  201,
+		"application/json; charset=utf-8":   201,
+		"application/merge-patch+json":      201,
+		"text/plain":                        415,
+		"application/x-www-form-urlencoded": 415,
+		"":                                  415,
+		"application/xml":                   415,
+		"json":                              415,
+	} {
+		f := &fakeRecorder{}
+		e := New(f, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		req := httptest.NewRequest(http.MethodPost, "/recordings/start", strings.NewReader(`{"room":"r","participant":"p"}`))
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, req)
+		if rec.Code != want || (want == 415 && len(f.calls) != 0) {
+			t.Errorf("Content-Type %q: %d (calls %v), want %d", ct, rec.Code, f.calls, want)
+		}
+	}
+}
+
+// FuzzRequests throws arbitrary bodies, content types and paths at the API:
+// never a panic, never a 5xx, and the recorder is only reached with names
+// that passed the checks.
+func FuzzRequests(f *testing.F) {
+	f.Add("/recordings/start", "application/json", []byte(`{"room":"r","participant":"p"}`))
+	f.Add("/recordings/stop", "application/json", []byte(`{"room":`))
+	f.Add("/recordings/webhooks", "application/webhook+json", []byte(`{"event":"participant_joined"}`))
+	f.Fuzz(func(t *testing.T, path, ct string, body []byte) {
+		if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " ?#%\x00") {
+			return
+		}
+		if _, err := url.Parse("http://x" + path); err != nil {
+			return // not a request a client can send
+		}
+		rec := &recordingRecorder{}
+		e := New(rec, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Webhooks: Webhooks{Keys: auth.NewSimpleKeyProvider("devkey", "secret"), Events: &eventLog{}}})
+		req := httptest.NewRequest(http.MethodPost, "http://x"+path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", ct)
+		w := httptest.NewRecorder()
+		e.ServeHTTP(w, req)
+		if w.Code >= 500 {
+			t.Fatalf("%s %q: %d %s", path, body, w.Code, w.Body)
+		}
+		for _, n := range rec.names {
+			if checkName("name", n) != nil {
+				t.Fatalf("recorder reached with unchecked name %q", n)
+			}
+		}
+	})
+}
+
+type recordingRecorder struct {
+	fakeRecorder
+	names []string
+}
+
+func (r *recordingRecorder) Start(ctx context.Context, room, p string) (recorder.RecordingInfo, bool, error) {
+	r.names = append(r.names, room, p)
+	return recorder.RecordingInfo{}, true, nil
 }
