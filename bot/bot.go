@@ -309,10 +309,26 @@ func (b *Bot) onTrackSubscribed(track *webrtc.TrackRemote, pub *lksdk.RemoteTrac
 }
 
 func (b *Bot) onTrackUnsubscribed(_ *webrtc.TrackRemote, pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
-	if pub.Kind() == lksdk.TrackKindAudio {
-		b.forgetTrack(pub.SID())
-		b.h.TrackEnded(b.info(pub, rp))
+	if pub.Kind() != lksdk.TrackKindAudio {
+		return
 	}
+	b.forgetTrack(pub.SID())
+	b.h.TrackEnded(b.info(pub, rp))
+	// An unsubscribe that lands after the participant was asked for again
+	// (a stop quickly followed by a start) must not leave a published track
+	// unsubscribed: ask for it again.
+	if b.wants(rp.Identity()) && published(rp, pub.SID()) {
+		b.subscribe(pub, rp)
+	}
+}
+
+func published(rp *lksdk.RemoteParticipant, sid string) bool {
+	for _, p := range rp.TrackPublications() {
+		if p.SID() == sid {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *Bot) onTrackUnpublished(pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
