@@ -8,12 +8,21 @@ RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/recorder ./cmd/recorder
 
-FROM gcr.io/distroless/static-debian12:nonroot
-COPY --from=build /out/recorder /recorder
+# ffmpeg is the built-in mixdown's mixer (MIXDOWN=builtin, the default);
+# track recording itself needs nothing but the binary.
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ffmpeg ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home /recordings recorder \
+ && mkdir -p /recordings && chown recorder /recordings
+COPY --from=build /out/recorder /usr/local/bin/recorder
+USER recorder
 ENV LOCAL_DIRECTORY=/recordings APP_PORT=8000
 VOLUME /recordings
 EXPOSE 8000
-# SIGTERM stops every recording and closes its files before exit; give it
-# time (docker stop -t 40) beyond SHUTDOWN_TIMEOUT (30s).
+# SIGTERM stops every recording, closes its files and drains uploads before
+# exit: give it SHUTDOWN_TIMEOUT + DRAIN_TIMEOUT (docker stop -t 100).
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["/recorder"]
+HEALTHCHECK CMD ["/bin/sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/8000 || exit 1"]
+ENTRYPOINT ["/usr/local/bin/recorder"]
