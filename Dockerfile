@@ -24,5 +24,4 @@ EXPOSE 8000
 # SIGTERM stops every recording, closes its files and drains uploads before
 # exit: give it SHUTDOWN_TIMEOUT + DRAIN_TIMEOUT (docker stop -t 100).
 STOPSIGNAL SIGTERM
-HEALTHCHECK CMD ["/bin/sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/8000 || exit 1"]
 ENTRYPOINT ["/usr/local/bin/recorder"]
