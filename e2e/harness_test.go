@@ -243,38 +243,30 @@ func (s *service) mustStop(room, participant string) recorder.RecordingInfo {
 	return info
 }
 
-func (s *service) list() []recorder.RecordingInfo {
-	s.t.Helper()
-	resp, err := s.get("/recordings")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct {
-		Recordings []recorder.RecordingInfo `json:"recordings"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		s.t.Fatal(err)
-	}
-	return out.Recordings
+// listing is GET /recordings.
+type listing struct {
+	Recordings []recorder.RecordingInfo `json:"recordings"`
+	Rooms      []recorder.Completion    `json:"rooms"`
 }
 
-// rooms is the rooms' pipeline runs from GET /recordings.
-func (s *service) rooms() []recorder.Completion {
+func (s *service) listing() listing {
 	s.t.Helper()
 	resp, err := s.get("/recordings")
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var out struct {
-		Rooms []recorder.Completion `json:"rooms"`
-	}
+	var out listing
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		s.t.Fatal(err)
 	}
-	return out.Rooms
+	return out
 }
+
+func (s *service) list() []recorder.RecordingInfo { return s.listing().Recordings }
+
+// rooms is the rooms' pipeline runs.
+func (s *service) rooms() []recorder.Completion { return s.listing().Rooms }
 
 // waitRecording polls the list until cond holds for the recording of
 // room/participant (the latest one).
