@@ -202,23 +202,10 @@ type probed struct {
 	hash string
 }
 
-// quiet runs a tool that must succeed without a word on stderr.
-func quiet(t testing.TB, name string, args ...string) []byte {
-	t.Helper()
-	var stderr bytes.Buffer
-	cmd := exec.Command(name, args...)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil || stderr.Len() > 0 {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.Bytes())
-	}
-	return out
-}
-
 func probePackets(t testing.TB, path string) []probed {
 	t.Helper()
 	oggtest.RequireTools(t, "ffprobe")
-	out := quiet(t, "ffprobe", "-v", "warning", "-of", "json", "-show_packets", "-show_data_hash", "MD5", path)
+	out := oggtest.Quiet(t, "ffprobe", "-v", "warning", "-of", "json", "-show_packets", "-show_data_hash", "MD5", path)
 	var v struct {
 		Packets []struct {
 			PtsTime  string `json:"pts_time"`
@@ -245,7 +232,7 @@ func probePackets(t testing.TB, path string) []probed {
 func decode(t testing.TB, path, decoder string, channels int) []int16 {
 	t.Helper()
 	oggtest.RequireTools(t, "ffmpeg")
-	raw := quiet(t, "ffmpeg", "-v", "warning", "-nostdin", "-c:a", decoder, "-i", path, "-f", "s16le", "-")
+	raw := oggtest.Quiet(t, "ffmpeg", "-v", "warning", "-nostdin", "-c:a", decoder, "-i", path, "-f", "s16le", "-")
 	pcm := make([]int16, len(raw)/2/channels)
 	for i := range pcm {
 		pcm[i] = int16(binary.LittleEndian.Uint16(raw[2*i*channels:]))

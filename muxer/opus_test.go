@@ -277,7 +277,7 @@ func TestPLCDecodes(t *testing.T) {
 		}
 		oggtest.Validate(t, path, false)
 		for _, dec := range []string{"opus", "libopus"} {
-			out := quiet(t, "ffmpeg", "-v", "warning", "-nostdin", "-c:a", dec, "-i", path, "-f", "s16le", "-")
+			out := oggtest.Quiet(t, "ffmpeg", "-v", "warning", "-nostdin", "-c:a", dec, "-i", path, "-f", "s16le", "-")
 			if want := int(g-3840) * int(ch) * 2; len(out) != want {
 				t.Errorf("%d channels, %s: decoded %d bytes, want %d", ch, dec, len(out), want)
 			}

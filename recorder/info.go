@@ -126,11 +126,21 @@ func uploadState(ups []*uploader.Upload) (string, string) {
 	if len(ups) == 0 {
 		return "", ""
 	}
-	rank := map[string]int{uploader.StateFailed: 0, uploader.StateUploading: 1, uploader.StatePending: 2, uploader.StateUploaded: 3}
+	rank := func(s string) int {
+		switch s {
+		case uploader.StateFailed:
+			return 0
+		case uploader.StateUploading:
+			return 1
+		case uploader.StatePending:
+			return 2
+		}
+		return 3
+	}
 	state, msg := uploader.StateUploaded, ""
 	for _, u := range ups {
 		info := u.Info()
-		if rank[info.State] < rank[state] {
+		if rank(info.State) < rank(state) {
 			state = info.State
 		}
 		if info.Error != "" && msg == "" {

@@ -123,40 +123,17 @@ func parseEBML(t testing.TB, data []byte) parsedFile {
 	return f
 }
 
-// readVint reads an EBML variable-size integer; marker keeps the length
-// marker bit (element IDs keep it).
-func readVint(b []byte, marker bool) (v uint64, n int) {
-	if len(b) == 0 || b[0] == 0 {
-		return 0, 0
-	}
-	n = 1
-	for b[0]&(0x80>>(n-1)) == 0 {
-		n++
-	}
-	if len(b) < n {
-		return 0, 0
-	}
-	v = uint64(b[0])
-	if !marker {
-		v &^= 0x80 >> (n - 1)
-	}
-	for _, c := range b[1:n] {
-		v = v<<8 | uint64(c)
-	}
-	return v, n
-}
-
 // segmentData returns the offset of the Segment's data and the Segment's
 // size field, read from the bytes.
 func segmentData(t testing.TB, data []byte) (off int, size uint64) {
 	t.Helper()
 	for _, want := range []uint64{0x1A45DFA3, 0x18538067} {
-		id, n := readVint(data[off:], true)
+		id, n := readVarInt(data[off:], true)
 		if id != want {
 			t.Fatalf("element 0x%x at %d, want 0x%x", id, off, want)
 		}
 		off += n
-		size, n = readVint(data[off:], false)
+		size, n = readVarInt(data[off:], false)
 		off += n
 		if want == 0x1A45DFA3 {
 			off += int(size)
@@ -285,24 +262,10 @@ type probe struct {
 	} `json:"packets"`
 }
 
-// quiet runs a command and fails the test if it fails or says anything on
-// stderr (the tools run at -v warning).
-func quiet(t testing.TB, name string, args ...string) []byte {
-	t.Helper()
-	var stderr bytes.Buffer
-	cmd := exec.Command(name, args...)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil || stderr.Len() > 0 {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.Bytes())
-	}
-	return out
-}
-
 func ffprobe(t testing.TB, path string) probe {
 	t.Helper()
 	oggtest.RequireTools(t, "ffprobe")
-	out := quiet(t, "ffprobe", "-v", "warning", "-of", "json", "-show_format", "-show_streams",
+	out := oggtest.Quiet(t, "ffprobe", "-v", "warning", "-of", "json", "-show_format", "-show_streams",
 		"-show_packets", "-show_data_hash", "MD5", path)
 	var p probe
 	if err := json.Unmarshal(out, &p); err != nil {
@@ -321,7 +284,7 @@ func decodedSamples(t testing.TB, path, ss string, channels int) int64 {
 		args = append(args, "-ss", ss)
 	}
 	args = append(args, "-i", path, "-f", "s16le", "-")
-	out := quiet(t, "ffmpeg", args...)
+	out := oggtest.Quiet(t, "ffmpeg", args...)
 	return int64(len(out) / 2 / channels)
 }
 
@@ -402,7 +365,7 @@ func checkIndex(t testing.TB, data []byte, f parsedFile, end int64) {
 			t.Fatalf("cue %d: %+v, cluster at %d ms", i, cp, seg.Cluster[i].Timecode)
 		}
 		pos := segData + int(cp.CueTrackPositions[0].CueClusterPosition)
-		if id, _ := readVint(data[pos:], true); id != 0x1F43B675 {
+		if id, _ := readVarInt(data[pos:], true); id != 0x1F43B675 {
 			t.Fatalf("cue %d points at element 0x%x", i, id)
 		}
 	}
@@ -415,7 +378,7 @@ func checkIndex(t testing.TB, data []byte, f parsedFile, end int64) {
 		if _, ok := want[id]; !ok {
 			t.Fatalf("SeekHead entry for 0x%x", id)
 		}
-		if got, _ := readVint(data[segData+int(s.SeekPosition):], true); got != id {
+		if got, _ := readVarInt(data[segData+int(s.SeekPosition):], true); got != id {
 			t.Fatalf("SeekHead entry 0x%x points at 0x%x", id, got)
 		}
 		delete(want, id)

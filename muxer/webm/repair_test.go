@@ -349,7 +349,7 @@ func checkClusters(t *testing.T, img crashImage, data []byte, stop int64) {
 	}
 	sizeEnd := last + 4
 	if stop < img.clusterEnds[len(img.clusterEnds)-1] && !slicesContain(img.clusterEnds, stop) {
-		_, n := readVint(img.stream[last+4:], false)
+		_, n := readVarInt(img.stream[last+4:], false)
 		sizeEnd += int64(n)
 	}
 	head := img.clusterEnds[0]

@@ -217,6 +217,19 @@ func run(t testing.TB, name string, args ...string) []byte {
 	return out
 }
 
+// Quiet runs a tool that must succeed without a word on stderr.
+func Quiet(t testing.TB, name string, args ...string) []byte {
+	t.Helper()
+	var stderr bytes.Buffer
+	cmd := exec.Command(name, args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil || stderr.Len() > 0 {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.Bytes())
+	}
+	return out
+}
+
 // Validate runs oggz-validate and opusinfo on path and fails the test on any
 // complaint. opusinfo warns about a pre-skip below its plausibility bound, a
 // fact about pre-skip 0 and not an error, so that one warning is tolerated
