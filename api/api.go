@@ -31,7 +31,7 @@ const MaxNameBytes = 1024
 
 // Recorder is what the API needs of the supervisor.
 type Recorder interface {
-	Start(ctx context.Context, room, participant string) (recorder.RecordingInfo, bool, error)
+	Start(ctx context.Context, room, participant string, opts ...recorder.StartOption) (recorder.RecordingInfo, bool, error)
 	Stop(ctx context.Context, room, participant string) (recorder.RecordingInfo, error)
 	List() []recorder.RecordingInfo
 	Recovered() []recorder.RecoveredFile
@@ -49,6 +49,9 @@ type Options struct {
 	// Ready, if set, tells GET /readyz whether the service can record
 	// (LiveKit reachable, storage writable).
 	Ready func(ctx context.Context) error
+	// Metrics, if set, is what GET /metrics serves besides the recorder's
+	// state; pass the one the upload queue reports to. Nil makes a new one.
+	Metrics *Metrics
 }
 
 // New returns the HTTP handler.
@@ -67,7 +70,10 @@ func New(rec Recorder, log *slog.Logger, opts ...Options) *echo.Echo {
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	h := &handlers{rec: rec, log: log, seen: newRecentIDs(4096), hooks: o.Webhooks, ready: o.Ready}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics()
+	}
+	h := &handlers{rec: rec, log: log, seen: newRecentIDs(4096), hooks: o.Webhooks, ready: o.Ready, metrics: o.Metrics}
 	guard := func(next echo.HandlerFunc) echo.HandlerFunc { return next }
 	if o.Auth != nil {
 		guard = requireRecordGrant(o.Auth)
@@ -75,7 +81,7 @@ func New(rec Recorder, log *slog.Logger, opts ...Options) *echo.Echo {
 	e.GET("/healthz", h.health)
 	e.GET("/readyz", h.readyz)
 	e.GET("/recordings", h.list, guard)
-	e.GET("/metrics", h.metrics)
+	e.GET("/metrics", echo.WrapHandler(o.Metrics.handler(rec)))
 	e.POST("/recordings/start", h.start, guard)
 	e.POST("/recordings/stop", h.stop, guard)
 	e.POST("/recordings/webhooks", h.webhook)
@@ -88,12 +94,18 @@ type handlers struct {
 	hooks Webhooks
 	seen  *recentIDs
 	ready func(ctx context.Context) error
+
+	metrics *Metrics
 }
 
 // Request is the body of start and stop, the payload livekit-recorder took.
 type Request struct {
 	Room        string `json:"room"`
 	Participant string `json:"participant"`
+	// WaitForParticipant (start only) arms a recording for someone who has
+	// not joined yet; without it a start for a room or participant LiveKit
+	// does not know is 404.
+	WaitForParticipant bool `json:"wait_for_participant,omitempty"`
 }
 
 type errorBody struct {
@@ -136,7 +148,11 @@ func (h *handlers) start(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	info, created, err := h.rec.Start(c.Request().Context(), req.Room, req.Participant)
+	var opts []recorder.StartOption
+	if req.WaitForParticipant {
+		opts = append(opts, recorder.WaitForParticipant())
+	}
+	info, created, err := h.rec.Start(c.Request().Context(), req.Room, req.Participant, opts...)
 	if err != nil {
 		return h.fail(c, req, err)
 	}
@@ -152,6 +168,9 @@ func (h *handlers) stop(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if req.WaitForParticipant {
+		return echo.NewHTTPError(http.StatusBadRequest, "wait_for_participant applies to start only")
+	}
 	info, err := h.rec.Stop(c.Request().Context(), req.Room, req.Participant)
 	if err != nil {
 		return h.fail(c, req, err)
@@ -163,7 +182,10 @@ func (h *handlers) stop(c echo.Context) error {
 func (h *handlers) fail(c echo.Context, req Request, err error) error {
 	status := http.StatusInternalServerError
 	switch {
-	case errors.Is(err, recorder.ErrNotFound):
+	case errors.Is(err, recorder.ErrNoParticipant):
+		status = http.StatusNotFound
+		err = fmt.Errorf("%w (\"wait_for_participant\": true records them once they join)", err)
+	case errors.Is(err, recorder.ErrNotFound), errors.Is(err, recorder.ErrNoRoom):
 		status = http.StatusNotFound
 	case errors.Is(err, recorder.ErrOwned):
 		status = http.StatusConflict
@@ -172,7 +194,7 @@ func (h *handlers) fail(c echo.Context, req Request, err error) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		status = http.StatusGatewayTimeout
 		err = fmt.Errorf("LiveKit did not answer in time: %w", err)
-	case errors.Is(err, bot.ErrUnreachable):
+	case errors.Is(err, bot.ErrUnreachable), errors.Is(err, recorder.ErrLookup):
 		status = http.StatusBadGateway
 	case errors.Is(err, context.Canceled):
 		status = 499 // client closed the request

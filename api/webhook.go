@@ -62,15 +62,18 @@ func (h *handlers) webhook(c echo.Context) error {
 	ev, err := webhook.ReceiveWebhookEvent(c.Request(), h.hooks.Keys)
 	if err != nil {
 		h.log.Warn("webhook refused", "err", err, "remote", c.RealIP())
+		h.metrics.webhook("", "unauthorized")
 		return echo.NewHTTPError(http.StatusUnauthorized, "webhook not verified: "+err.Error())
 	}
 	if ev.GetId() != "" && !h.seen.add(ev.GetId()) {
+		h.metrics.webhook(ev.GetEvent(), "duplicate")
 		return c.JSON(http.StatusOK, map[string]string{"status": "duplicate", "id": ev.GetId()})
 	}
 	status := "ignored"
 	if h.hooks.Events.HandleEvent(ev) {
 		status = "accepted"
 	}
+	h.metrics.webhook(ev.GetEvent(), status)
 	h.log.Info("webhook", "event", ev.GetEvent(), "id", ev.GetId(), "room", ev.GetRoom().GetName(),
 		"participant", ev.GetParticipant().GetIdentity(), "status", status)
 	return c.JSON(http.StatusOK, map[string]string{"status": status, "id": ev.GetId()})

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"net"
 	"net/http"
 	"os"
@@ -209,7 +211,13 @@ func tail(s string, n int) string {
 // post sends a start/stop request and decodes the answer.
 func (s *service) post(path, room, participant string) (int, recorder.RecordingInfo, string) {
 	s.t.Helper()
-	body, _ := json.Marshal(map[string]string{"room": room, "participant": participant})
+	return s.postJSON(path, map[string]any{"room": room, "participant": participant})
+}
+
+// postJSON sends body to path with the service's token.
+func (s *service) postJSON(path string, v any) (int, recorder.RecordingInfo, string) {
+	s.t.Helper()
+	body, _ := json.Marshal(v)
 	req, _ := http.NewRequest(http.MethodPost, s.url+path, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+s.token)
@@ -230,6 +238,16 @@ func (s *service) mustStart(room, participant string) recorder.RecordingInfo {
 	code, info, raw := s.post("/recordings/start", room, participant)
 	if code != http.StatusCreated {
 		s.t.Fatalf("start %s/%s: %d %s", room, participant, code, raw)
+	}
+	return info
+}
+
+// mustArm starts a recording for a participant who has not joined yet.
+func (s *service) mustArm(room, participant string) recorder.RecordingInfo {
+	s.t.Helper()
+	code, info, raw := s.postJSON("/recordings/start", map[string]any{"room": room, "participant": participant, "wait_for_participant": true})
+	if code != http.StatusCreated {
+		s.t.Fatalf("start (waiting) %s/%s: %d %s", room, participant, code, raw)
 	}
 	return info
 }
@@ -351,4 +369,39 @@ func runBinary(env []string) (string, error) {
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// metric reads one series from GET /metrics: the value of a counter or
+// gauge, the sample count of a histogram. labels are "k=v" in the
+// exposition's (sorted) order; missing series read as -1.
+func (s *service) metric(name string, labels ...string) float64 {
+	s.t.Helper()
+	resp, err := s.get("/metrics")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		s.t.Fatalf("parse /metrics: %v", err)
+	}
+	for _, m := range fams[name].GetMetric() {
+		var got []string
+		for _, l := range m.GetLabel() {
+			got = append(got, l.GetName()+"="+l.GetValue())
+		}
+		if strings.Join(got, ",") != strings.Join(labels, ",") {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount())
+		}
+	}
+	return -1
 }

@@ -36,7 +36,7 @@ func TestConcurrentStarts(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				code, _, _ := s.post("/recordings/start", k.room, k.id)
+				code, _, _ := s.postJSON("/recordings/start", map[string]any{"room": k.room, "participant": k.id, "wait_for_participant": true})
 				codes <- code
 			}()
 		}

@@ -573,7 +573,7 @@ func TestParticipantWhoJoinsLaterIsRecorded(t *testing.T) {
 	t.Parallel()
 	s := startService(t, nil)
 	room := "late-room"
-	info := s.mustStart(room, "lena")
+	info := s.mustArm(room, "lena")
 	if info.State != recorder.StateWaiting {
 		t.Errorf("state before the participant joined: %q", info.State)
 	}

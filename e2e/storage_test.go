@@ -218,6 +218,17 @@ func TestS3OutageLosesNothing(t *testing.T) {
 		_, err := os.Stat(tr.Path)
 		return os.IsNotExist(err)
 	})
+	// The outage shows on the metrics: failed attempts, then the file and
+	// its manifest stored.
+	if got := svc.metric("trackrec_uploads_total", "result=failure"); got < 1 {
+		t.Errorf("trackrec_uploads_total{result=failure} = %v during a 30 s outage", got)
+	}
+	if got := svc.metric("trackrec_uploads_total", "result=success"); got != 2 {
+		t.Errorf("trackrec_uploads_total{result=success} = %v, want 2 (file, manifest)", got)
+	}
+	if got := svc.metric("trackrec_upload_duration_seconds"); got != 2 {
+		t.Errorf("trackrec_upload_duration_seconds count = %v, want 2", got)
+	}
 }
 
 func TestKilledRecorderRecoversItsFile(t *testing.T) {

@@ -100,8 +100,8 @@ func TestTracksLineUpByFileName(t *testing.T) {
 	t.Parallel()
 	s := startService(t, nil)
 	room := "align-room"
-	s.mustStart(room, "olga")
-	s.mustStart(room, "pete")
+	s.mustArm(room, "olga")
+	s.mustArm(room, "pete")
 	olga := publish(t, room, "olga")
 	time.Sleep(1370 * time.Millisecond)
 	pete := publish(t, room, "pete")

@@ -72,7 +72,7 @@ func TestWebhooksRecordWithoutAnAPICall(t *testing.T) {
 func TestAPIRequiresARecordToken(t *testing.T) {
 	t.Parallel()
 	s := startService(t, nil)
-	body := `{"room":"auth-room","participant":"zoe"}`
+	body := `{"room":"auth-room","participant":"zoe","wait_for_participant":true}`
 	for name, c := range map[string]struct {
 		header string
 		want   int

@@ -23,9 +23,6 @@ type AutoRecord struct {
 	Rooms []string
 	// IgnoreIdentities are globs of identities never auto-recorded.
 	IgnoreIdentities []string
-	// Present checks the room's live state through LiveKit's server API, so
-	// a late participant_joined for someone who already left starts nothing.
-	Present func(ctx context.Context, room, identity string) (bool, error)
 }
 
 // eventTimeout bounds the work one webhook event starts.
@@ -110,18 +107,21 @@ func matchAny(globs []string, name string) bool {
 
 func (s *Supervisor) autoStart(ctx context.Context, room, identity string) {
 	log := s.log.With("room", room, "participant", identity)
-	if f := s.opts.Auto.Present; f != nil {
-		present, err := f(ctx, room, identity)
-		if err != nil {
-			log.Warn("webhook: cannot check the room; recording anyway", "err", err)
-		} else if !present {
-			log.Info("webhook: participant already gone; not recording")
-			return
-		}
+	// Start checks the room's live state (Options.Lookup), so a late
+	// participant_joined for someone who already left starts nothing.
+	_, created, err := s.Start(ctx, room, identity)
+	if errors.Is(err, ErrLookup) {
+		// LiveKit just sent the event, so the participant most likely is
+		// there: better a recording that waits than a lost one.
+		log.Warn("webhook: cannot check the room; recording anyway", "err", err)
+		_, created, err = s.Start(ctx, room, identity, WaitForParticipant())
 	}
-	if _, created, err := s.Start(ctx, room, identity); err != nil {
+	switch {
+	case errors.Is(err, ErrNoRoom) || errors.Is(err, ErrNoParticipant):
+		log.Info("webhook: participant already gone; not recording", "err", err)
+	case err != nil:
 		log.Error("webhook: start failed", "err", err)
-	} else if created {
+	case created:
 		log.Info("webhook: recording started")
 	}
 }

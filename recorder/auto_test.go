@@ -46,7 +46,8 @@ func TestAutoRecordFilters(t *testing.T) {
 
 func TestAutoRecordLateJoinAfterLeave(t *testing.T) {
 	f := newFixture(t, 0)
-	f.s.opts.Auto = AutoRecord{Enabled: true, Present: func(context.Context, string, string) (bool, error) { return false, nil }}
+	f.s.opts.Auto = AutoRecord{Enabled: true}
+	f.s.opts.Lookup = func(context.Context, string, string) (Presence, error) { return NoParticipant, nil }
 	// participant_left overtook participant_joined: the join finds nobody.
 	f.s.HandleEvent(&livekit.WebhookEvent{Event: "participant_left", Room: &livekit.Room{Name: "r"}, Participant: &livekit.ParticipantInfo{Identity: "alice"}})
 	f.s.HandleEvent(joinedEvent("r", &livekit.ParticipantInfo{Identity: "alice"}))

@@ -83,6 +83,9 @@ type Options struct {
 	SettleDelay    time.Duration
 	// Auto is the policy for LiveKit's webhook events (HandleEvent).
 	Auto AutoRecord
+	// Lookup, if set, checks with LiveKit that a room and participant exist
+	// before a start joins anything.
+	Lookup LookupFunc
 }
 
 // Uploader queues files for storage (uploader.Queue).
@@ -109,6 +112,7 @@ type Supervisor struct {
 	stopping map[*Recording]bool // left active, files still closing
 	history  []*Recording
 	closed   bool
+	retired  TrackTotals // counters of the recordings moved to history (Stats)
 
 	recovered []RecoveredFile
 
@@ -161,9 +165,23 @@ func New(o Options) *Supervisor {
 }
 
 // Start records participant in roomName. It returns once the room's bot has
-// joined. Starting a running recording returns it with created false.
-func (s *Supervisor) Start(ctx context.Context, roomName, participant string) (info RecordingInfo, created bool, err error) {
+// joined. Starting a running recording returns it with created false. The
+// participant must be in the room (ErrNoRoom, ErrNoParticipant) unless
+// WaitForParticipant is given.
+func (s *Supervisor) Start(ctx context.Context, roomName, participant string, opts ...StartOption) (info RecordingInfo, created bool, err error) {
+	var o startOptions
+	for _, f := range opts {
+		f(&o)
+	}
 	key := Key{Room: roomName, Participant: participant}
+	if info, ok, err := s.running(ctx, key); ok || err != nil {
+		return info, false, err
+	}
+	if !o.wait {
+		if err := s.checkPresent(ctx, roomName, participant); err != nil {
+			return RecordingInfo{}, false, err
+		}
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -261,6 +279,25 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string) (i
 	present := rm.bot.Record(participant)
 	rec.joined(nil)
 	s.log.Info("recording started", "room", roomName, "participant", participant, "recording", rec.id, "present", present)
+	return rec.Info(), true, nil
+}
+
+// running returns key's recording if it is active (after its join), so a
+// repeated start answers without asking LiveKit again.
+func (s *Supervisor) running(ctx context.Context, key Key) (RecordingInfo, bool, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return RecordingInfo{}, false, ErrShuttingDown
+	}
+	rec, ok := s.active[key]
+	s.mu.Unlock()
+	if !ok {
+		return RecordingInfo{}, false, nil
+	}
+	if err := rec.waitJoined(ctx); err != nil {
+		return RecordingInfo{}, false, err
+	}
 	return rec.Info(), true, nil
 }
 
@@ -383,11 +420,15 @@ func (s *Supervisor) stop(ctx context.Context, rec *Recording, reason string) {
 		}
 	}
 	if err := s.opts.Owners.Release(context.WithoutCancel(ctx), rec.key, rec.owner); err != nil {
-		s.log.Error("release ownership", "room", rec.key.Room, "participant", rec.key.Participant, "err", err)
+		s.log.Error("release ownership", "room", rec.key.Room, "participant", rec.key.Participant, "recording", rec.id, "err", err)
 	}
 	s.collect(rec)
+	final := rec.totals() // its tracks are closed: final counts
 	s.mu.Lock()
 	delete(s.stopping, rec)
+	// In the same critical section as leaving stopping, so Stats counts
+	// the recording's tracks either live or here, never both.
+	s.retired.add(final)
 	s.history = append(s.history, rec)
 	if over := len(s.history) - s.opts.History; over > 0 {
 		s.history = append(s.history[:0:0], s.history[over:]...)

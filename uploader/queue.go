@@ -42,6 +42,11 @@ type QueueOptions struct {
 	MinBackoff  time.Duration // first retry delay; default 1 s
 	MaxBackoff  time.Duration // retry delay cap; default 30 s
 	Logger      *slog.Logger
+	// Observe, if set, is told of every attempt to store a file: its key,
+	// how long the attempt took, and its error (nil: stored). It runs on
+	// the worker, so it must be quick (a metrics update). Attempts ended
+	// by shutdown count as failures.
+	Observe func(key string, took time.Duration, err error)
 }
 
 // Queue uploads files in the background and retries each one, with
@@ -195,7 +200,11 @@ func (q *Queue) run(u *Upload) {
 		}
 	}
 	u.set(StateUploading, nil)
+	began := time.Now()
 	err := q.put(u)
+	if q.opts.Observe != nil {
+		q.opts.Observe(u.Key, time.Since(began), err)
+	}
 	if err == nil {
 		u.set(StateUploaded, nil)
 		if q.opts.DeleteAfter {

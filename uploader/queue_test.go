@@ -146,3 +146,35 @@ func TestQueueRefusesBadKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestQueueObservesEveryAttempt(t *testing.T) {
+	type attempt struct {
+		key string
+		ok  bool
+	}
+	var mu sync.Mutex
+	var seen []attempt
+	q := NewQueue(&flakyStore{failures: 1, objects: map[string][]byte{}}, QueueOptions{
+		MinBackoff: 10 * time.Millisecond,
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Observe: func(key string, took time.Duration, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if took < 0 {
+				t.Errorf("attempt took %v", took)
+			}
+			seen = append(seen, attempt{key, err == nil})
+		},
+	})
+	if _, err := q.Submit(Item{Key: "livekit/r/o.ogg", Path: writeFile(t, t.TempDir(), "o.ogg", "audio")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []attempt{{"livekit/r/o.ogg", false}, {"livekit/r/o.ogg", true}}; len(seen) != 2 || seen[0] != want[0] || seen[1] != want[1] {
+		t.Errorf("observed %v, want %v", seen, want)
+	}
+}

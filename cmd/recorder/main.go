@@ -74,7 +74,8 @@ func run() error {
 	}
 	// With S3 the spool is emptied as files are confirmed; the local store
 	// is the spool itself.
-	queue := uploader.NewQueue(store, uploader.QueueOptions{DeleteAfter: cfg.S3Enabled(), Logger: log})
+	metrics := api.NewMetrics()
+	queue := uploader.NewQueue(store, uploader.QueueOptions{DeleteAfter: cfg.S3Enabled(), Logger: log, Observe: metrics.ObserveUpload})
 	format, _ := mixdown.ParseFormat(cfg.MixdownFormat) // validated with the config
 	pipeline := &mixdown.Pipeline{
 		Store:   store,
@@ -109,8 +110,8 @@ func run() error {
 			Enabled:          cfg.AutoRecord,
 			Rooms:            cfg.AutoRecordRooms,
 			IgnoreIdentities: cfg.AutoRecordIgnore,
-			Present:          presence(cfg),
 		},
+		Lookup:   lookup(cfg),
 		Instance: instance,
 		Join: func(ctx context.Context, room string, h bot.Handler) (recorder.Bot, error) {
 			ctx, cancel := context.WithTimeout(ctx, cfg.JoinTimeout)
@@ -138,7 +139,7 @@ func run() error {
 	}
 
 	keys := auth.NewSimpleKeyProvider(cfg.APIKey, cfg.APISecret)
-	apiOpts := api.Options{Webhooks: api.Webhooks{Keys: keys, Events: sup}, Ready: readiness(cfg)}
+	apiOpts := api.Options{Webhooks: api.Webhooks{Keys: keys, Events: sup}, Ready: readiness(cfg), Metrics: metrics}
 	if cfg.APIAuth {
 		apiOpts.Auth = keys
 	} else {
@@ -255,20 +256,44 @@ func readiness(cfg configs.Config) func(ctx context.Context) error {
 	}
 }
 
-// presence asks LiveKit whether a participant is in a room now.
-func presence(cfg configs.Config) func(ctx context.Context, room, identity string) (bool, error) {
+// lookup asks LiveKit's server API whether a room exists and a participant
+// is in it, bounded by JOIN_TIMEOUT like the join it comes before.
+func lookup(cfg configs.Config) recorder.LookupFunc {
 	rs := lksdk.NewRoomServiceClient(cfg.LiveKitHTTPURL, cfg.APIKey, cfg.APISecret)
-	return func(ctx context.Context, room, identity string) (bool, error) {
+	return func(ctx context.Context, room, identity string) (recorder.Presence, error) {
+		ctx, cancel := context.WithTimeout(ctx, cfg.JoinTimeout)
+		defer cancel()
 		_, err := rs.GetParticipant(ctx, &livekit.RoomParticipantIdentity{Room: room, Identity: identity})
 		if err == nil {
-			return true, nil
+			return recorder.Present, nil
 		}
-		var te twirp.Error
-		if errors.As(err, &te) && te.Code() == twirp.NotFound {
-			return false, nil
+		if !isNotFound(err) {
+			return 0, wrapTimeout(ctx, err)
 		}
-		return false, err
+		// Not found: the participant, or the whole room? Ask for the room.
+		rooms, err := rs.ListRooms(ctx, &livekit.ListRoomsRequest{Names: []string{room}})
+		if err != nil {
+			return 0, wrapTimeout(ctx, err)
+		}
+		if len(rooms.GetRooms()) == 0 {
+			return recorder.NoRoom, nil
+		}
+		return recorder.NoParticipant, nil
 	}
+}
+
+func isNotFound(err error) bool {
+	var te twirp.Error
+	return errors.As(err, &te) && te.Code() == twirp.NotFound
+}
+
+// wrapTimeout makes a call cut by ctx's deadline say so (twirp reports it
+// as an internal error), so the API answers 504 rather than 502.
+func wrapTimeout(ctx context.Context, err error) error {
+	if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		return fmt.Errorf("%w: %w", ctx.Err(), err)
+	}
+	return err
 }
 
 // roomTracks hands a complete room's files to the mixdown pipeline.

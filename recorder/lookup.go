@@ -1,0 +1,62 @@
+package recorder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Presence is what LiveKit's server API says of a room and a participant.
+type Presence int
+
+const (
+	NoRoom        Presence = iota // the room does not exist
+	NoParticipant                 // the room exists; the participant is not in it
+	Present                       // the participant is in the room
+)
+
+// LookupFunc asks LiveKit whether room exists and identity is in it now.
+type LookupFunc func(ctx context.Context, room, identity string) (Presence, error)
+
+// Errors of a start whose room or participant is not there (the API's 404),
+// and of a check that could not be made.
+var (
+	ErrNoRoom        = errors.New("room does not exist")
+	ErrNoParticipant = errors.New("participant is not in the room")
+	ErrLookup        = errors.New("cannot check the room with LiveKit")
+)
+
+// StartOption changes what Start requires.
+type StartOption func(*startOptions)
+
+type startOptions struct{ wait bool }
+
+// WaitForParticipant arms a recording for a participant who has not joined
+// yet (and a room that may not exist yet): the bot joins and waits.
+func WaitForParticipant() StartOption {
+	return func(o *startOptions) { o.wait = true }
+}
+
+// checkPresent refuses a start whose room or participant LiveKit does not
+// know, before anything joins: a bot must not be left in (or create) a room
+// nobody is in.
+func (s *Supervisor) checkPresent(ctx context.Context, room, identity string) error {
+	if s.opts.Lookup == nil {
+		return nil
+	}
+	p, err := s.opts.Lookup(ctx, room, identity)
+	if err != nil {
+		if ctx.Err() != nil {
+			// The caller's deadline (JOIN_TIMEOUT) ran out: a slow LiveKit.
+			return fmt.Errorf("%w: %w", ErrLookup, ctx.Err())
+		}
+		return fmt.Errorf("%w: %w", ErrLookup, err)
+	}
+	switch p {
+	case NoRoom:
+		return fmt.Errorf("%w on LiveKit: %q", ErrNoRoom, room)
+	case NoParticipant:
+		return fmt.Errorf("%w: %q is not in %q", ErrNoParticipant, identity, room)
+	}
+	return nil
+}

@@ -1,0 +1,76 @@
+package recorder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+)
+
+func TestStartChecksPresence(t *testing.T) {
+	lookupErr := errors.New("connection refused")
+	for _, tc := range []struct {
+		name    string
+		answer  Presence
+		err     error
+		wait    bool
+		want    error // nil: the recording starts
+		started bool
+	}{
+		{name: "present", answer: Present, started: true},
+		{name: "no room", answer: NoRoom, want: ErrNoRoom},
+		{name: "no participant", answer: NoParticipant, want: ErrNoParticipant},
+		{name: "lookup fails", err: lookupErr, want: ErrLookup},
+		{name: "wait skips the check", answer: NoRoom, wait: true, started: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, 0)
+			asked := 0
+			f.s.opts.Lookup = func(_ context.Context, room, identity string) (Presence, error) {
+				asked++
+				if room != "r" || identity != "alice" {
+					return 0, fmt.Errorf("asked about %s/%s", room, identity)
+				}
+				return tc.answer, tc.err
+			}
+			var opts []StartOption
+			if tc.wait {
+				opts = append(opts, WaitForParticipant())
+			}
+			_, created, err := f.s.Start(context.Background(), "r", "alice", opts...)
+			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Fatalf("start: %v, want %v", err, tc.want)
+			}
+			if created != tc.started {
+				t.Errorf("created %v, want %v", created, tc.started)
+			}
+			if !tc.started {
+				// Nothing joined, nothing listed: no bot left behind.
+				if f.joins != 0 || len(f.s.List()) != 0 {
+					t.Errorf("a refused start left %d joins and %+v", f.joins, f.s.List())
+				}
+				return
+			}
+			// A repeated start answers from the running recording.
+			before := asked
+			if _, created, err := f.s.Start(context.Background(), "r", "alice"); err != nil || created {
+				t.Fatalf("second start: created %v, %v", created, err)
+			}
+			if asked != before {
+				t.Errorf("a repeated start asked LiveKit again")
+			}
+		})
+	}
+}
+
+func TestAutoStartRecordsWhenTheCheckFails(t *testing.T) {
+	f := newFixture(t, 0)
+	f.s.opts.Auto = AutoRecord{Enabled: true}
+	f.s.opts.Lookup = func(context.Context, string, string) (Presence, error) {
+		return 0, errors.New("LiveKit API down")
+	}
+	f.s.autoStart(context.Background(), "r", "alice")
+	if r := f.state("r", "alice"); r.ID == "" || r.State == StateStopped {
+		t.Errorf("participant_joined with LiveKit's API down recorded nothing: %+v", r)
+	}
+}
