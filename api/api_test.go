@@ -3,6 +3,8 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/livekit/protocol/auth"
 	"github.com/trackrec/trackrec/bot"
@@ -217,10 +220,13 @@ func TestContentType(t *testing.T) {
 // never a panic, never a 5xx, and the recorder is only reached with names
 // that passed the checks.
 func FuzzRequests(f *testing.F) {
-	f.Add("/recordings/start", "application/json", []byte(`{"room":"r","participant":"p"}`))
-	f.Add("/recordings/stop", "application/json", []byte(`{"room":`))
-	f.Add("/recordings/webhooks", "application/webhook+json", []byte(`{"event":"participant_joined"}`))
-	f.Fuzz(func(t *testing.T, path, ct string, body []byte) {
+	f.Add("/recordings/start", "application/json", []byte(`{"room":"r","participant":"p"}`), false)
+	f.Add("/recordings/stop", "application/json", []byte(`{"room":`), false)
+	f.Add("/recordings/webhooks", "application/webhook+json", []byte(`{"event":"participant_joined"}`), false)
+	// Signed: the body gets past the signature check to the decoding.
+	f.Add("/recordings/webhooks", "application/webhook+json", []byte(`{"event":"participant_joined","id":"EV_1","room":{"name":"r"},"participant":{"identity":"a","kind":"EGRESS"}}`), true)
+	f.Add("/recordings/webhooks", "application/webhook+json", []byte(`{"event":"track_published","track":{"type":"AUDIO"},"createdAt":"9999999999999"}`), true)
+	f.Fuzz(func(t *testing.T, path, ct string, body []byte, sign bool) {
 		if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " ?#%\x00") {
 			return
 		}
@@ -231,6 +237,14 @@ func FuzzRequests(f *testing.F) {
 		e := New(rec, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Webhooks: Webhooks{Keys: auth.NewSimpleKeyProvider("devkey", "secret"), Events: &eventLog{}}})
 		req := httptest.NewRequest(http.MethodPost, "http://x"+path, bytes.NewReader(body))
 		req.Header.Set("Content-Type", ct)
+		if sign {
+			sum := sha256.Sum256(body)
+			tok, err := auth.NewAccessToken("devkey", "secret").SetValidFor(time.Minute).SetSha256(base64.StdEncoding.EncodeToString(sum[:])).ToJWT()
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", tok)
+		}
 		w := httptest.NewRecorder()
 		e.ServeHTTP(w, req)
 		if w.Code >= 500 {
