@@ -173,11 +173,12 @@ func TestUploadsAndMixdownToS3(t *testing.T) {
 	}
 	within(t, "mixdown length (first track start to last track end)", decodedDuration(t, object(t, s3, mixKey)), last.Sub(first), 100*time.Millisecond)
 
-	// The spool is empty once everything is stored, and the API says so.
-	left, _ := filepath.Glob(filepath.Join(svc.dir, "*", "*"))
-	if len(left) != 0 {
-		t.Errorf("files left in the spool after upload: %v", left)
-	}
+	// The spool is empty once everything is stored and the room's pipeline
+	// has run (its pending-room markers go last), and the API says so.
+	waitFor(t, 10*time.Second, "the spool to empty", func() bool {
+		left, _ := filepath.Glob(filepath.Join(svc.dir, "*", "*"))
+		return len(left) == 0
+	})
 	for _, r := range svc.list() {
 		for _, tr := range r.Tracks {
 			if tr.Upload != "uploaded" {
@@ -235,7 +236,7 @@ func TestKilledRecorderRecoversItsFile(t *testing.T) {
 	t.Parallel()
 	s3 := startS3(t)
 	dir := t.TempDir()
-	env := withS3(s3, map[string]string{"LOCAL_DIRECTORY": dir, "MIXDOWN": "none"})
+	env := withS3(s3, map[string]string{"LOCAL_DIRECTORY": dir, "MIXDOWN_SETTLE": "1s"})
 	first := startService(t, env)
 	room := "crash-room"
 	p := publish(t, room, "vera")
@@ -263,6 +264,27 @@ func TestKilledRecorderRecoversItsFile(t *testing.T) {
 	got := decodedDuration(t, object(t, s3, keys[1]))
 	if want := killedAt.Sub(start); got < want-time.Second || got > want+100*time.Millisecond {
 		t.Errorf("recovered file plays %v, the kill came %v after its start", got, want)
+	}
+	// The recording never stopped in the killed process; its room still
+	// completes: the restarted one mixes it.
+	checkMixdownOf(t, s3, room, got)
+}
+
+// checkMixdownOf waits for room's mixdown (the MP3 and its manifest) and
+// checks it plays as long as the room's one track.
+func checkMixdownOf(t *testing.T, s3 *testbed.S3, room string, track time.Duration) {
+	t.Helper()
+	waitFor(t, 60*time.Second, "the room's mixdown", func() bool { return len(bucketKeys(t, s3, "mixdown/")) == 2 })
+	for _, k := range bucketKeys(t, s3, "mixdown/") {
+		if !strings.HasPrefix(k, "mixdown/"+room+"/") {
+			t.Errorf("mixdown key %q", k)
+		}
+		if strings.HasSuffix(k, ".mp3") {
+			// The mix starts at the track's first sample, not its second.
+			if got := decodedDuration(t, object(t, s3, k)); got > track+50*time.Millisecond || got < track-time.Second {
+				t.Errorf("mixdown plays %v, its one track %v", got, track)
+			}
+		}
 	}
 }
 
@@ -360,7 +382,7 @@ func TestDrainLeavesUnstoredFilesForTheNextStart(t *testing.T) {
 	t.Parallel()
 	s3 := startS3(t)
 	dir := t.TempDir()
-	env := withS3(s3, map[string]string{"LOCAL_DIRECTORY": dir, "MIXDOWN": "none", "DRAIN_TIMEOUT": "2s"})
+	env := withS3(s3, map[string]string{"LOCAL_DIRECTORY": dir, "MIXDOWN_SETTLE": "1s", "DRAIN_TIMEOUT": "2s"})
 	first := startService(t, env)
 	room := "drain-room"
 	publish(t, room, "xena")
@@ -393,5 +415,7 @@ func TestDrainLeavesUnstoredFilesForTheNextStart(t *testing.T) {
 	}
 	startService(t, env)
 	waitFor(t, 60*time.Second, "the upload at the next start", func() bool { return len(bucketKeys(t, s3, "livekit/")) == 2 })
-	checkStoredTrack(t, s3, bucketKeys(t, s3, "livekit/")[1])
+	man := checkStoredTrack(t, s3, bucketKeys(t, s3, "livekit/")[1])
+	// The room was settling at SIGTERM; the next process completes it.
+	checkMixdownOf(t, s3, room, time.Duration(man.Timeline.DurationMS)*time.Millisecond)
 }

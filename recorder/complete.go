@@ -98,6 +98,12 @@ func (s *Supervisor) settled(room string) {
 		s.setCompletion(c, CompletionRunning, nil, nil)
 		s.log.Info("room complete", "room", room, "tracks", len(tracks))
 		outs, err := s.opts.OnRoomComplete(ctx, room, tracks)
+		if ctx.Err() == nil {
+			// Ran to its end (a failed mix still sent the webhook): the next
+			// process must not run it again. Cut short by shutdown, the
+			// markers stay and the next process reruns it.
+			s.clearPending(tracks)
+		}
 		if err != nil {
 			s.log.Error("room pipeline failed", "room", room, "err", err)
 			s.setCompletion(c, CompletionFailed, outs, err)

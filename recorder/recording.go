@@ -294,7 +294,15 @@ func (t *track) finish(st muxer.Stats) error {
 	t.mu.Lock()
 	t.manifest, t.uploads = m, ups
 	t.mu.Unlock()
-	return err
+	if err != nil {
+		return err
+	}
+	if err := markPending(t.opts, path, m); err != nil {
+		// The room still completes in this process; only a restart
+		// before then would leave this track out of its mixdown.
+		t.log.Warn("pending-room marker", "err", err)
+	}
+	return nil
 }
 
 // publish completes a closed file's manifest, writes it beside the file, and

@@ -46,6 +46,9 @@ func (s *Supervisor) Recover(ctx context.Context) ([]RecoveredFile, error) {
 		if ctx.Err() != nil {
 			return found, ctx.Err()
 		}
+		if rel, _ := filepath.Rel(s.opts.Dir, path); strings.HasPrefix(rel, ".") {
+			continue // the service's own folders (pending-room markers); rooms never start with a dot
+		}
 		if strings.HasSuffix(path, ".json") {
 			if rf, ok := s.recoverManifest(path); ok {
 				found = append(found, rf)
@@ -62,8 +65,23 @@ func (s *Supervisor) Recover(ctx context.Context) ([]RecoveredFile, error) {
 		}
 		found = append(found, rf)
 	}
+	// Rooms an earlier process did not get to complete (stopped while
+	// settling or waiting for uploads, or killed) complete in this one.
+	uploads := map[string][]*uploader.Upload{}
+	for _, rf := range found {
+		uploads[rf.Path] = rf.uploads
+	}
+	var pending map[string][]CompletedTrack
+	if s.opts.OnRoomComplete != nil {
+		pending = s.loadPending(uploads)
+	}
 	s.mu.Lock()
 	s.recovered = append(s.recovered, found...)
+	for room, tracks := range pending {
+		s.log.Info("recover: room to complete", "room", room, "tracks", len(tracks))
+		s.finished[room] = append(s.finished[room], tracks...)
+		s.roomStopped(room)
+	}
 	s.mu.Unlock()
 	return found, nil
 }
@@ -122,7 +140,7 @@ func (s *Supervisor) recoverFile(path string, name []string) (RecoveredFile, boo
 			Recorder:    ManifestRecorder{Version: version()},
 		}
 	}
-	_, ups, err := publish(&s.opts, path, man, func(m *Manifest, size int64, sum []byte) {
+	man, ups, err := publish(&s.opts, path, man, func(m *Manifest, size int64, sum []byte) {
 		m.File.Size = size
 		m.File.SHA256 = fmt.Sprintf("%x", sum)
 		m.Timeline.DurationMS = res.Duration.Milliseconds()
@@ -131,6 +149,9 @@ func (s *Supervisor) recoverFile(path string, name []string) (RecoveredFile, boo
 	rf.uploads = ups
 	if err != nil {
 		rf.Error = err.Error()
+	} else if err := markPending(&s.opts, path, man); err != nil {
+		// The recording was cut by the crash: its room never completed.
+		log.Error("recover: pending-room marker", "err", err)
 	}
 	log.Info("recover: repaired a file left by a crash", "repaired", res.Repaired, "truncated_bytes", res.Truncated, "duration", res.Duration)
 	return rf, true

@@ -1,0 +1,122 @@
+package recorder
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// A room whose recordings stopped but whose pipeline had not run when the
+// process stopped (settling, uploads unfinished) completes in the next
+// process, once, with the same track; then its marker is gone.
+func TestPendingRoomCompletesAfterRestart(t *testing.T) {
+	f := newFixture(t, 0)
+	var first completions
+	f.s.opts.OnRoomComplete = first.fn
+	f.s.opts.SettleDelay = time.Hour // never settles in this process
+	ctx := context.Background()
+	if _, _, err := f.s.Start(ctx, "r/../x", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	f.feed("r/../x", "alice", "TR_a", 60)
+	f.waitState("r/../x", "alice", StateRecording)
+	final, err := f.s.Stop(ctx, "r/../x", "alice")
+	if err != nil || len(final.Tracks) != 1 {
+		t.Fatalf("stop: %+v %v", final, err)
+	}
+	if err := f.s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.s.Close()
+	track := final.Tracks[0].Path
+	marker, _ := markerPath(f.dir, track)
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("no pending-room marker after shutdown: %v", err)
+	}
+	beside, err := readManifest(manifestPath(track))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var next completions
+	s := New(Options{Dir: f.dir, OnRoomComplete: next.fn, SettleDelay: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	defer s.Close()
+	found, err := s.Recover(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rf := range found {
+		if rel, _ := filepath.Rel(f.dir, rf.Path); rel[0] == '.' {
+			t.Errorf("a marker was taken for a spool file: %+v", rf)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for next.n() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if next.n() != 1 || len(next.calls[0]) != 1 {
+		t.Fatalf("completions after restart: %v", next.calls)
+	}
+	got := next.calls[0][0]
+	if got.Manifest.Room != "r/../x" || got.Manifest.File.SHA256 != beside.File.SHA256 || got.Path != track {
+		t.Errorf("completed track %+v, want the manifest beside %s (%s)", got, track, beside.File.SHA256)
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(marker); os.IsNotExist(err) {
+			break
+		}
+	}
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Errorf("marker still there after the pipeline ran: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(f.dir, pendingDir, "*")); len(left) != 0 {
+		t.Errorf("pending folder not emptied: %v", left)
+	}
+
+	// A third process has nothing left to complete.
+	var third completions
+	s3 := New(Options{Dir: f.dir, OnRoomComplete: third.fn, SettleDelay: time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	defer s3.Close()
+	if _, err := s3.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if third.n() != 0 {
+		t.Errorf("a completed room completed again: %v", third.calls)
+	}
+}
+
+// A file cut by a crash is repaired at start-up and its room completes.
+func TestCrashedRecordingsRoomCompletes(t *testing.T) {
+	f := newFixture(t, 0)
+	ctx := context.Background()
+	f.s.Start(ctx, "r", "alice")
+	f.feed("r", "alice", "TR_a", 60)
+	f.waitState("r", "alice", StateRecording)
+	final, _ := f.s.Stop(ctx, "r", "alice")
+	// What a SIGKILL leaves: the file without its manifest.
+	track := final.Tracks[0].Path
+	if err := os.Remove(manifestPath(track)); err != nil {
+		t.Fatal(err)
+	}
+	var next completions
+	s := New(Options{Dir: f.dir, OnRoomComplete: next.fn, SettleDelay: 10 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	defer s.Close()
+	if _, err := s.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for next.n() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if next.n() != 1 || len(next.calls[0]) != 1 || !next.calls[0][0].Manifest.Recorder.Recovered {
+		t.Fatalf("completions after the crash: %+v", next.calls)
+	}
+}
