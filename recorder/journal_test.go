@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -118,5 +119,50 @@ func TestCrashedRecordingsRoomCompletes(t *testing.T) {
 	}
 	if next.n() != 1 || len(next.calls[0]) != 1 || !next.calls[0][0].Manifest.Recorder.Recovered {
 		t.Fatalf("completions after the crash: %+v", next.calls)
+	}
+}
+
+// A file the crash left with headers only holds no audio: it is set aside,
+// not deleted, and not reported again at the next start.
+func TestFileWithoutAudioIsSetAside(t *testing.T) {
+	f := newFixture(t, 0)
+	ctx := context.Background()
+	f.s.Start(ctx, "r", "alice")
+	f.feed("r", "alice", "TR_a", 60)
+	f.waitState("r", "alice", StateRecording)
+	final, _ := f.s.Stop(ctx, "r", "alice")
+	track := final.Tracks[0].Path
+	data, err := os.ReadFile(track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Keep OpusHead and OpusTags: cut at the third page.
+	third := bytes.Index(data[bytes.Index(data[4:], []byte("OggS"))+8:], []byte("OggS"))
+	if third < 0 {
+		t.Fatal("no third page")
+	}
+	cut := bytes.Index(data[4:], []byte("OggS")) + 8 + third
+	if err := os.WriteFile(track, data[:cut], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(manifestPath(track))
+	for run := 1; run <= 2; run++ {
+		s := New(Options{Dir: f.dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		found, err := s.Recover(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[int]int{1: 1, 2: 0}[run]
+		if len(found) != want {
+			t.Errorf("start %d reported %d files (%+v), want %d", run, len(found), found, want)
+		}
+	}
+	if _, err := os.Stat(track); !os.IsNotExist(err) {
+		t.Errorf("file without audio still in the spool: %v", err)
+	}
+	rel, _ := filepath.Rel(f.dir, track)
+	kept, err := os.ReadFile(filepath.Join(f.dir, noAudioDir, rel))
+	if err != nil || !bytes.Equal(kept, data[:cut]) {
+		t.Errorf("file not kept aside intact: %v", err)
 	}
 }

@@ -117,7 +117,14 @@ func (s *Supervisor) recoverFile(path string, name []string) (RecoveredFile, boo
 	if err != nil {
 		rf.Error = err.Error()
 		if errors.Is(err, muxer.ErrNoAudio) {
-			log.Warn("recover: file holds no audio; left in place", "err", err)
+			// Killed before its first page of audio: nothing to store. Set
+			// aside (not deleted) so later starts do not report it again.
+			if dst, merr := s.setAside(path); merr != nil {
+				log.Warn("recover: file holds no audio; left in place", "err", err, "move_err", merr)
+			} else {
+				rf.Path = dst
+				log.Warn("recover: file holds no audio; set aside", "to", dst)
+			}
 		} else {
 			log.Error("recover: repair failed; left in place", "err", err)
 		}
@@ -155,6 +162,29 @@ func (s *Supervisor) recoverFile(path string, name []string) (RecoveredFile, boo
 	}
 	log.Info("recover: repaired a file left by a crash", "repaired", res.Repaired, "truncated_bytes", res.Truncated, "duration", res.Duration)
 	return rf, true
+}
+
+// noAudioDir, inside Dir, keeps files a crash left without any audio.
+const noAudioDir = ".no-audio"
+
+// setAside moves the file at path and its pending manifest under noAudioDir,
+// keeping their place in the room's folder.
+func (s *Supervisor) setAside(path string) (string, error) {
+	rel, err := filepath.Rel(s.opts.Dir, path)
+	if err != nil {
+		return "", err
+	}
+	dst := filepath.Join(s.opts.Dir, noAudioDir, rel)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Rename(path, dst); err != nil {
+		return "", err
+	}
+	if err := os.Rename(pendingPath(path), pendingPath(dst)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return dst, err
+	}
+	return dst, nil
 }
 
 // recoverManifest queues a manifest whose file is no longer in the spool:
