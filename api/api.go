@@ -194,10 +194,10 @@ func (h *handlers) fail(c echo.Context, req Request, err error) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		status = http.StatusGatewayTimeout
 		err = fmt.Errorf("LiveKit did not answer in time: %w", err)
-	case errors.Is(err, bot.ErrUnreachable), errors.Is(err, recorder.ErrLookup):
-		status = http.StatusBadGateway
 	case errors.Is(err, context.Canceled):
 		status = 499 // client closed the request
+	case errors.Is(err, bot.ErrUnreachable), errors.Is(err, recorder.ErrLookup):
+		status = http.StatusBadGateway
 	}
 	if status >= 500 {
 		h.log.Error("request failed", "room", req.Room, "participant", req.Participant, "status", status, "err", err)

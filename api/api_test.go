@@ -86,6 +86,8 @@ func TestRequests(t *testing.T) {
 		{"room not on LiveKit", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, fmt.Errorf("%w on LiveKit: %q", recorder.ErrNoRoom, "r"), false, 404, 1, "does not exist"},
 		{"participant not in room", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, recorder.ErrNoParticipant, false, 404, 1, "not in the room"},
 		{"room check failed", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, recorder.ErrLookup, false, 502, 1, "cannot check"},
+		{"room check timed out", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, fmt.Errorf("%w: %w", recorder.ErrLookup, context.DeadlineExceeded), false, 504, 1, "in time"},
+		{"room check cut by the client", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, fmt.Errorf("%w: %w", recorder.ErrLookup, context.Canceled), false, 499, 1, "canceled"},
 		{"wait on stop", "POST", "/recordings/stop", `{"room":"r","participant":"p","wait_for_participant":true}`, nil, false, 400, 0, "start only"},
 		{"wait not a bool", "POST", "/recordings/start", `{"room":"r","participant":"p","wait_for_participant":"yes"}`, nil, false, 400, 0, "JSON"},
 		{"owned elsewhere", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, recorder.ErrOwned, false, 409, 1, "another instance"},

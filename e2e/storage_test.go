@@ -176,8 +176,9 @@ func TestUploadsAndMixdownToS3(t *testing.T) {
 	// The spool is empty once everything is stored and the room's pipeline
 	// has run (its pending-room markers go last), and the API says so.
 	waitFor(t, 10*time.Second, "the spool to empty", func() bool {
-		left, _ := filepath.Glob(filepath.Join(svc.dir, "*", "*"))
-		return len(left) == 0
+		left, _ := filepath.Glob(filepath.Join(svc.dir, "[^.]*", "*"))
+		markers, _ := filepath.Glob(filepath.Join(svc.dir, ".pending-rooms", "*", "*"))
+		return len(left)+len(markers) == 0
 	})
 	for _, r := range svc.list() {
 		for _, tr := range r.Tracks {

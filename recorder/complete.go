@@ -86,6 +86,9 @@ func (s *Supervisor) settled(room string) {
 		ctx := s.life
 		for _, t := range tracks {
 			for _, u := range t.Uploads {
+				if u == nil {
+					continue
+				}
 				select {
 				case <-u.Done():
 				case <-ctx.Done():
@@ -98,10 +101,14 @@ func (s *Supervisor) settled(room string) {
 		s.setCompletion(c, CompletionRunning, nil, nil)
 		s.log.Info("room complete", "room", room, "tracks", len(tracks))
 		outs, err := s.opts.OnRoomComplete(ctx, room, tracks)
-		if ctx.Err() == nil {
-			// Ran to its end (a failed mix still sent the webhook): the next
-			// process must not run it again. Cut short by shutdown, the
-			// markers stay and the next process reruns it.
+		s.mu.Lock()
+		cut := err != nil && (s.closed || ctx.Err() != nil)
+		s.mu.Unlock()
+		if !cut {
+			// Ran to its end: the next process must not run it again (a
+			// failed mix still sent the webhook; a webhook that gave up is
+			// logged). Cut short by shutdown (the queue closes under a
+			// running mix), the markers stay and the next process reruns it.
 			s.clearPending(tracks)
 		}
 		if err != nil {

@@ -54,29 +54,59 @@ func (s *Supervisor) clearPending(tracks []CompletedTrack) {
 		if err := os.Remove(mp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			s.log.Warn("remove pending-room marker", "room", t.Manifest.Room, "file", t.Path, "err", err)
 		}
-		// The room's folder goes once empty; a failure means it is not.
-		_ = os.Remove(filepath.Dir(mp))
+		// The room's folder stays: a track of the room closing now may be
+		// writing its marker there. loadPending prunes empty ones.
 	}
 }
 
 // loadPending reads every marker an earlier process left, as the tracks of
-// rooms still to complete. uploads gives the re-queued uploads of recovered
-// files by path, so the pipeline waits for them.
+// rooms still to complete, by room name. uploads gives the re-queued
+// uploads of recovered files by path, so the pipeline waits for them.
 func (s *Supervisor) loadPending(uploads map[string][]*uploader.Upload) map[string][]CompletedTrack {
 	root := filepath.Join(s.opts.Dir, pendingDir)
-	markers, _ := filepath.Glob(filepath.Join(root, "*", "*.json"))
-	sort.Strings(markers)
+	folders, _ := filepath.Glob(filepath.Join(root, "*"))
+	sort.Strings(folders)
 	rooms := map[string][]CompletedTrack{}
-	for _, mp := range markers {
-		m, err := readManifest(mp)
-		if err != nil || m.Room == "" || m.File.Key == "" {
-			s.log.Error("recover: unreadable pending-room marker; left in place", "marker", mp, "err", err)
+	for _, folder := range folders {
+		markers, _ := filepath.Glob(filepath.Join(folder, "*.json"))
+		sort.Strings(markers)
+		if len(markers) == 0 {
+			_ = os.Remove(folder) // empty, or not a folder: fails harmlessly
 			continue
 		}
-		rel, _ := filepath.Rel(root, strings.TrimSuffix(mp, ".json"))
-		t := CompletedTrack{Manifest: m, Path: filepath.Join(s.opts.Dir, rel)}
-		t.Uploads = uploads[t.Path]
-		rooms[m.Room] = append(rooms[m.Room], t)
+		if s.opts.OnRoomComplete == nil {
+			s.log.Warn("recover: room tracks wait for a pipeline, but none is configured (MIXDOWN=none, no PIPELINE_WEBHOOK_URL); markers kept",
+				"folder", folder, "tracks", len(markers))
+			continue
+		}
+		var tracks []CompletedTrack
+		for _, mp := range markers {
+			m, err := readManifest(mp)
+			if err != nil || m.Room == "" || m.File.Key == "" {
+				s.log.Error("recover: unreadable pending-room marker; left in place", "marker", mp, "err", err)
+				continue
+			}
+			rel, _ := filepath.Rel(root, strings.TrimSuffix(mp, ".json"))
+			t := CompletedTrack{Manifest: m, Path: filepath.Join(s.opts.Dir, rel)}
+			t.Uploads = uploads[t.Path]
+			tracks = append(tracks, t)
+		}
+		if len(tracks) > 0 {
+			name := roomOfFolder(filepath.Base(folder), tracks)
+			rooms[name] = append(rooms[name], tracks...)
+		}
 	}
 	return rooms
+}
+
+// roomOfFolder is the room name of a folder's tracks. A manifest rebuilt
+// from a file name after a crash only knows the escaped folder name; any
+// other manifest of the folder carries the real one.
+func roomOfFolder(folder string, tracks []CompletedTrack) string {
+	for _, t := range tracks {
+		if uploader.Segment(t.Manifest.Room) == folder {
+			return t.Manifest.Room
+		}
+	}
+	return tracks[0].Manifest.Room
 }

@@ -3,12 +3,15 @@ package recorder
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/trackrec/trackrec/uploader"
 )
 
 // A room whose recordings stopped but whose pipeline had not run when the
@@ -20,12 +23,12 @@ func TestPendingRoomCompletesAfterRestart(t *testing.T) {
 	f.s.opts.OnRoomComplete = first.fn
 	f.s.opts.SettleDelay = time.Hour // never settles in this process
 	ctx := context.Background()
-	if _, _, err := f.s.Start(ctx, "r/../x", "alice"); err != nil {
+	if _, _, err := f.s.Start(ctx, "r/../x.json", "alice"); err != nil {
 		t.Fatal(err)
 	}
-	f.feed("r/../x", "alice", "TR_a", 60)
-	f.waitState("r/../x", "alice", StateRecording)
-	final, err := f.s.Stop(ctx, "r/../x", "alice")
+	f.feed("r/../x.json", "alice", "TR_a", 60)
+	f.waitState("r/../x.json", "alice", StateRecording)
+	final, err := f.s.Stop(ctx, "r/../x.json", "alice")
 	if err != nil || len(final.Tracks) != 1 {
 		t.Fatalf("stop: %+v %v", final, err)
 	}
@@ -44,7 +47,7 @@ func TestPendingRoomCompletesAfterRestart(t *testing.T) {
 	}
 
 	var next completions
-	s := New(Options{Dir: f.dir, OnRoomComplete: next.fn, SettleDelay: 50 * time.Millisecond,
+	s := New(Options{Dir: f.dir, OnRoomComplete: next.fn, SettleDelay: 50 * time.Millisecond, Uploads: &memQueue{},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	defer s.Close()
 	found, err := s.Recover(ctx)
@@ -64,7 +67,7 @@ func TestPendingRoomCompletesAfterRestart(t *testing.T) {
 		t.Fatalf("completions after restart: %v", next.calls)
 	}
 	got := next.calls[0][0]
-	if got.Manifest.Room != "r/../x" || got.Manifest.File.SHA256 != beside.File.SHA256 || got.Path != track {
+	if got.Manifest.Room != "r/../x.json" || got.Manifest.File.SHA256 != beside.File.SHA256 || got.Path != track {
 		t.Errorf("completed track %+v, want the manifest beside %s (%s)", got, track, beside.File.SHA256)
 	}
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
@@ -75,8 +78,8 @@ func TestPendingRoomCompletesAfterRestart(t *testing.T) {
 	if _, err := os.Stat(marker); !os.IsNotExist(err) {
 		t.Errorf("marker still there after the pipeline ran: %v", err)
 	}
-	if left, _ := filepath.Glob(filepath.Join(f.dir, pendingDir, "*")); len(left) != 0 {
-		t.Errorf("pending folder not emptied: %v", left)
+	if left, _ := filepath.Glob(filepath.Join(f.dir, pendingDir, "*", "*")); len(left) != 0 {
+		t.Errorf("pending markers left: %v", left)
 	}
 
 	// A third process has nothing left to complete.
@@ -90,6 +93,63 @@ func TestPendingRoomCompletesAfterRestart(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if third.n() != 0 {
 		t.Errorf("a completed room completed again: %v", third.calls)
+	}
+	if left, _ := filepath.Glob(filepath.Join(f.dir, pendingDir, "*")); len(left) != 0 {
+		t.Errorf("empty room folders not pruned at start-up: %v", left)
+	}
+}
+
+// A pipeline cut short by shutdown (the upload queue closes under a running
+// mix) keeps its markers: the next process reruns it.
+func TestPipelineCutByShutdownKeepsMarkers(t *testing.T) {
+	f := newFixture(t, 0)
+	running, release := make(chan struct{}), make(chan struct{})
+	f.s.opts.OnRoomComplete = func(ctx context.Context, room string, tr []CompletedTrack) ([]string, error) {
+		close(running)
+		<-release
+		return nil, errors.New("store mixdown: upload queue closed")
+	}
+	f.s.opts.SettleDelay = 10 * time.Millisecond
+	ctx := context.Background()
+	f.s.Start(ctx, "r", "alice")
+	f.feed("r", "alice", "TR_a", 60)
+	f.waitState("r", "alice", StateRecording)
+	final, _ := f.s.Stop(ctx, "r", "alice")
+	<-running
+	if err := f.s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	f.s.Close()
+	marker, _ := markerPath(f.dir, final.Tracks[0].Path)
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("marker gone after a pipeline cut by shutdown: %v", err)
+	}
+}
+
+// failingQueue refuses every upload, as a drained queue does.
+type failingQueue struct{}
+
+func (failingQueue) Submit(uploader.Item) (*uploader.Upload, error) {
+	return nil, uploader.ErrQueueClosed
+}
+
+// A track closed after the queue was drained (a stop outlasting the
+// shutdown timeout) still gets its marker: its room completes next time.
+func TestMarkerWrittenWhenTheUploadCannotBeQueued(t *testing.T) {
+	f := newFixture(t, 0)
+	var c completions
+	f.s.opts.OnRoomComplete = c.fn
+	f.s.opts.SettleDelay = time.Hour
+	f.s.opts.Uploads = failingQueue{}
+	ctx := context.Background()
+	f.s.Start(ctx, "r", "alice")
+	f.feed("r", "alice", "TR_a", 60)
+	f.waitState("r", "alice", StateRecording)
+	final, _ := f.s.Stop(ctx, "r", "alice")
+	marker, _ := markerPath(f.dir, final.Tracks[0].Path)
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("no marker for a track whose upload could not be queued: %v", err)
 	}
 }
 

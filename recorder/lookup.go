@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Presence is what LiveKit's server API says of a room and a participant.
@@ -59,4 +60,28 @@ func (s *Supervisor) checkPresent(ctx context.Context, room, identity string) er
 		return fmt.Errorf("%w: %q is not in %q", ErrNoParticipant, identity, room)
 	}
 	return nil
+}
+
+// presenceGrace is how long a start waits for the bot to see a participant
+// LiveKit's server API reported present.
+const presenceGrace = 2 * time.Second
+
+// waitPresent polls b until it sees identity, for up to presenceGrace.
+func waitPresent(ctx context.Context, b Bot, identity string) bool {
+	deadline := time.NewTimer(presenceGrace)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			if b.Present(identity) {
+				return true
+			}
+		case <-deadline.C:
+			return b.Present(identity)
+		case <-ctx.Done():
+			return false
+		}
+	}
 }

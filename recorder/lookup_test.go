@@ -74,3 +74,21 @@ func TestAutoStartRecordsWhenTheCheckFails(t *testing.T) {
 		t.Errorf("participant_joined with LiveKit's API down recorded nothing: %+v", r)
 	}
 }
+
+// LiveKit reported the participant, but they left before the bot joined:
+// the start is refused after a short grace and the bot does not stay.
+func TestStartRefusedWhenTheBotNeverSeesTheParticipant(t *testing.T) {
+	f := newFixture(t, 0)
+	f.s.opts.Lookup = func(context.Context, string, string) (Presence, error) { return Present, nil }
+	_, _, err := f.s.Start(context.Background(), "r", "carol") // the fake bot sees alice and bob only
+	if !errors.Is(err, ErrNoParticipant) {
+		t.Fatalf("start: %v, want ErrNoParticipant", err)
+	}
+	if !f.bots["r"].hasLeft() || len(f.s.List()) != 0 {
+		t.Errorf("bot left: %v, recordings: %+v", f.bots["r"].hasLeft(), f.s.List())
+	}
+	// Someone the bot does see starts at once.
+	if _, created, err := f.s.Start(context.Background(), "r", "alice"); err != nil || !created {
+		t.Errorf("start alice: %v %v", created, err)
+	}
+}

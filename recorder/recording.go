@@ -294,15 +294,7 @@ func (t *track) finish(st muxer.Stats) error {
 	t.mu.Lock()
 	t.manifest, t.uploads = m, ups
 	t.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	if err := markPending(t.opts, path, m); err != nil {
-		// The room still completes in this process; only a restart
-		// before then would leave this track out of its mixdown.
-		t.log.Warn("pending-room marker", "err", err)
-	}
-	return nil
+	return err
 }
 
 // publish completes a closed file's manifest, writes it beside the file, and
@@ -318,6 +310,12 @@ func publish(o *Options, path string, m Manifest, fill func(*Manifest, int64, []
 		return m, nil, fmt.Errorf("track file: %w", err)
 	}
 	fill(&m, fi.Size(), sum)
+	// The marker goes first: a crash before the manifest leaves a file
+	// that recovery publishes (and marks) again, never a closed file
+	// without a marker.
+	if err := markPending(o, path, m); err != nil {
+		return m, nil, fmt.Errorf("pending-room marker: %w", err)
+	}
 	mpath := manifestPath(path)
 	if err := writeJSON(mpath, m); err != nil {
 		return m, nil, err

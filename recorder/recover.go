@@ -70,11 +70,14 @@ func (s *Supervisor) Recover(ctx context.Context) ([]RecoveredFile, error) {
 	uploads := map[string][]*uploader.Upload{}
 	for _, rf := range found {
 		uploads[rf.Path] = rf.uploads
+		if base, ok := strings.CutSuffix(rf.Path, ".json"); ok {
+			// A manifest whose file is stored: its track waits for it.
+			for _, ext := range []string{".ogg", ".webm"} {
+				uploads[base+"."+strings.TrimPrefix(ext, ".")] = rf.uploads
+			}
+		}
 	}
-	var pending map[string][]CompletedTrack
-	if s.opts.OnRoomComplete != nil {
-		pending = s.loadPending(uploads)
-	}
+	pending := s.loadPending(uploads)
 	s.mu.Lock()
 	s.recovered = append(s.recovered, found...)
 	for room, tracks := range pending {
@@ -147,7 +150,7 @@ func (s *Supervisor) recoverFile(path string, name []string) (RecoveredFile, boo
 			Recorder:    ManifestRecorder{Version: version()},
 		}
 	}
-	man, ups, err := publish(&s.opts, path, man, func(m *Manifest, size int64, sum []byte) {
+	_, ups, err := publish(&s.opts, path, man, func(m *Manifest, size int64, sum []byte) {
 		m.File.Size = size
 		m.File.SHA256 = fmt.Sprintf("%x", sum)
 		m.Timeline.DurationMS = res.Duration.Milliseconds()
@@ -156,9 +159,6 @@ func (s *Supervisor) recoverFile(path string, name []string) (RecoveredFile, boo
 	rf.uploads = ups
 	if err != nil {
 		rf.Error = err.Error()
-	} else if err := markPending(&s.opts, path, man); err != nil {
-		// The recording was cut by the crash: its room never completed.
-		log.Error("recover: pending-room marker", "err", err)
 	}
 	log.Info("recover: repaired a file left by a crash", "repaired", res.Repaired, "truncated_bytes", res.Truncated, "duration", res.Duration)
 	return rf, true

@@ -277,6 +277,15 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 		return fail(rm.err)
 	}
 	present := rm.bot.Record(participant)
+	if !present && !o.wait && s.opts.Lookup != nil {
+		// LiveKit said the participant was there; the bot's view may lag
+		// by a moment, or they left before it joined. A bot must not stay
+		// waiting for someone gone (no participant_left will come).
+		if present = waitPresent(ctx, rm.bot, participant); !present {
+			rm.bot.Forget(participant)
+			return fail(fmt.Errorf("%w: %q left %q before the recorder joined", ErrNoParticipant, participant, roomName))
+		}
+	}
 	rec.joined(nil)
 	s.log.Info("recording started", "room", roomName, "participant", participant, "recording", rec.id, "present", present)
 	return rec.Info(), true, nil
