@@ -145,7 +145,7 @@ func (c *recorderCollector) Collect(ch chan<- prometheus.Metric) {
 	recordings := zeros(recorder.StateStarting, recorder.StateWaiting, recorder.StateRecording,
 		recorder.StateAway, recorder.StateStopping, recorder.StateStopped)
 	uploads := zeros("pending", "uploading", "uploaded", "failed")
-	pipelines := zeros(recorder.CompletionWaiting, recorder.CompletionRunning, recorder.CompletionDone, recorder.CompletionFailed)
+	pipelines := zeros(recorder.CompletionWaiting, recorder.CompletionRunning, recorder.CompletionRetrying, recorder.CompletionDone, recorder.CompletionFailed)
 	for _, r := range c.rec.List() {
 		recordings[r.State]++
 		for _, t := range r.Tracks {

@@ -154,7 +154,7 @@ func TestMetricsReadTheRecorder(t *testing.T) {
 		}
 	}
 	// Only the states above: nothing else appears in the families.
-	for name, n := range map[string]int{"trackrec_recordings": 6, "trackrec_track_uploads": 4, "trackrec_room_pipelines": 4,
+	for name, n := range map[string]int{"trackrec_recordings": 6, "trackrec_track_uploads": 4, "trackrec_room_pipelines": 5,
 		"trackrec_gap_fill_packets_total": 2, "trackrec_dropped_packets_total": 3} {
 		if got := len(fams[name].GetMetric()); got != n {
 			t.Errorf("%s has %d series, want %d", name, got, n)

@@ -420,3 +420,69 @@ func TestDrainLeavesUnstoredFilesForTheNextStart(t *testing.T) {
 	// The room was settling at SIGTERM; the next process completes it.
 	checkMixdownOf(t, s3, room, time.Duration(man.Timeline.DurationMS)*time.Millisecond)
 }
+
+// The pipeline receiver is down when a room completes and the recorder is
+// restarted while it retries: the next process delivers the event.
+func TestPipelineWebhookSurvivesARestart(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	up, attempts := false, 0
+	var events []map[string]any
+	keys := auth.NewSimpleKeyProvider(lk.APIKey, lk.APISecret)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := webhook.Receive(r, keys)
+		mu.Lock()
+		defer mu.Unlock()
+		attempts++
+		if err != nil || !up {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		var ev map[string]any
+		_ = json.Unmarshal(body, &ev)
+		events = append(events, ev)
+	}))
+	defer recv.Close()
+	env := map[string]string{"LOCAL_DIRECTORY": t.TempDir(), "MIXDOWN": "none", "MIXDOWN_SETTLE": "1s", "PIPELINE_WEBHOOK_URL": recv.URL + "/pipeline"}
+	first := startService(t, env)
+	room := "restart-hook-room"
+	p := publish(t, room, "yael")
+	first.mustStart(room, "yael")
+	time.Sleep(2 * time.Second)
+	first.mustStop(room, "yael")
+	waitFor(t, 30*time.Second, "a failed delivery", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return attempts > 0
+	})
+	if err := first.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-first.done
+	mu.Lock()
+	up = true
+	mu.Unlock()
+	startService(t, env)
+	waitFor(t, 30*time.Second, "the delivery by the next process", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(events) > 0
+	})
+	time.Sleep(2 * time.Second) // nothing more may arrive
+	mu.Lock()
+	defer mu.Unlock()
+	if len(events) != 1 || events[0]["room_name"] != room {
+		t.Fatalf("events %v", events)
+	}
+	tracks, _ := events[0]["tracks"].([]any)
+	tr, _ := func() (map[string]any, bool) {
+		if len(tracks) != 1 {
+			return nil, false
+		}
+		m, ok := tracks[0].(map[string]any)
+		return m, ok
+	}()
+	if track, _ := tr["track"].(map[string]any); track["sid"] != p.TrackSID() {
+		t.Errorf("event lists %v, want track %s", tracks, p.TrackSID())
+	}
+}

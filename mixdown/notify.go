@@ -191,8 +191,13 @@ func (n *Notifier) Notify(ctx context.Context, eventID string, body []byte) erro
 		}
 	}
 	log.ErrorContext(ctx, "webhook undelivered", "attempts", maxAttempts, "err", lastErr)
-	return fmt.Errorf("webhook %s: giving up after %d attempts: %w", eventID, maxAttempts, lastErr)
+	return fmt.Errorf("webhook %s: %w after %d attempts: %w", eventID, ErrUndelivered, maxAttempts, lastErr)
 }
+
+// ErrUndelivered marks a delivery that failed only for now (the receiver
+// was down or overloaded through every attempt): worth another try later,
+// unlike an answer that rejects the event.
+var ErrUndelivered = errors.New("not delivered yet")
 
 // check validates the configuration and that body is a JSON object carrying
 // eventID as its "id".

@@ -193,6 +193,10 @@ func TestNotify(t *testing.T) {
 			if tc.wantStatus != 0 && (!errors.As(err, &se) || se.StatusCode != tc.wantStatus) {
 				t.Errorf("error %v, want a *StatusError %d", err, tc.wantStatus)
 			}
+			// Only a receiver that never answered well is worth a later try.
+			if later := tc.maxAttempts > 0; errors.Is(err, ErrUndelivered) != later {
+				t.Errorf("error %v: ErrUndelivered %v, want %v", err, errors.Is(err, ErrUndelivered), later)
+			}
 
 			deliveries, accepted := rc.seen()
 			if len(deliveries) != tc.wantAttempts {

@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/trackrec/trackrec/uploader"
@@ -21,12 +22,19 @@ type CompletedTrack struct {
 // returns the keys it produced.
 type RoomComplete func(ctx context.Context, room string, tracks []CompletedTrack) ([]string, error)
 
+// ErrRetryLater, wrapped in a RoomComplete error, asks for another run
+// later (OnRoomComplete's webhook receiver was down through every attempt).
+var ErrRetryLater = errors.New("room pipeline to be retried")
+
 // Completion states.
 const (
 	CompletionWaiting = "waiting_uploads"
 	CompletionRunning = "running"
-	CompletionDone    = "done"
-	CompletionFailed  = "failed"
+	// CompletionRetrying: the pipeline asked to be run again later
+	// (ErrRetryLater); Error says why.
+	CompletionRetrying = "retrying"
+	CompletionDone     = "done"
+	CompletionFailed   = "failed"
 )
 
 // Completion is a room's pipeline run, as GET /recordings shows it.
@@ -98,17 +106,43 @@ func (s *Supervisor) settled(room string) {
 				}
 			}
 		}
+		s.run(ctx, c, room, tracks)
+	}()
+}
+
+// run runs the room's pipeline; one that asks for it (ErrRetryLater: its
+// webhook receiver stayed down) runs again with growing delays while the
+// process lives, and its markers stay so a restart retries it too.
+func (s *Supervisor) run(ctx context.Context, c *Completion, room string, tracks []CompletedTrack) {
+	delay := s.opts.RetryDelay
+	if delay <= 0 {
+		delay = time.Minute
+	}
+	for {
 		s.setCompletion(c, CompletionRunning, nil, nil)
 		s.log.Info("room complete", "room", room, "tracks", len(tracks))
 		outs, err := s.opts.OnRoomComplete(ctx, room, tracks)
 		s.mu.Lock()
 		cut := err != nil && (s.closed || ctx.Err() != nil)
 		s.mu.Unlock()
+		if err != nil && !cut && errors.Is(err, ErrRetryLater) {
+			s.log.Warn("room pipeline to be retried", "room", room, "in", delay, "err", err)
+			s.setCompletion(c, CompletionRetrying, outs, err)
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+				delay = min(2*delay, 30*time.Minute)
+				continue
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+		}
 		if !cut {
 			// Ran to its end: the next process must not run it again (a
-			// failed mix still sent the webhook; a webhook that gave up is
-			// logged). Cut short by shutdown (the queue closes under a
-			// running mix), the markers stay and the next process reruns it.
+			// failed mix still sent the webhook). Cut short by shutdown
+			// (the queue closes under a running mix), the markers stay and
+			// the next process reruns it.
 			s.clearPending(tracks)
 		}
 		if err != nil {
@@ -117,13 +151,14 @@ func (s *Supervisor) settled(room string) {
 			return
 		}
 		s.setCompletion(c, CompletionDone, outs, nil)
-	}()
+		return
+	}
 }
 
 func (s *Supervisor) setCompletion(c *Completion, state string, outs []string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c.State, c.Outputs = state, outs
+	c.State, c.Outputs, c.Error = state, outs, ""
 	if err != nil {
 		c.Error = err.Error()
 	}

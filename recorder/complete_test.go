@@ -3,6 +3,7 @@ package recorder
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -133,3 +134,54 @@ func TestRecoverUploadsAManifestWhoseFileIsStored(t *testing.T) {
 }
 
 // Recordings stopped by SIGTERM never reach the pipeline (settle timers
+
+// A pipeline whose webhook receiver stayed down asks to run again: it does,
+// after RetryDelay, until it succeeds; then its markers go.
+func TestPipelineRetriedLater(t *testing.T) {
+	f := newFixture(t, 0)
+	var mu sync.Mutex
+	runs := 0
+	f.s.opts.OnRoomComplete = func(ctx context.Context, room string, tr []CompletedTrack) ([]string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if runs++; runs < 3 {
+			return nil, fmt.Errorf("webhook: %w", ErrRetryLater)
+		}
+		return []string{"mix"}, nil
+	}
+	f.s.opts.SettleDelay = 10 * time.Millisecond
+	f.s.opts.RetryDelay = 50 * time.Millisecond
+	ctx := context.Background()
+	f.s.Start(ctx, "r", "alice")
+	f.feed("r", "alice", "TR_a", 60)
+	f.waitState("r", "alice", StateRecording)
+	final, _ := f.s.Stop(ctx, "r", "alice")
+	marker, _ := markerPath(f.dir, final.Tracks[0].Path)
+	sawRetrying := false
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		c := f.s.Completions()
+		if len(c) == 1 && c[0].State == CompletionRetrying {
+			sawRetrying = true
+			if _, err := os.Stat(marker); err != nil {
+				t.Errorf("marker gone while the pipeline waits for a retry: %v", err)
+			}
+		}
+		if len(c) == 1 && c[0].State == CompletionDone {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c := f.s.Completions()
+	if len(c) != 1 || c[0].State != CompletionDone || c[0].Error != "" || !sawRetrying {
+		t.Fatalf("completions %+v (saw retrying: %v)", c, sawRetrying)
+	}
+	mu.Lock()
+	if runs != 3 {
+		t.Errorf("%d runs, want 3", runs)
+	}
+	mu.Unlock()
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Errorf("marker left after success: %v", err)
+	}
+}

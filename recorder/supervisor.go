@@ -81,6 +81,9 @@ type Options struct {
 	// must stay without recordings first.
 	OnRoomComplete RoomComplete
 	SettleDelay    time.Duration
+	// RetryDelay is the first wait before running again a pipeline that
+	// returned ErrRetryLater (doubling to 30 minutes); default 1 minute.
+	RetryDelay time.Duration
 	// Auto is the policy for LiveKit's webhook events (HandleEvent).
 	Auto AutoRecord
 	// Lookup, if set, checks with LiveKit that a room and participant exist

@@ -91,7 +91,13 @@ func run() error {
 	var onComplete recorder.RoomComplete
 	if pipeline.Mix || pipeline.Notifier != nil {
 		onComplete = func(ctx context.Context, room string, tracks []recorder.CompletedTrack) ([]string, error) {
-			return pipeline.Run(ctx, room, roomSID(tracks), roomTracks(tracks))
+			outs, err := pipeline.Run(ctx, room, roomSID(tracks), roomTracks(tracks))
+			if errors.Is(err, mixdown.ErrUndelivered) {
+				// The receiver stayed down: run again later, and after a
+				// restart, rather than lose the event.
+				err = fmt.Errorf("%w: %w", recorder.ErrRetryLater, err)
+			}
+			return outs, err
 		}
 	}
 
