@@ -1,6 +1,7 @@
 package mixdown
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -94,6 +95,22 @@ func (p *Pipeline) Run(ctx context.Context, room, roomSID string, tracks []RoomT
 
 // mix downloads the tracks, mixes them and stores the mix and its manifest.
 func (p *Pipeline) mix(ctx context.Context, room string, tracks []RoomTrack) ([]string, json.RawMessage, error) {
+	earliest := tracks[0].Start
+	for _, t := range tracks {
+		if t.Start.Before(earliest) {
+			earliest = t.Start
+		}
+	}
+	// {prefix}/{room}/{room}-{YYYY-MM-DDTHHMMSS}-mix.{mp3|opus}: a separate
+	// prefix and no track id, so it never parses as a participant track.
+	name := uploader.Segment(room) + "-" + earliest.UTC().Format(uploader.TimeLayout) + "-mix"
+	key := path.Join(p.Prefix, uploader.Segment(room), name+p.Format.Ext())
+	manKey := path.Join(p.Prefix, uploader.Segment(room), name+".json")
+	if data, ok := p.stored(ctx, key, manKey, tracks); ok {
+		// A rerun (a retried webhook, a restart) of a room already mixed.
+		return []string{key, manKey}, data, nil
+	}
+
 	dir, err := os.MkdirTemp("", "trackrec-mix-")
 	if err != nil {
 		return nil, nil, err
@@ -107,16 +124,6 @@ func (p *Pipeline) mix(ctx context.Context, room string, tracks []RoomTrack) ([]
 		}
 		in = append(in, Track{Key: t.Key, Path: local, Start: t.Start, Identity: t.Identity, TrackSID: t.TrackSID})
 	}
-	earliest := in[0].Start
-	for _, t := range in {
-		if t.Start.Before(earliest) {
-			earliest = t.Start
-		}
-	}
-	// {prefix}/{room}/{room}-{YYYY-MM-DDTHHMMSS}-mix.{mp3|opus}: a separate
-	// prefix and no track id, so it never parses as a participant track.
-	name := uploader.Segment(room) + "-" + earliest.UTC().Format(uploader.TimeLayout) + "-mix"
-	key := path.Join(p.Prefix, uploader.Segment(room), name+p.Format.Ext())
 	out := filepath.Join(dir, "mix"+p.Format.Ext())
 	res, err := Mix(ctx, in, out, p.Format)
 	if err != nil {
@@ -132,7 +139,6 @@ func (p *Pipeline) mix(ctx context.Context, room string, tracks []RoomTrack) ([]
 	if err := os.WriteFile(manPath, data, 0o644); err != nil {
 		return nil, nil, err
 	}
-	manKey := path.Join(p.Prefix, uploader.Segment(room), name+".json")
 	media, err := p.Uploads.Submit(uploader.Item{Key: key, Path: out, ContentType: p.Format.ContentType()})
 	if err != nil {
 		return nil, nil, err
@@ -149,6 +155,30 @@ func (p *Pipeline) mix(ctx context.Context, room string, tracks []RoomTrack) ([]
 		}
 	}
 	return []string{key, manKey}, data, nil
+}
+
+// stored returns the manifest of a mix already stored at key from exactly
+// these tracks. The manifest is stored after the mix, so it vouches for it.
+func (p *Pipeline) stored(ctx context.Context, key, manKey string, tracks []RoomTrack) (json.RawMessage, bool) {
+	var buf bytes.Buffer
+	if err := p.Store.Get(ctx, manKey, &buf); err != nil {
+		return nil, false
+	}
+	var doc ManifestDoc
+	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil || doc.Key != key || doc.Format != p.Format || len(doc.Inputs) != len(tracks) {
+		return nil, false
+	}
+	want := map[string]bool{}
+	for _, t := range tracks {
+		want[t.Key] = true
+	}
+	for _, in := range doc.Inputs {
+		if !want[in.Key] {
+			return nil, false
+		}
+		delete(want, in.Key)
+	}
+	return buf.Bytes(), len(want) == 0
 }
 
 func (p *Pipeline) download(ctx context.Context, key, local string) error {
