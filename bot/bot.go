@@ -30,6 +30,12 @@ type Config struct {
 	// sharing a room: LiveKit disconnects the older of two equal identities.
 	Identity string
 	Logger   *slog.Logger
+	// ReconnectTimeout bounds the SDK's own attempts to resume a dropped
+	// connection (default 5 s; a resume takes one or two). The SDK can
+	// stall half-reconnected after a server restart; past this the bot
+	// gives up and reports the loss as recoverable, so a fresh bot can
+	// take over.
+	ReconnectTimeout time.Duration
 }
 
 // TrackInfo describes a subscribed track.
@@ -83,9 +89,11 @@ type Handler interface {
 	// of it is in the room. intentional is true when the participant itself
 	// asked to leave, false for a dropped connection that may come back.
 	ParticipantLeft(identity string, intentional bool)
-	// Disconnected says the bot lost the room for good (room closed, bot
-	// removed, connection failed). It is not called after Leave.
-	Disconnected(reason string)
+	// Disconnected says the bot lost the room. recoverable is false when
+	// the room is gone or the bot was removed on purpose, true when the
+	// connection to LiveKit failed (a server restart, a network partition)
+	// and a new bot may join again. It is not called after Leave.
+	Disconnected(reason string, recoverable bool)
 }
 
 // Bot is one participant in one room.
@@ -102,6 +110,8 @@ type Bot struct {
 	// IsSubscribed stays true after an unsubscribe, so it cannot tell.
 	requested map[string]bool
 	leaving   bool
+	// watchdog ends a reconnect that takes longer than ReconnectTimeout.
+	watchdog *time.Timer
 }
 
 // ErrUnreachable wraps failures to join through LiveKit: connection refused,
@@ -134,8 +144,8 @@ func Join(ctx context.Context, cfg Config, room string, h Handler) (*Bot, error)
 	cb.OnParticipantConnected = b.onParticipantConnected
 	cb.OnParticipantDisconnected = b.onParticipantDisconnected
 	cb.OnDisconnectedWithReason = b.onDisconnected
-	cb.OnReconnecting = func() { b.log.Warn("bot reconnecting") }
-	cb.OnReconnected = func() { b.log.Info("bot reconnected") }
+	cb.OnReconnecting = b.onReconnecting
+	cb.OnReconnected = b.onReconnected
 
 	b.room = lksdk.NewRoom(cb)
 	opts := []lksdk.ConnectOption{lksdk.WithAutoSubscribe(false), lksdk.WithLogger(sdkLogger(b.log))}
@@ -385,13 +395,79 @@ func (b *Bot) onDisconnected(reason lksdk.DisconnectionReason) {
 	b.mu.Lock()
 	leaving := b.leaving
 	b.leaving = true
+	if b.watchdog != nil {
+		b.watchdog.Stop()
+	}
 	b.mu.Unlock()
 	if leaving {
 		return
 	}
 	raw := b.room.DisconnectReason()
-	b.log.Warn("bot disconnected", "reason", string(reason), "detail", raw.String())
-	b.h.Disconnected(fmt.Sprintf("%s (%s)", reason, raw))
+	recoverable := recoverable(raw)
+	b.log.Warn("bot disconnected", "reason", string(reason), "detail", raw.String(), "recoverable", recoverable)
+	b.h.Disconnected(fmt.Sprintf("%s (%s)", reason, raw), recoverable)
+}
+
+// recoverable says whether a disconnect may be undone by joining again: not
+// when the room is gone or someone removed the bot on purpose.
+func recoverable(r livekit.DisconnectReason) bool {
+	switch r {
+	case livekit.DisconnectReason_ROOM_DELETED, livekit.DisconnectReason_ROOM_CLOSED,
+		livekit.DisconnectReason_PARTICIPANT_REMOVED, livekit.DisconnectReason_DUPLICATE_IDENTITY,
+		livekit.DisconnectReason_CLIENT_INITIATED:
+		return false
+	}
+	return true
+}
+
+// onReconnecting arms the watchdog: the SDK gets ReconnectTimeout to
+// resume or restart the connection.
+func (b *Bot) onReconnecting() {
+	b.log.Warn("bot reconnecting")
+	wait := b.cfg.ReconnectTimeout
+	if wait <= 0 {
+		wait = 5 * time.Second
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.leaving || b.watchdog != nil {
+		return
+	}
+	b.watchdog = time.AfterFunc(wait, b.giveUp)
+}
+
+// onReconnected disarms the watchdog and asks again for every wanted
+// participant's audio: after a full restart the server has new
+// publications, and the SDK does not always announce them.
+func (b *Bot) onReconnected() {
+	b.log.Info("bot reconnected")
+	b.mu.Lock()
+	if b.watchdog != nil {
+		b.watchdog.Stop()
+		b.watchdog = nil
+	}
+	ids := make([]string, 0, len(b.wanted))
+	for id := range b.wanted {
+		ids = append(ids, id)
+	}
+	b.mu.Unlock()
+	for _, id := range ids {
+		b.Record(id)
+	}
+}
+
+// giveUp ends a reconnect that did not finish in time.
+func (b *Bot) giveUp() {
+	b.mu.Lock()
+	if b.leaving {
+		b.mu.Unlock()
+		return
+	}
+	b.leaving = true
+	b.mu.Unlock()
+	b.log.Warn("bot reconnect timed out; leaving for a fresh join")
+	go b.room.Disconnect()
+	b.h.Disconnected("reconnect timed out", true)
 }
 
 func (b *Bot) info(pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) TrackInfo {

@@ -80,40 +80,45 @@ type Config struct {
 	// unexpected disconnect, waiting for a reconnect. A participant who leaves
 	// on purpose ends the recording at once.
 	RejoinTimeout time.Duration `yaml:"rejoin_timeout"`
+	// ReconnectTimeout is how long recordings survive their bot losing
+	// LiveKit (a server restart, a network partition): a new bot joins and
+	// they go on in new files; past it they stop.
+	ReconnectTimeout time.Duration `yaml:"reconnect_timeout"`
 	// ShutdownTimeout bounds the graceful stop on SIGINT/SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
 
 // Setting names, shared by the environment and error messages.
 const (
-	envConfigFile      = "CONFIG_FILE"
-	envLiveKitURL      = "LIVEKIT_URL"
-	envAPIKey          = "LIVEKIT_API_KEY"
-	envAPISecret       = "LIVEKIT_API_SECRET"
-	envAppHost         = "APP_HOST"
-	envAppPort         = "APP_PORT"
-	envLogLevel        = "LOG_LEVEL"
-	envLocalDirectory  = "LOCAL_DIRECTORY"
-	envFileFormat      = "FILE_FORMAT"
-	envJitterWindow    = "JITTER_WINDOW"
-	envS3Bucket        = "S3_BUCKET"
-	envS3Region        = "S3_REGION"
-	envS3Directory     = "S3_DIRECTORY"
-	envS3Endpoint      = "S3_ENDPOINT"
-	envS3PathStyle     = "S3_FORCE_PATH_STYLE"
-	envDrainTimeout    = "DRAIN_TIMEOUT"
-	envMixdown         = "MIXDOWN"
-	envMixdownDir      = "MIXDOWN_DIRECTORY"
-	envMixdownFormat   = "MIXDOWN_FORMAT"
-	envMixdownSettle   = "MIXDOWN_SETTLE"
-	envPipelineWebhook = "PIPELINE_WEBHOOK_URL"
-	envAutoRecord      = "AUTO_RECORD"
-	envAPIAuth         = "API_AUTH"
-	envAutoRooms       = "AUTO_RECORD_ROOMS"
-	envAutoIgnore      = "AUTO_RECORD_IGNORE_IDENTITIES"
-	envJoinTimeout     = "JOIN_TIMEOUT"
-	envRejoinTimeout   = "REJOIN_TIMEOUT"
-	envShutdownTimeout = "SHUTDOWN_TIMEOUT"
+	envConfigFile       = "CONFIG_FILE"
+	envLiveKitURL       = "LIVEKIT_URL"
+	envAPIKey           = "LIVEKIT_API_KEY"
+	envAPISecret        = "LIVEKIT_API_SECRET"
+	envAppHost          = "APP_HOST"
+	envAppPort          = "APP_PORT"
+	envLogLevel         = "LOG_LEVEL"
+	envLocalDirectory   = "LOCAL_DIRECTORY"
+	envFileFormat       = "FILE_FORMAT"
+	envJitterWindow     = "JITTER_WINDOW"
+	envS3Bucket         = "S3_BUCKET"
+	envS3Region         = "S3_REGION"
+	envS3Directory      = "S3_DIRECTORY"
+	envS3Endpoint       = "S3_ENDPOINT"
+	envS3PathStyle      = "S3_FORCE_PATH_STYLE"
+	envDrainTimeout     = "DRAIN_TIMEOUT"
+	envMixdown          = "MIXDOWN"
+	envMixdownDir       = "MIXDOWN_DIRECTORY"
+	envMixdownFormat    = "MIXDOWN_FORMAT"
+	envMixdownSettle    = "MIXDOWN_SETTLE"
+	envPipelineWebhook  = "PIPELINE_WEBHOOK_URL"
+	envAutoRecord       = "AUTO_RECORD"
+	envAPIAuth          = "API_AUTH"
+	envAutoRooms        = "AUTO_RECORD_ROOMS"
+	envAutoIgnore       = "AUTO_RECORD_IGNORE_IDENTITIES"
+	envJoinTimeout      = "JOIN_TIMEOUT"
+	envRejoinTimeout    = "REJOIN_TIMEOUT"
+	envReconnectTimeout = "RECONNECT_TIMEOUT"
+	envShutdownTimeout  = "SHUTDOWN_TIMEOUT"
 )
 
 // Default returns the configuration used where nothing is set.
@@ -134,6 +139,7 @@ func Default() Config {
 		MixdownDirectory: "mixdown",
 		JoinTimeout:      15 * time.Second,
 		RejoinTimeout:    10 * time.Second,
+		ReconnectTimeout: 60 * time.Second,
 		ShutdownTimeout:  30 * time.Second,
 	}
 }
@@ -211,12 +217,13 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 		c.AppPort = p
 	}
 	for name, dst := range map[string]*time.Duration{
-		envJoinTimeout:     &c.JoinTimeout,
-		envRejoinTimeout:   &c.RejoinTimeout,
-		envShutdownTimeout: &c.ShutdownTimeout,
-		envJitterWindow:    &c.JitterWindow,
-		envDrainTimeout:    &c.DrainTimeout,
-		envMixdownSettle:   &c.MixdownSettle,
+		envJoinTimeout:      &c.JoinTimeout,
+		envRejoinTimeout:    &c.RejoinTimeout,
+		envReconnectTimeout: &c.ReconnectTimeout,
+		envShutdownTimeout:  &c.ShutdownTimeout,
+		envJitterWindow:     &c.JitterWindow,
+		envDrainTimeout:     &c.DrainTimeout,
+		envMixdownSettle:    &c.MixdownSettle,
 	} {
 		if v := getenv(name); v != "" {
 			d, err := time.ParseDuration(strings.TrimSpace(v))
@@ -232,33 +239,34 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 // fileConfig mirrors Config with pointer fields so that only keys present in
 // the file override what the environment set.
 type fileConfig struct {
-	LiveKitURL      *string   `yaml:"livekit_url"`
-	APIKey          *string   `yaml:"livekit_api_key"`
-	APISecret       *string   `yaml:"livekit_api_secret"`
-	AppHost         *string   `yaml:"app_host"`
-	AppPort         *int      `yaml:"app_port"`
-	LogLevel        *string   `yaml:"log_level"`
-	LocalDirectory  *string   `yaml:"local_directory"`
-	FileFormat      *string   `yaml:"file_format"`
-	JitterWindow    *string   `yaml:"jitter_window"`
-	S3Bucket        *string   `yaml:"s3_bucket"`
-	S3Region        *string   `yaml:"s3_region"`
-	S3Directory     *string   `yaml:"s3_directory"`
-	S3Endpoint      *string   `yaml:"s3_endpoint"`
-	S3PathStyle     *bool     `yaml:"s3_force_path_style"`
-	DrainTimeout    *string   `yaml:"drain_timeout"`
-	Mixdown         *string   `yaml:"mixdown"`
-	MixdownDir      *string   `yaml:"mixdown_directory"`
-	MixdownFormat   *string   `yaml:"mixdown_format"`
-	MixdownSettle   *string   `yaml:"mixdown_settle"`
-	PipelineWebhook *string   `yaml:"pipeline_webhook_url"`
-	APIAuth         *string   `yaml:"api_auth"`
-	AutoRecord      *bool     `yaml:"auto_record"`
-	AutoRooms       *[]string `yaml:"auto_record_rooms"`
-	AutoIgnore      *[]string `yaml:"auto_record_ignore_identities"`
-	JoinTimeout     *string   `yaml:"join_timeout"`
-	RejoinTimeout   *string   `yaml:"rejoin_timeout"`
-	ShutdownTimeout *string   `yaml:"shutdown_timeout"`
+	LiveKitURL       *string   `yaml:"livekit_url"`
+	APIKey           *string   `yaml:"livekit_api_key"`
+	APISecret        *string   `yaml:"livekit_api_secret"`
+	AppHost          *string   `yaml:"app_host"`
+	AppPort          *int      `yaml:"app_port"`
+	LogLevel         *string   `yaml:"log_level"`
+	LocalDirectory   *string   `yaml:"local_directory"`
+	FileFormat       *string   `yaml:"file_format"`
+	JitterWindow     *string   `yaml:"jitter_window"`
+	S3Bucket         *string   `yaml:"s3_bucket"`
+	S3Region         *string   `yaml:"s3_region"`
+	S3Directory      *string   `yaml:"s3_directory"`
+	S3Endpoint       *string   `yaml:"s3_endpoint"`
+	S3PathStyle      *bool     `yaml:"s3_force_path_style"`
+	DrainTimeout     *string   `yaml:"drain_timeout"`
+	Mixdown          *string   `yaml:"mixdown"`
+	MixdownDir       *string   `yaml:"mixdown_directory"`
+	MixdownFormat    *string   `yaml:"mixdown_format"`
+	MixdownSettle    *string   `yaml:"mixdown_settle"`
+	PipelineWebhook  *string   `yaml:"pipeline_webhook_url"`
+	APIAuth          *string   `yaml:"api_auth"`
+	AutoRecord       *bool     `yaml:"auto_record"`
+	AutoRooms        *[]string `yaml:"auto_record_rooms"`
+	AutoIgnore       *[]string `yaml:"auto_record_ignore_identities"`
+	JoinTimeout      *string   `yaml:"join_timeout"`
+	RejoinTimeout    *string   `yaml:"rejoin_timeout"`
+	ReconnectTimeout *string   `yaml:"reconnect_timeout"`
+	ShutdownTimeout  *string   `yaml:"shutdown_timeout"`
 }
 
 func (c *Config) overlayYAML(data []byte) error {
@@ -309,12 +317,13 @@ func (c *Config) overlayYAML(data []byte) error {
 		src *string
 		dst *time.Duration
 	}{
-		"join_timeout":     {f.JoinTimeout, &c.JoinTimeout},
-		"rejoin_timeout":   {f.RejoinTimeout, &c.RejoinTimeout},
-		"shutdown_timeout": {f.ShutdownTimeout, &c.ShutdownTimeout},
-		"jitter_window":    {f.JitterWindow, &c.JitterWindow},
-		"drain_timeout":    {f.DrainTimeout, &c.DrainTimeout},
-		"mixdown_settle":   {f.MixdownSettle, &c.MixdownSettle},
+		"join_timeout":      {f.JoinTimeout, &c.JoinTimeout},
+		"rejoin_timeout":    {f.RejoinTimeout, &c.RejoinTimeout},
+		"reconnect_timeout": {f.ReconnectTimeout, &c.ReconnectTimeout},
+		"shutdown_timeout":  {f.ShutdownTimeout, &c.ShutdownTimeout},
+		"jitter_window":     {f.JitterWindow, &c.JitterWindow},
+		"drain_timeout":     {f.DrainTimeout, &c.DrainTimeout},
+		"mixdown_settle":    {f.MixdownSettle, &c.MixdownSettle},
 	} {
 		if p.src == nil {
 			continue
@@ -433,6 +442,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RejoinTimeout < 0 {
 		return fmt.Errorf("%s: %s must not be negative", envRejoinTimeout, c.RejoinTimeout)
+	}
+	if c.ReconnectTimeout < 0 {
+		return fmt.Errorf("%s: %s must not be negative", envReconnectTimeout, c.ReconnectTimeout)
 	}
 	return nil
 }

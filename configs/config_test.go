@@ -53,6 +53,7 @@ func TestLoadErrorsNameTheSetting(t *testing.T) {
 		{"log level", map[string]string{"LOG_LEVEL": "verbose"}, "", "LOG_LEVEL"},
 		{"duration", map[string]string{"JOIN_TIMEOUT": "5"}, "", "JOIN_TIMEOUT"},
 		{"negative", map[string]string{"SHUTDOWN_TIMEOUT": "-1s"}, "", "SHUTDOWN_TIMEOUT"},
+		{"negative reconnect", map[string]string{"RECONNECT_TIMEOUT": "-1s"}, "", "RECONNECT_TIMEOUT"},
 		{"file format", map[string]string{"FILE_FORMAT": "mp3"}, "", "FILE_FORMAT"},
 		{"jitter window", map[string]string{"JITTER_WINDOW": "5s"}, "", "JITTER_WINDOW"},
 		{"bucket without region", map[string]string{"S3_BUCKET": "b"}, "", "S3_REGION"},
@@ -153,7 +154,7 @@ func TestExampleFileIsComplete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"livekit_url", "livekit_api_key", "livekit_api_secret", "app_host", "app_port", "log_level", "local_directory", "file_format", "jitter_window", "s3_bucket", "s3_region", "s3_directory", "s3_endpoint", "s3_force_path_style", "drain_timeout", "mixdown", "mixdown_directory", "mixdown_format", "mixdown_settle", "pipeline_webhook_url", "auto_record", "auto_record_rooms", "auto_record_ignore_identities", "api_auth", "join_timeout", "rejoin_timeout", "shutdown_timeout"} {
+	for _, key := range []string{"livekit_url", "livekit_api_key", "livekit_api_secret", "app_host", "app_port", "log_level", "local_directory", "file_format", "jitter_window", "s3_bucket", "s3_region", "s3_directory", "s3_endpoint", "s3_force_path_style", "drain_timeout", "mixdown", "mixdown_directory", "mixdown_format", "mixdown_settle", "pipeline_webhook_url", "auto_record", "auto_record_rooms", "auto_record_ignore_identities", "api_auth", "join_timeout", "rejoin_timeout", "reconnect_timeout", "shutdown_timeout"} {
 		if !strings.Contains(string(data), "\n"+key+":") {
 			t.Errorf("example does not document %s", key)
 		}

@@ -98,7 +98,7 @@ func TestRoomCompletesOnceEveryRecordingClosed(t *testing.T) {
 	f.feed("r", "bob", "TR_b", 60)
 	f.waitState("r", "alice", StateRecording)
 	f.waitState("r", "bob", StateRecording)
-	f.handler("r").Disconnected("room closed") // both stop at once
+	f.handler("r").Disconnected("room closed", false) // both stop at once
 	f.waitState("r", "alice", StateStopped)
 	time.Sleep(500 * time.Millisecond)
 	if c.n() != 1 {

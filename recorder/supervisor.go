@@ -81,6 +81,11 @@ type Options struct {
 	// must stay without recordings first.
 	OnRoomComplete RoomComplete
 	SettleDelay    time.Duration
+	// ReconnectTimeout is how long the recordings of a room whose bot lost
+	// LiveKit (a server restart, a network partition) wait for a new bot
+	// to join and their participants to be back; then they stop. Zero
+	// stops them at once.
+	ReconnectTimeout time.Duration
 	// RetryDelay is the first wait before running again a pipeline that
 	// returned ErrRetryLater (doubling to 30 minutes); default 1 minute.
 	RetryDelay time.Duration
@@ -136,6 +141,8 @@ type room struct {
 	bot   Bot
 	err   error
 	recs  map[string]*Recording // by participant identity
+	// rejoining is set while a new bot replaces one that lost LiveKit.
+	rejoining bool
 }
 
 // New returns a Supervisor.
@@ -280,7 +287,10 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 		return fail(rm.err)
 	}
 	present := rm.bot.Record(participant)
-	if !present && !o.wait && s.opts.Lookup != nil {
+	s.mu.Lock()
+	rejoining := rm.rejoining
+	s.mu.Unlock()
+	if !present && !o.wait && s.opts.Lookup != nil && !rejoining {
 		// LiveKit said the participant was there; the bot's view may lag
 		// by a moment, or they left before it joined. A bot must not stay
 		// waiting for someone gone (no participant_left will come).
@@ -502,7 +512,13 @@ func (h *handler) bot() Bot {
 	return h.room.bot
 }
 
-func (h *handler) Disconnected(reason string) {
+func (h *handler) Disconnected(reason string, recoverable bool) {
+	if recoverable {
+		// LiveKit restarted or the network dropped: the recordings stay,
+		// a new bot joins and picks their participants up again.
+		go h.s.rejoin(h.room, reason)
+		return
+	}
 	h.s.mu.Lock()
 	recs := make([]*Recording, 0, len(h.room.recs))
 	for _, r := range h.room.recs {

@@ -299,7 +299,7 @@ func TestParticipantLeaving(t *testing.T) {
 		f := newFixture(t, time.Hour)
 		f.s.Start(ctx, "r", "alice")
 		f.s.Start(ctx, "r", "bob")
-		f.handler("r").Disconnected("room closed")
+		f.handler("r").Disconnected("room closed", false)
 		f.waitState("r", "alice", StateStopped)
 		f.waitState("r", "bob", StateStopped)
 	})

@@ -51,6 +51,8 @@ type LiveKit struct {
 	RTCTCPPort int
 	RTCUDPPort int
 
+	bin, conf string
+	logw      io.Writer
 	cmd       *exec.Cmd
 	exited    chan struct{} // closed once the process has been waited for
 	waitErr   error         // valid after exited is closed
@@ -97,7 +99,6 @@ func startLiveKit(ctx context.Context, bin string, o LiveKitOptions) (*LiveKit, 
 		SignalPort: ports.signal,
 		RTCTCPPort: ports.tcp,
 		RTCUDPPort: ports.udp,
-		exited:     make(chan struct{}),
 		out:        &tailBuffer{max: 8 << 10},
 	}
 	conf, err := lk.configYAML(o)
@@ -105,29 +106,55 @@ func startLiveKit(ctx context.Context, bin string, o LiveKitOptions) (*LiveKit, 
 		return nil, err
 	}
 
-	// Not CommandContext: ctx bounds startup only, the server lives until Close.
-	cmd := exec.Command(bin, "--dev", "--bind", "127.0.0.1", "--node-ip", "127.0.0.1", "--config-body", conf)
-	var w io.Writer = lk.out
-	if o.LogWriter != nil {
-		w = io.MultiWriter(o.LogWriter, lk.out)
+	lk.bin, lk.conf, lk.logw = bin, conf, o.LogWriter
+	if err := lk.spawn(); err != nil {
+		return nil, err
 	}
-	cmd.Stdout = w
-	cmd.Stderr = w
-	cmd.SysProcAttr = childProcAttr()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start livekit-server: %w", err)
-	}
-	lk.cmd = cmd
-	go func() {
-		lk.waitErr = cmd.Wait()
-		close(lk.exited)
-	}()
-
 	if err := lk.waitReady(ctx); err != nil {
 		_ = lk.Close()
 		return nil, err
 	}
 	return lk, nil
+}
+
+// spawn starts the server process with lk's binary and configuration.
+func (lk *LiveKit) spawn() error {
+	// Not CommandContext: ctx bounds startup only, the server lives until Close.
+	cmd := exec.Command(lk.bin, "--dev", "--bind", "127.0.0.1", "--node-ip", "127.0.0.1", "--config-body", lk.conf)
+	var w io.Writer = lk.out
+	if lk.logw != nil {
+		w = io.MultiWriter(lk.logw, lk.out)
+	}
+	cmd.Stdout = w
+	cmd.Stderr = w
+	cmd.SysProcAttr = childProcAttr()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start livekit-server: %w", err)
+	}
+	exited := make(chan struct{})
+	lk.cmd, lk.exited = cmd, exited
+	go func() {
+		lk.waitErr = cmd.Wait()
+		close(exited)
+	}()
+	return nil
+}
+
+// Restart kills the server, as a crash or a lost node would (every room and
+// connection is gone), waits down, and starts it again on the same ports
+// with the same configuration, returning once it answers.
+func (lk *LiveKit) Restart(ctx context.Context, down time.Duration) error {
+	_ = lk.cmd.Process.Kill()
+	<-lk.exited
+	select {
+	case <-time.After(down):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := lk.spawn(); err != nil {
+		return err
+	}
+	return lk.waitReady(ctx)
 }
 
 func (lk *LiveKit) configYAML(o LiveKitOptions) (string, error) {
@@ -138,6 +165,12 @@ func (lk *LiveKit) configYAML(o LiveKitOptions) (string, error) {
 	type rtc struct {
 		TCPPort int `yaml:"tcp_port"`
 		UDPPort int `yaml:"udp_port"`
+		// Without STUN servers of its own the server hands its clients
+		// public ones (Google's, Twilio's), and every bot and publisher
+		// would send STUN requests off the machine. A loopback address
+		// with no STUN server behind it keeps all traffic local; the
+		// clients connect over their host candidates.
+		STUNServers []string `yaml:"stun_servers"`
 	}
 	type webhook struct {
 		APIKey string   `yaml:"api_key"`
@@ -151,7 +184,7 @@ func (lk *LiveKit) configYAML(o LiveKitOptions) (string, error) {
 		Webhook *webhook          `yaml:"webhook,omitempty"`
 	}{
 		Port:    lk.SignalPort,
-		RTC:     rtc{TCPPort: lk.RTCTCPPort, UDPPort: lk.RTCUDPPort},
+		RTC:     rtc{TCPPort: lk.RTCTCPPort, UDPPort: lk.RTCUDPPort, STUNServers: []string{"127.0.0.1:" + strconv.Itoa(lk.SignalPort)}},
 		Keys:    map[string]string{lk.APIKey: lk.APISecret},
 		Logging: map[string]string{"level": level},
 	}

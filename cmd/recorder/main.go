@@ -102,16 +102,17 @@ func run() error {
 	}
 
 	sup := recorder.New(recorder.Options{
-		Dir:            cfg.LocalDirectory,
-		Format:         cfg.FileFormat,
-		JitterWindow:   jitterWindow(cfg.JitterWindow),
-		RejoinTimeout:  cfg.RejoinTimeout,
-		Logger:         log,
-		Uploads:        queue,
-		KeyPrefix:      keyPrefix,
-		SpoolIsStore:   !cfg.S3Enabled(),
-		OnRoomComplete: onComplete,
-		SettleDelay:    cfg.MixdownSettle,
+		Dir:              cfg.LocalDirectory,
+		Format:           cfg.FileFormat,
+		JitterWindow:     jitterWindow(cfg.JitterWindow),
+		RejoinTimeout:    cfg.RejoinTimeout,
+		ReconnectTimeout: cfg.ReconnectTimeout,
+		Logger:           log,
+		Uploads:          queue,
+		KeyPrefix:        keyPrefix,
+		SpoolIsStore:     !cfg.S3Enabled(),
+		OnRoomComplete:   onComplete,
+		SettleDelay:      cfg.MixdownSettle,
 		Auto: recorder.AutoRecord{
 			Enabled:          cfg.AutoRecord,
 			Rooms:            cfg.AutoRecordRooms,
