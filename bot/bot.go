@@ -249,6 +249,14 @@ func (b *Bot) Leave() {
 // SID is the room's session id.
 func (b *Bot) SID() string { return b.room.SID() }
 
+// left says the bot is leaving or gave up: a dead connection's late
+// events must not reach the handler, which may serve a new bot by now.
+func (b *Bot) left() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.leaving
+}
+
 func (b *Bot) wants(identity string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -319,7 +327,7 @@ func (b *Bot) onTrackSubscribed(track *webrtc.TrackRemote, pub *lksdk.RemoteTrac
 }
 
 func (b *Bot) onTrackUnsubscribed(_ *webrtc.TrackRemote, pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
-	if pub.Kind() != lksdk.TrackKindAudio {
+	if pub.Kind() != lksdk.TrackKindAudio || b.left() {
 		return
 	}
 	b.forgetTrack(pub.SID())
@@ -342,7 +350,7 @@ func published(rp *lksdk.RemoteParticipant, sid string) bool {
 }
 
 func (b *Bot) onTrackUnpublished(pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
-	if pub.Kind() == lksdk.TrackKindAudio {
+	if pub.Kind() == lksdk.TrackKindAudio && !b.left() {
 		b.forgetTrack(pub.SID())
 		b.h.TrackEnded(b.info(pub, rp))
 	}
@@ -433,7 +441,9 @@ func (b *Bot) onReconnecting() {
 	if b.leaving || b.watchdog != nil {
 		return
 	}
-	b.watchdog = time.AfterFunc(wait, b.giveUp)
+	var t *time.Timer
+	t = time.AfterFunc(wait, func() { b.giveUp(t) })
+	b.watchdog = t
 }
 
 // onReconnected disarms the watchdog and asks again for every wanted
@@ -450,16 +460,21 @@ func (b *Bot) onReconnected() {
 	for id := range b.wanted {
 		ids = append(ids, id)
 	}
+	// A restarted session has no subscriptions even where the track ids
+	// are the same: ask for everything again (the SDK ignores a request
+	// for a track it is subscribed to already).
+	clear(b.requested)
 	b.mu.Unlock()
 	for _, id := range ids {
 		b.Record(id)
 	}
 }
 
-// giveUp ends a reconnect that did not finish in time.
-func (b *Bot) giveUp() {
+// giveUp ends a reconnect that did not finish in time; t is the watchdog
+// that fired, ignored if a reconnect disarmed it meanwhile.
+func (b *Bot) giveUp(t *time.Timer) {
 	b.mu.Lock()
-	if b.leaving {
+	if b.leaving || b.watchdog != t {
 		b.mu.Unlock()
 		return
 	}

@@ -145,11 +145,38 @@ func (r *Recording) participantAway(wait time.Duration, giveUp func()) {
 	if r.state == StateStopping || r.state == StateStopped {
 		return
 	}
+	r.away(wait, giveUp)
+}
+
+// awayIfPresent is participantAway for a recording whose participant was
+// in the room (recording or already away); one still waiting for its
+// participant keeps waiting.
+func (r *Recording) awayIfPresent(wait time.Duration, giveUp func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.state != StateRecording && r.state != StateAway {
+		return
+	}
+	r.away(wait, giveUp)
+}
+
+// away (under r.mu) arms giveUp after wait. Only the latest timer, still
+// away when it fires, gives up: a return that raced the timer wins.
+func (r *Recording) away(wait time.Duration, giveUp func()) {
 	r.state = StateAway
 	if r.awayTimer != nil {
 		r.awayTimer.Stop()
 	}
-	r.awayTimer = time.AfterFunc(wait, giveUp)
+	var t *time.Timer
+	t = time.AfterFunc(wait, func() {
+		r.mu.Lock()
+		current := r.awayTimer == t && r.state == StateAway
+		r.mu.Unlock()
+		if current {
+			giveUp()
+		}
+	})
+	r.awayTimer = t
 	r.log.Info("participant dropped; waiting for reconnect", "wait", wait)
 }
 

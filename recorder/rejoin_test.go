@@ -100,3 +100,80 @@ func TestUnrecoverableDisconnectStops(t *testing.T) {
 		t.Errorf("%d joins, stop reason %q", f.joins, r.StopReason)
 	}
 }
+
+// waitJoins waits until the fixture saw n joins.
+func (f *fixture) waitJoins(n int) {
+	f.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		f.mu.Lock()
+		got := f.joins
+		f.mu.Unlock()
+		if got >= n {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.t.Fatalf("fewer than %d joins", n)
+}
+
+// After a rejoin, late events of the dead bot (its handler) change nothing;
+// a recording still waiting for its participant keeps waiting.
+func TestRejoinIgnoresTheOldBotAndKeepsWaitingRecordings(t *testing.T) {
+	f := newFixture(t, time.Second)
+	f.s.opts.ReconnectTimeout = 300 * time.Millisecond
+	ctx := context.Background()
+	f.s.Start(ctx, "r", "alice")
+	f.s.Start(ctx, "r", "carol", WaitForParticipant()) // not in the room
+	f.feed("r", "alice", "TR_a", 60)
+	f.waitState("r", "alice", StateRecording)
+	old := f.handler("r")
+	old.Disconnected("signal closed", true)
+	f.waitJoins(2)
+	f.feed("r", "alice", "TR_b", 60) // the new bot's track
+	f.waitState("r", "alice", StateRecording)
+	// The dead connection's late events: the old track id ends, alice
+	// "leaves", the old bot reports another loss.
+	old.TrackEnded(bot.TrackInfo{Room: "r", Participant: "alice", TrackSID: "TR_b"})
+	old.ParticipantLeft("alice", true)
+	old.Disconnected("signal closed", true)
+	time.Sleep(500 * time.Millisecond) // past ReconnectTimeout
+	a := f.state("r", "alice")
+	if a.State != StateRecording || len(a.Tracks) != 2 || a.Tracks[1].State != "recording" {
+		t.Errorf("alice after the old bot's late events: %+v", a)
+	}
+	if c := f.state("r", "carol"); c.State != StateWaiting {
+		t.Errorf("carol, waiting for her participant, is %s after the rejoin", c.State)
+	}
+	f.mu.Lock()
+	if f.joins != 2 {
+		t.Errorf("%d joins, want 2", f.joins)
+	}
+	f.mu.Unlock()
+}
+
+// A start while the rejoin fails: when it gives up, that recording stops
+// too, and the room is free again.
+func TestStartDuringAFailedRejoinStops(t *testing.T) {
+	f := newFixture(t, 0)
+	f.s.opts.ReconnectTimeout = 400 * time.Millisecond
+	ctx := context.Background()
+	f.s.Start(ctx, "r", "alice")
+	f.feed("r", "alice", "TR_a", 60)
+	f.waitState("r", "alice", StateRecording)
+	f.mu.Lock()
+	f.joinErr = errors.New("connection refused")
+	f.mu.Unlock()
+	f.handler("r").Disconnected("signal closed", true)
+	if _, _, err := f.s.Start(ctx, "r", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	f.waitState("r", "alice", StateStopped)
+	f.waitState("r", "bob", StateStopped)
+	f.mu.Lock()
+	f.joinErr = nil
+	f.mu.Unlock()
+	if _, created, err := f.s.Start(ctx, "r", "bob"); err != nil || !created {
+		t.Errorf("start after the outage: %v %v", created, err)
+	}
+}

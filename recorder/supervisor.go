@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trackrec/trackrec/bot"
@@ -129,6 +130,7 @@ type Supervisor struct {
 	settle         map[string]*time.Timer
 	completions    sync.WaitGroup
 	events         sync.WaitGroup // webhook events being acted on
+	rejoins        sync.WaitGroup // rooms whose bot is being replaced
 	completionsLog []*Completion
 	life           context.Context // ends at Shutdown's deadline
 	endLife        context.CancelFunc
@@ -141,8 +143,10 @@ type room struct {
 	bot   Bot
 	err   error
 	recs  map[string]*Recording // by participant identity
-	// rejoining is set while a new bot replaces one that lost LiveKit.
+	// rejoining is set while a new bot replaces one that lost LiveKit;
+	// gen counts the room's bots, so a replaced bot's events are dropped.
 	rejoining bool
+	gen       int
 }
 
 // New returns a Supervisor.
@@ -286,16 +290,16 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 	if rm.err != nil {
 		return fail(rm.err)
 	}
-	present := rm.bot.Record(participant)
 	s.mu.Lock()
-	rejoining := rm.rejoining
+	b, rejoining := rm.bot, rm.rejoining
 	s.mu.Unlock()
+	present := b.Record(participant)
 	if !present && !o.wait && s.opts.Lookup != nil && !rejoining {
 		// LiveKit said the participant was there; the bot's view may lag
 		// by a moment, or they left before it joined. A bot must not stay
 		// waiting for someone gone (no participant_left will come).
-		if present = waitPresent(ctx, rm.bot, participant); !present {
-			rm.bot.Forget(participant)
+		if present = waitPresent(ctx, b, participant); !present {
+			b.Forget(participant)
 			return fail(fmt.Errorf("%w: %q left %q before the recorder joined", ErrNoParticipant, participant, roomName))
 		}
 	}
@@ -409,6 +413,7 @@ func (s *Supervisor) Close() {
 	s.endLife()
 	s.completions.Wait()
 	s.events.Wait()
+	s.rejoins.Wait()
 }
 
 // stop ends rec: forget the participant, drain and close its tracks, release
@@ -468,26 +473,49 @@ func (s *Supervisor) recording(rm *room, identity string) *Recording {
 type handler struct {
 	s    *Supervisor
 	room *room
+	gen  int // the room's bot generation this handler serves
+	// lost is set when this bot lost LiveKit before rejoin installed it.
+	lost atomic.Bool
+}
+
+// current says whether h serves the room's bot now: events of a bot that
+// was replaced (late callbacks of a dead connection) are dropped.
+func (h *handler) current() bool {
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	return h.room.gen == h.gen
 }
 
 func (h *handler) TrackSubscribed(t *bot.Track) bool {
+	if !h.current() {
+		return false
+	}
 	rec := h.s.recording(h.room, t.Info.Participant)
 	return rec != nil && rec.addTrack(t, &h.s.opts)
 }
 
 func (h *handler) TrackEnded(info bot.TrackInfo) {
+	if !h.current() {
+		return
+	}
 	if rec := h.s.recording(h.room, info.Participant); rec != nil {
 		rec.endTrack(info.TrackSID)
 	}
 }
 
 func (h *handler) ParticipantJoined(identity string) {
+	if !h.current() {
+		return
+	}
 	if rec := h.s.recording(h.room, identity); rec != nil {
 		rec.participantBack()
 	}
 }
 
 func (h *handler) ParticipantLeft(identity string, intentional bool) {
+	if !h.current() {
+		return
+	}
 	rec := h.s.recording(h.room, identity)
 	if rec == nil {
 		return
@@ -513,10 +541,16 @@ func (h *handler) bot() Bot {
 }
 
 func (h *handler) Disconnected(reason string, recoverable bool) {
+	if !h.current() {
+		return
+	}
 	if recoverable {
 		// LiveKit restarted or the network dropped: the recordings stay,
-		// a new bot joins and picks their participants up again.
-		go h.s.rejoin(h.room, reason)
+		// a new bot joins and picks their participants up again. A bot
+		// lost while rejoin is still installing it is marked, and rejoin
+		// tries again.
+		h.lost.Store(true)
+		h.s.startRejoin(h.room, reason)
 		return
 	}
 	h.s.mu.Lock()
