@@ -58,9 +58,7 @@ func TestFailedStartDuringSettleStillCompletes(t *testing.T) {
 	f.feed("r", "alice", "TR_a", 60)
 	f.waitState("r", "alice", StateRecording)
 	f.s.Stop(ctx, "r", "alice")
-	f.mu.Lock()
-	f.joinErr = errors.New("livekit unreachable")
-	f.mu.Unlock()
+	f.setJoinErr(errors.New("livekit unreachable"))
 	if _, _, err := f.s.Start(ctx, "r", "bob"); err == nil {
 		t.Fatal("start should fail")
 	}

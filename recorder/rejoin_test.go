@@ -26,16 +26,7 @@ func TestRecordingSurvivesABotLosingLiveKit(t *testing.T) {
 	// The dead connection ends the track, then the bot reports the loss.
 	f.handler("r").TrackEnded(bot.TrackInfo{Room: "r", Participant: "alice", TrackSID: "TR_a"})
 	f.handler("r").Disconnected("signal closed", true)
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		f.mu.Lock()
-		joined := f.joins == 2
-		f.mu.Unlock()
-		if joined {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	f.waitJoins(2)
 	f.mu.Lock()
 	if f.joins != 2 || f.bots["r"] == old {
 		t.Fatalf("%d joins, want a second bot", f.joins)
@@ -69,9 +60,7 @@ func TestRecordingStopsWhenLiveKitStaysAway(t *testing.T) {
 	f.s.Start(ctx, "r", "alice")
 	f.feed("r", "alice", "TR_a", 60)
 	f.waitState("r", "alice", StateRecording)
-	f.mu.Lock()
-	f.joinErr = errors.New("connection refused")
-	f.mu.Unlock()
+	f.setJoinErr(errors.New("connection refused"))
 	f.handler("r").TrackEnded(bot.TrackInfo{Room: "r", Participant: "alice", TrackSID: "TR_a"})
 	f.handler("r").Disconnected("signal closed", true)
 	r := f.waitState("r", "alice", StateStopped)
@@ -79,9 +68,7 @@ func TestRecordingStopsWhenLiveKitStaysAway(t *testing.T) {
 		t.Errorf("recording: %+v", r)
 	}
 	// A room whose recordings all stopped is free for a new start.
-	f.mu.Lock()
-	f.joinErr = nil
-	f.mu.Unlock()
+	f.setJoinErr(nil)
 	if _, created, err := f.s.Start(ctx, "r", "alice"); err != nil || !created {
 		t.Errorf("start after the outage: %v %v", created, err)
 	}
@@ -99,22 +86,6 @@ func TestUnrecoverableDisconnectStops(t *testing.T) {
 	if f.joins != 1 || !strings.Contains(r.StopReason, "room deleted") {
 		t.Errorf("%d joins, stop reason %q", f.joins, r.StopReason)
 	}
-}
-
-// waitJoins waits until the fixture saw n joins.
-func (f *fixture) waitJoins(n int) {
-	f.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		f.mu.Lock()
-		got := f.joins
-		f.mu.Unlock()
-		if got >= n {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	f.t.Fatalf("fewer than %d joins", n)
 }
 
 // After a rejoin, late events of the dead bot (its handler) change nothing;
@@ -161,18 +132,14 @@ func TestStartDuringAFailedRejoinStops(t *testing.T) {
 	f.s.Start(ctx, "r", "alice")
 	f.feed("r", "alice", "TR_a", 60)
 	f.waitState("r", "alice", StateRecording)
-	f.mu.Lock()
-	f.joinErr = errors.New("connection refused")
-	f.mu.Unlock()
+	f.setJoinErr(errors.New("connection refused"))
 	f.handler("r").Disconnected("signal closed", true)
 	if _, _, err := f.s.Start(ctx, "r", "bob"); err != nil {
 		t.Fatal(err)
 	}
 	f.waitState("r", "alice", StateStopped)
 	f.waitState("r", "bob", StateStopped)
-	f.mu.Lock()
-	f.joinErr = nil
-	f.mu.Unlock()
+	f.setJoinErr(nil)
 	if _, created, err := f.s.Start(ctx, "r", "bob"); err != nil || !created {
 		t.Errorf("start after the outage: %v %v", created, err)
 	}

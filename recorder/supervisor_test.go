@@ -138,6 +138,29 @@ func newFixture(t *testing.T, rejoin time.Duration) *fixture {
 	return f
 }
 
+// setJoinErr makes the next joins fail with err (nil: succeed).
+func (f *fixture) setJoinErr(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.joinErr = err
+}
+
+// waitJoins waits until the fixture saw n joins.
+func (f *fixture) waitJoins(n int) {
+	f.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		f.mu.Lock()
+		got := f.joins
+		f.mu.Unlock()
+		if got >= n {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.t.Fatalf("fewer than %d joins", n)
+}
+
 func (f *fixture) handler(room string) bot.Handler {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -307,7 +330,7 @@ func TestParticipantLeaving(t *testing.T) {
 
 func TestFailedJoinLeavesNothingBehind(t *testing.T) {
 	f := newFixture(t, 0)
-	f.joinErr = errors.New("refused")
+	f.setJoinErr(errors.New("refused"))
 	ctx := context.Background()
 	if _, _, err := f.s.Start(ctx, "r", "alice"); err == nil {
 		t.Fatal("start succeeded with a failing join")
@@ -315,7 +338,7 @@ func TestFailedJoinLeavesNothingBehind(t *testing.T) {
 	if l := f.s.List(); len(l) != 0 {
 		t.Errorf("list after failed start: %+v", l)
 	}
-	f.joinErr = nil
+	f.setJoinErr(nil)
 	if _, created, err := f.s.Start(ctx, "r", "alice"); err != nil || !created {
 		t.Errorf("retry after failed join: %v %v", created, err)
 	}
