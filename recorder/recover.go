@@ -47,7 +47,7 @@ func (s *Supervisor) Recover(ctx context.Context) ([]RecoveredFile, error) {
 			return found, ctx.Err()
 		}
 		if rel, _ := filepath.Rel(s.opts.Dir, path); strings.HasPrefix(rel, ".") {
-			continue // the service's own folders (pending-room markers); rooms never start with a dot
+			continue // the service's own folders (.pending-rooms, .no-audio); rooms never start with a dot
 		}
 		if strings.HasSuffix(path, ".json") {
 			if rf, ok := s.recoverManifest(path); ok {
@@ -73,7 +73,7 @@ func (s *Supervisor) Recover(ctx context.Context) ([]RecoveredFile, error) {
 		if base, ok := strings.CutSuffix(rf.Path, ".json"); ok {
 			// A manifest whose file is stored: its track waits for it.
 			for _, ext := range []string{".ogg", ".webm"} {
-				uploads[base+"."+strings.TrimPrefix(ext, ".")] = rf.uploads
+				uploads[base+ext] = rf.uploads
 			}
 		}
 	}
