@@ -4,8 +4,13 @@
 
 GO ?= go
 # How long each fuzz target runs within `make test`; longer by hand:
-#   make fuzz FUZZTIME=5m
-FUZZTIME ?= 10s
+#   make fuzz FUZZTIME=1000000x   (or a duration, e.g. 5m)
+# By default each target runs a fixed number of inputs (about 5-15 s each
+# here), not a duration: Go 1.26's fuzz coordinator can fail a run with a
+# bare "context deadline exceeded" when a duration ends mid-input
+# (golang/go#75804, fixed in Go 1.27). FUZZTIME=... sets one budget for all.
+FUZZTIME ?=
+fuzztime = $(if $(FUZZTIME),$(FUZZTIME),$(1))
 
 .PHONY: demo test build bench fuzz
 
@@ -22,11 +27,11 @@ test:
 	$(MAKE) fuzz
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzTimeline$$' -fuzztime $(FUZZTIME) ./muxer/
-	$(GO) test -run '^$$' -fuzz '^FuzzOggWriter$$' -fuzztime $(FUZZTIME) ./muxer/ogg/
-	$(GO) test -run '^$$' -fuzz '^FuzzWriter$$' -fuzztime $(FUZZTIME) ./muxer/webm/
-	$(GO) test -run '^$$' -fuzz '^FuzzSegment$$' -fuzztime $(FUZZTIME) ./uploader/
-	$(GO) test -run '^$$' -fuzz '^FuzzRequests$$' -fuzztime $(FUZZTIME) ./api/
+	$(GO) test -run '^$$' -fuzz '^FuzzTimeline$$' -fuzztime $(call fuzztime,20000x) ./muxer/
+	$(GO) test -run '^$$' -fuzz '^FuzzOggWriter$$' -fuzztime $(call fuzztime,12000x) ./muxer/ogg/
+	$(GO) test -run '^$$' -fuzz '^FuzzWriter$$' -fuzztime $(call fuzztime,20000x) ./muxer/webm/
+	$(GO) test -run '^$$' -fuzz '^FuzzSegment$$' -fuzztime $(call fuzztime,200000x) ./uploader/
+	$(GO) test -run '^$$' -fuzz '^FuzzRequests$$' -fuzztime $(call fuzztime,10000x) ./api/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./muxer/...
