@@ -145,9 +145,7 @@ func (s *Supervisor) StopRoom(ctx context.Context, room, reason string) {
 	s.mu.Lock()
 	var recs []*Recording
 	if rm := s.rooms[room]; rm != nil {
-		for _, r := range rm.recs {
-			recs = append(recs, r)
-		}
+		recs = rm.list()
 	}
 	s.mu.Unlock()
 	for _, r := range recs {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -46,6 +44,13 @@ func (c *completions) fn(_ context.Context, room string, tr []CompletedTrack) ([
 	return nil, nil
 }
 func (c *completions) n() int { c.mu.Lock(); defer c.mu.Unlock(); return len(c.calls) }
+
+// wait waits up to 5 s for a first completion.
+func (c *completions) wait() {
+	for deadline := time.Now().Add(5 * time.Second); c.n() == 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+}
 
 // A failing start during the settle delay cancels the room's completion for good.
 func TestFailedStartDuringSettleStillCompletes(t *testing.T) {
@@ -119,7 +124,7 @@ func (q *memQueue) Submit(it uploader.Item) (*uploader.Upload, error) {
 func TestRecoverUploadsAManifestWhoseFileIsStored(t *testing.T) {
 	dir := t.TempDir()
 	q := &memQueue{}
-	s := New(Options{Dir: dir, Uploads: q, KeyPrefix: "livekit", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s := New(Options{Dir: dir, Uploads: q, KeyPrefix: "livekit", Logger: discard()})
 	os.MkdirAll(filepath.Join(dir, "r"), 0o755)
 	os.WriteFile(filepath.Join(dir, "r", "alice-2026-01-01T000000-TR_a.json"), []byte(`{"version":1,"file":{"key":"livekit/r/alice-2026-01-01T000000-TR_a.ogg"}}`), 0o644)
 	found, err := s.Recover(context.Background())
@@ -149,11 +154,7 @@ func TestPipelineRetriedLater(t *testing.T) {
 	}
 	f.s.opts.SettleDelay = 10 * time.Millisecond
 	f.s.opts.RetryDelay = 50 * time.Millisecond
-	ctx := context.Background()
-	f.s.Start(ctx, "r", "alice")
-	f.feed("r", "alice", "TR_a", 60)
-	f.waitState("r", "alice", StateRecording)
-	final, _ := f.s.Stop(ctx, "r", "alice")
+	final := f.recordAndStop("r", "alice", "TR_a")
 	marker, _ := markerPath(f.dir, final.Tracks[0].Path)
 	sawRetrying := false
 	deadline := time.Now().Add(5 * time.Second)

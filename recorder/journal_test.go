@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -48,7 +46,7 @@ func TestPendingRoomCompletesAfterRestart(t *testing.T) {
 
 	var next completions
 	s := New(Options{Dir: f.dir, OnRoomComplete: next.fn, SettleDelay: 50 * time.Millisecond, Uploads: &memQueue{},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger: discard()})
 	defer s.Close()
 	found, err := s.Recover(ctx)
 	if err != nil {
@@ -59,10 +57,7 @@ func TestPendingRoomCompletesAfterRestart(t *testing.T) {
 			t.Errorf("a marker was taken for a spool file: %+v", rf)
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for next.n() == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	next.wait()
 	if next.n() != 1 || len(next.calls[0]) != 1 {
 		t.Fatalf("completions after restart: %v", next.calls)
 	}
@@ -85,7 +80,7 @@ func TestPendingRoomCompletesAfterRestart(t *testing.T) {
 	// A third process has nothing left to complete.
 	var third completions
 	s3 := New(Options{Dir: f.dir, OnRoomComplete: third.fn, SettleDelay: time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger: discard()})
 	defer s3.Close()
 	if _, err := s3.Recover(ctx); err != nil {
 		t.Fatal(err)
@@ -111,10 +106,7 @@ func TestPipelineCutByShutdownKeepsMarkers(t *testing.T) {
 	}
 	f.s.opts.SettleDelay = 10 * time.Millisecond
 	ctx := context.Background()
-	f.s.Start(ctx, "r", "alice")
-	f.feed("r", "alice", "TR_a", 60)
-	f.waitState("r", "alice", StateRecording)
-	final, _ := f.s.Stop(ctx, "r", "alice")
+	final := f.recordAndStop("r", "alice", "TR_a")
 	<-running
 	if err := f.s.Shutdown(ctx); err != nil {
 		t.Fatal(err)
@@ -142,11 +134,7 @@ func TestMarkerWrittenWhenTheUploadCannotBeQueued(t *testing.T) {
 	f.s.opts.OnRoomComplete = c.fn
 	f.s.opts.SettleDelay = time.Hour
 	f.s.opts.Uploads = failingQueue{}
-	ctx := context.Background()
-	f.s.Start(ctx, "r", "alice")
-	f.feed("r", "alice", "TR_a", 60)
-	f.waitState("r", "alice", StateRecording)
-	final, _ := f.s.Stop(ctx, "r", "alice")
+	final := f.recordAndStop("r", "alice", "TR_a")
 	marker, _ := markerPath(f.dir, final.Tracks[0].Path)
 	if _, err := os.Stat(marker); err != nil {
 		t.Errorf("no marker for a track whose upload could not be queued: %v", err)
@@ -157,10 +145,7 @@ func TestMarkerWrittenWhenTheUploadCannotBeQueued(t *testing.T) {
 func TestCrashedRecordingsRoomCompletes(t *testing.T) {
 	f := newFixture(t, 0)
 	ctx := context.Background()
-	f.s.Start(ctx, "r", "alice")
-	f.feed("r", "alice", "TR_a", 60)
-	f.waitState("r", "alice", StateRecording)
-	final, _ := f.s.Stop(ctx, "r", "alice")
+	final := f.recordAndStop("r", "alice", "TR_a")
 	// What a SIGKILL leaves: the file without its manifest.
 	track := final.Tracks[0].Path
 	if err := os.Remove(manifestPath(track)); err != nil {
@@ -168,15 +153,12 @@ func TestCrashedRecordingsRoomCompletes(t *testing.T) {
 	}
 	var next completions
 	s := New(Options{Dir: f.dir, OnRoomComplete: next.fn, SettleDelay: 10 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger: discard()})
 	defer s.Close()
 	if _, err := s.Recover(ctx); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for next.n() == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	next.wait()
 	if next.n() != 1 || len(next.calls[0]) != 1 || !next.calls[0][0].Manifest.Recorder.Recovered {
 		t.Fatalf("completions after the crash: %+v", next.calls)
 	}
@@ -187,10 +169,7 @@ func TestCrashedRecordingsRoomCompletes(t *testing.T) {
 func TestFileWithoutAudioIsSetAside(t *testing.T) {
 	f := newFixture(t, 0)
 	ctx := context.Background()
-	f.s.Start(ctx, "r", "alice")
-	f.feed("r", "alice", "TR_a", 60)
-	f.waitState("r", "alice", StateRecording)
-	final, _ := f.s.Stop(ctx, "r", "alice")
+	final := f.recordAndStop("r", "alice", "TR_a")
 	track := final.Tracks[0].Path
 	data, err := os.ReadFile(track)
 	if err != nil {
@@ -207,7 +186,7 @@ func TestFileWithoutAudioIsSetAside(t *testing.T) {
 	}
 	os.Remove(manifestPath(track))
 	for run := 1; run <= 2; run++ {
-		s := New(Options{Dir: f.dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		s := New(Options{Dir: f.dir, Logger: discard()})
 		found, err := s.Recover(ctx)
 		if err != nil {
 			t.Fatal(err)

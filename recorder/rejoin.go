@@ -29,10 +29,7 @@ func (s *Supervisor) rejoin(rm *room, reason string) {
 	log := s.log.With("room", rm.name)
 	budget := s.opts.ReconnectTimeout
 	s.mu.Lock()
-	recs := make([]*Recording, 0, len(rm.recs))
-	for _, r := range rm.recs {
-		recs = append(recs, r)
-	}
+	recs := rm.list()
 	s.mu.Unlock()
 	log.Warn("bot lost LiveKit; joining again", "reason", reason, "recordings", len(recs), "within", budget)
 	for _, r := range recs {
@@ -71,14 +68,11 @@ func (s *Supervisor) rejoin(rm *room, reason string) {
 				err = errors.New("the new bot lost LiveKit too")
 			default:
 				rm.bot, rm.rejoining = b, false
-				back := make(map[string]*Recording, len(rm.recs))
-				for id, r := range rm.recs {
-					back[id] = r
-				}
+				back := rm.list()
 				s.mu.Unlock()
 				log.Info("bot joined again", "after", reason)
-				for id, r := range back {
-					if b.Record(id) {
+				for _, r := range back {
+					if b.Record(r.key.Participant) {
 						r.participantBack()
 					}
 				}
@@ -96,10 +90,7 @@ func (s *Supervisor) rejoin(rm *room, reason string) {
 		}
 		s.mu.Lock()
 		rm.rejoining = false
-		all := make([]*Recording, 0, len(rm.recs))
-		for _, r := range rm.recs {
-			all = append(all, r)
-		}
+		all := rm.list()
 		closed := s.closed
 		s.mu.Unlock()
 		if closed {

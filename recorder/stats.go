@@ -60,13 +60,7 @@ func (s *Supervisor) Stats() Stats {
 			st.Bots++
 		}
 	}
-	live := make([]*Recording, 0, len(s.active)+len(s.stopping))
-	for _, r := range s.active {
-		live = append(live, r)
-	}
-	for r := range s.stopping {
-		live = append(live, r)
-	}
+	live := s.live()
 	s.mu.Unlock()
 	st.ActiveRecordings = len(live)
 	for _, r := range live {

@@ -149,6 +149,28 @@ type room struct {
 	gen       int
 }
 
+// list returns the room's recordings; the caller holds the supervisor's mu.
+func (rm *room) list() []*Recording {
+	out := make([]*Recording, 0, len(rm.recs))
+	for _, r := range rm.recs {
+		out = append(out, r)
+	}
+	return out
+}
+
+// live returns the recordings not yet stopped: active ones and those whose
+// files are still closing. The caller holds s.mu.
+func (s *Supervisor) live() []*Recording {
+	out := make([]*Recording, 0, len(s.active)+len(s.stopping))
+	for _, r := range s.active {
+		out = append(out, r)
+	}
+	for r := range s.stopping {
+		out = append(out, r)
+	}
+	return out
+}
+
 // New returns a Supervisor.
 func New(o Options) *Supervisor {
 	if o.Owners == nil {
@@ -369,15 +391,9 @@ func (s *Supervisor) List() []RecordingInfo {
 func (s *Supervisor) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
-	recs := make([]*Recording, 0, len(s.active)+len(s.stopping))
-	for _, r := range s.active {
-		recs = append(recs, r)
-	}
 	// Stops already under way (participant left, room closed) must finish
 	// too before the process may exit.
-	for r := range s.stopping {
-		recs = append(recs, r)
-	}
+	recs := s.live()
 	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, r := range recs {
@@ -554,10 +570,7 @@ func (h *handler) Disconnected(reason string, recoverable bool) {
 		return
 	}
 	h.s.mu.Lock()
-	recs := make([]*Recording, 0, len(h.room.recs))
-	for _, r := range h.room.recs {
-		recs = append(recs, r)
-	}
+	recs := h.room.list()
 	h.s.mu.Unlock()
 	for _, r := range recs {
 		go h.s.stop(context.Background(), r, "bot disconnected: "+reason)

@@ -120,7 +120,7 @@ func newFixture(t *testing.T, rejoin time.Duration) *fixture {
 		Dir:           f.dir,
 		Instance:      "test",
 		RejoinTimeout: rejoin,
-		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:        discard(),
 		Join: func(ctx context.Context, room string, h bot.Handler) (Bot, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
@@ -160,6 +160,26 @@ func (f *fixture) waitJoins(n int) {
 	}
 	f.t.Fatalf("fewer than %d joins", n)
 }
+
+// recordAndStop records 60 packets of identity's track sid in room, then
+// stops the recording and returns it.
+func (f *fixture) recordAndStop(room, identity, sid string) RecordingInfo {
+	f.t.Helper()
+	ctx := context.Background()
+	if _, _, err := f.s.Start(ctx, room, identity); err != nil {
+		f.t.Fatal(err)
+	}
+	f.feed(room, identity, sid, 60)
+	f.waitState(room, identity, StateRecording)
+	final, err := f.s.Stop(ctx, room, identity)
+	if err != nil || len(final.Tracks) != 1 {
+		f.t.Fatalf("stop: %+v %v", final, err)
+	}
+	return final
+}
+
+// discard is a logger for supervisors whose logs a test does not read.
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func (f *fixture) handler(room string) bot.Handler {
 	f.mu.Lock()
