@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -289,60 +289,99 @@ func checkMixdownOf(t *testing.T, s3 *testbed.S3, room string, track time.Durati
 	}
 }
 
-func TestPipelineWebhookDeliveredOnce(t *testing.T) {
-	t.Parallel()
-	var mu sync.Mutex
-	var attempts, accepted int
-	var events []map[string]any
+// pipelineReceiver is a pipeline webhook endpoint. It verifies every
+// delivery with LiveKit's own webhook.Receive and answers status(attempt);
+// a 2xx answer accepts the event.
+type pipelineReceiver struct {
+	url    string
+	status func(attempt int) int
+
+	mu         sync.Mutex
+	attempts   int
+	unverified int
+	events     []map[string]any
+}
+
+func newPipelineReceiver(t *testing.T, status func(attempt int) int) *pipelineReceiver {
+	t.Helper()
+	pr := &pipelineReceiver{status: status}
 	keys := auth.NewSimpleKeyProvider(lk.APIKey, lk.APISecret)
-	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := webhook.Receive(r, keys)
-		mu.Lock()
-		defer mu.Unlock()
-		attempts++
+		pr.mu.Lock()
+		defer pr.mu.Unlock()
+		pr.attempts++
 		if err != nil {
-			t.Errorf("delivery %d does not verify: %v", attempts, err)
+			pr.unverified++
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
-		if attempts <= 2 {
-			w.WriteHeader(http.StatusInternalServerError)
-			return
+		code := pr.status(pr.attempts)
+		if code/100 == 2 {
+			var ev map[string]any
+			_ = json.Unmarshal(body, &ev)
+			pr.events = append(pr.events, ev)
 		}
-		var ev map[string]any
-		_ = json.Unmarshal(body, &ev)
-		events = append(events, ev)
-		accepted++
-		_, _ = io.WriteString(w, "ok")
+		w.WriteHeader(code)
 	}))
-	defer recv.Close()
-	svc := startService(t, map[string]string{"MIXDOWN": "none", "MIXDOWN_SETTLE": "1s", "PIPELINE_WEBHOOK_URL": recv.URL + "/pipeline"})
+	t.Cleanup(srv.Close)
+	pr.url = srv.URL + "/pipeline"
+	return pr
+}
+
+// seen returns the attempts so far and the accepted events.
+func (pr *pipelineReceiver) seen() (int, []map[string]any) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return pr.attempts, append([]map[string]any(nil), pr.events...)
+}
+
+// checkRoomEvent checks that the receiver accepted exactly one event, for
+// room, listing exactly trackSID, and that every delivery verified.
+func (pr *pipelineReceiver) checkRoomEvent(t *testing.T, room, trackSID string) {
+	t.Helper()
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if pr.unverified != 0 {
+		t.Errorf("%d deliveries did not verify", pr.unverified)
+	}
+	if len(pr.events) != 1 {
+		t.Fatalf("%d events accepted, want 1: %v", len(pr.events), pr.events)
+	}
+	ev := pr.events[0]
+	tracks, _ := ev["tracks"].([]any)
+	if ev["event"] != "recordings_complete" || ev["room_name"] != room || len(tracks) != 1 {
+		t.Fatalf("event %v", ev)
+	}
+	tr, _ := tracks[0].(map[string]any)
+	if track, _ := tr["track"].(map[string]any); track["sid"] != trackSID {
+		t.Errorf("event lists track %v, want %s", track["sid"], trackSID)
+	}
+}
+
+func TestPipelineWebhookDeliveredOnce(t *testing.T) {
+	t.Parallel()
+	recv := newPipelineReceiver(t, func(attempt int) int {
+		if attempt <= 2 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	})
+	svc := startService(t, map[string]string{"MIXDOWN": "none", "MIXDOWN_SETTLE": "1s", "PIPELINE_WEBHOOK_URL": recv.url})
 	room := "hook-room"
 	p := publish(t, room, "walt")
 	svc.mustStart(room, "walt")
 	time.Sleep(2 * time.Second)
 	svc.mustStop(room, "walt")
 	waitFor(t, 30*time.Second, "the webhook delivery", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return accepted > 0
+		_, events := recv.seen()
+		return len(events) > 0
 	})
 	time.Sleep(2 * time.Second) // nothing more may arrive
-	mu.Lock()
-	defer mu.Unlock()
-	if attempts != 3 || accepted != 1 {
-		t.Fatalf("%d attempts, %d accepted; want 3 and 1", attempts, accepted)
+	if attempts, _ := recv.seen(); attempts != 3 {
+		t.Errorf("%d attempts, want 3 (500, 500, then 200)", attempts)
 	}
-	ev := events[0]
-	tracks, _ := ev["tracks"].([]any)
-	if ev["event"] != "recordings_complete" || ev["room_name"] != room || len(tracks) != 1 {
-		t.Fatalf("event %v", ev)
-	}
-	tr, _ := tracks[0].(map[string]any)
-	track, _ := tr["track"].(map[string]any)
-	if track["sid"] != p.TrackSID() {
-		t.Errorf("event lists track %v, want %s", track["sid"], p.TrackSID())
-	}
+	recv.checkRoomEvent(t, room, p.TrackSID())
 }
 
 func TestHostileIdentitiesStayUnderThePrefix(t *testing.T) {
@@ -425,25 +464,14 @@ func TestDrainLeavesUnstoredFilesForTheNextStart(t *testing.T) {
 // restarted while it retries: the next process delivers the event.
 func TestPipelineWebhookSurvivesARestart(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	up, attempts := false, 0
-	var events []map[string]any
-	keys := auth.NewSimpleKeyProvider(lk.APIKey, lk.APISecret)
-	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := webhook.Receive(r, keys)
-		mu.Lock()
-		defer mu.Unlock()
-		attempts++
-		if err != nil || !up {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
+	var up atomic.Bool
+	recv := newPipelineReceiver(t, func(int) int {
+		if up.Load() {
+			return http.StatusOK
 		}
-		var ev map[string]any
-		_ = json.Unmarshal(body, &ev)
-		events = append(events, ev)
-	}))
-	defer recv.Close()
-	env := map[string]string{"LOCAL_DIRECTORY": t.TempDir(), "MIXDOWN": "none", "MIXDOWN_SETTLE": "1s", "PIPELINE_WEBHOOK_URL": recv.URL + "/pipeline"}
+		return http.StatusServiceUnavailable
+	})
+	env := map[string]string{"LOCAL_DIRECTORY": t.TempDir(), "MIXDOWN": "none", "MIXDOWN_SETTLE": "1s", "PIPELINE_WEBHOOK_URL": recv.url}
 	first := startService(t, env)
 	room := "restart-hook-room"
 	p := publish(t, room, "yael")
@@ -451,38 +479,19 @@ func TestPipelineWebhookSurvivesARestart(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	first.mustStop(room, "yael")
 	waitFor(t, 30*time.Second, "a failed delivery", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
+		attempts, _ := recv.seen()
 		return attempts > 0
 	})
 	if err := first.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	<-first.done
-	mu.Lock()
-	up = true
-	mu.Unlock()
+	up.Store(true)
 	startService(t, env)
 	waitFor(t, 30*time.Second, "the delivery by the next process", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
+		_, events := recv.seen()
 		return len(events) > 0
 	})
 	time.Sleep(2 * time.Second) // nothing more may arrive
-	mu.Lock()
-	defer mu.Unlock()
-	if len(events) != 1 || events[0]["room_name"] != room {
-		t.Fatalf("events %v", events)
-	}
-	tracks, _ := events[0]["tracks"].([]any)
-	tr, _ := func() (map[string]any, bool) {
-		if len(tracks) != 1 {
-			return nil, false
-		}
-		m, ok := tracks[0].(map[string]any)
-		return m, ok
-	}()
-	if track, _ := tr["track"].(map[string]any); track["sid"] != p.TrackSID() {
-		t.Errorf("event lists %v, want track %s", tracks, p.TrackSID())
-	}
+	recv.checkRoomEvent(t, room, p.TrackSID())
 }
