@@ -18,6 +18,7 @@ import (
 
 	"github.com/livekit/protocol/auth"
 	"github.com/trackrec/trackrec/bot"
+	"github.com/trackrec/trackrec/muxer"
 	"github.com/trackrec/trackrec/recorder"
 )
 
@@ -154,7 +155,7 @@ func TestListShape(t *testing.T) {
 
 func TestMetricsCountFailedUploads(t *testing.T) {
 	f := &listRecorder{recs: []recorder.RecordingInfo{{State: recorder.StateStopped, Tracks: []recorder.TrackInfo{
-		{Upload: "failed", Packets: 10}, {Upload: "uploaded", Packets: 5},
+		{Upload: "failed", Counts: muxer.Counts{Packets: 10}}, {Upload: "uploaded", Counts: muxer.Counts{Packets: 5}},
 	}}}}
 	e := New(f, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	rec := httptest.NewRecorder()

@@ -185,7 +185,7 @@ func (c *recorderCollector) Collect(ch chan<- prometheus.Metric) {
 	t := st.Tracks
 	counter(c.packets, t.Packets)
 	counter(c.bytes, t.Bytes)
-	counter(c.gapFill, t.PLCPackets, "concealment")
+	counter(c.gapFill, t.ConcealmentPackets, "concealment")
 	counter(c.gapFill, t.SilencePackets, "silence")
 	counter(c.drops, t.Late, "late")
 	counter(c.drops, t.Duplicates, "duplicate")

@@ -17,6 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/trackrec/trackrec/muxer"
 	"github.com/trackrec/trackrec/recorder"
 	"github.com/trackrec/trackrec/uploader"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -99,10 +100,9 @@ func TestMetricsReadTheRecorder(t *testing.T) {
 		completions: []recorder.Completion{
 			{State: recorder.CompletionDone}, {State: recorder.CompletionDone}, {State: recorder.CompletionFailed},
 		},
-		stats: recorder.Stats{ActiveRecordings: 1, Bots: 2, OpenTracks: 3, Tracks: recorder.TrackTotals{
-			Packets: 1000, Bytes: 123456, PLCPackets: 7, SilencePackets: 11,
-			Reordered: 4, Duplicates: 5, Late: 6, Malformed: 2, Resyncs: 1,
-		}},
+		stats: recorder.Stats{ActiveRecordings: 1, Bots: 2, OpenTracks: 3, Tracks: recorder.TrackTotals{Bytes: 123456, Counts: muxer.Counts{
+			Packets: 1000, ConcealmentPackets: 7, SilencePackets: 11,
+			Reordered: 4, Duplicates: 5, Late: 6, Malformed: 2, Resyncs: 1}}},
 	}
 	fams := scrape(t, New(rec, quiet()))
 	gauge, counter := dto.MetricType_GAUGE, dto.MetricType_COUNTER

@@ -21,6 +21,7 @@ import (
 	"github.com/livekit/protocol/auth"
 	"github.com/livekit/protocol/webhook"
 	"github.com/trackrec/trackrec/recorder"
+	"github.com/trackrec/trackrec/spool"
 	"github.com/trackrec/trackrec/testbed"
 )
 
@@ -95,7 +96,7 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 // checkStoredTrack checks a stored track object against its stored
 // manifest: the key parses, the bytes hash to the manifest's SHA-256, the
 // file decodes. It returns the manifest.
-func checkStoredTrack(t *testing.T, s *testbed.S3, key string) recorder.Manifest {
+func checkStoredTrack(t *testing.T, s *testbed.S3, key string) spool.Manifest {
 	t.Helper()
 	if m := consumerKey.FindStringSubmatch(key); m == nil || m[5] != "ogg" {
 		t.Errorf("key %q does not parse with the consumer's rule", key)
@@ -104,7 +105,7 @@ func checkStoredTrack(t *testing.T, s *testbed.S3, key string) recorder.Manifest
 	if err != nil {
 		t.Fatalf("manifest of %s: %v", key, err)
 	}
-	var man recorder.Manifest
+	var man spool.Manifest
 	if err := json.Unmarshal(data, &man); err != nil {
 		t.Fatal(err)
 	}

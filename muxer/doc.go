@@ -89,7 +89,7 @@
 //     publisher packet's TOC with zero-length frames, one frame as the TOC
 //     byte alone (code 0), several as code 3 with a frame count (up to
 //     120 ms per packet); the remainder that is not a whole frame is digital
-//     silence in 2.5 ms steps (Stats.PLCPackets, PLCSamples).
+//     silence in 2.5 ms steps (Stats.ConcealmentPackets, PLCSamples).
 //   - otherwise (mute, DTX, pause, reconnect, leading silence): digital
 //     silence, CELT-only fullband frames FF FE, 120 ms per packet
 //     (Stats.SilencePackets, SilenceSamples).

@@ -157,7 +157,7 @@ func fuzzTrack(t *testing.T, format string, ops []byte, opt uint8) {
 	if c == nil {
 		t.Fatalf("no file for %d packets", valid)
 	}
-	if int64(c.packets) != st.Packets+st.PLCPackets+st.SilencePackets || c.end != st.Samples+int64(st.PreSkip) ||
+	if int64(c.packets) != st.Packets+st.ConcealmentPackets+st.SilencePackets || c.end != st.Samples+int64(st.PreSkip) ||
 		st.Bytes != int64(out.Len()) {
 		t.Fatalf("%d packets of %d samples, %d bytes written; stats %+v", c.packets, c.end, out.Len(), st)
 	}

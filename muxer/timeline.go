@@ -580,7 +580,7 @@ func (t *timeline) fill(hole int64) {
 			t.put(t.scratch, k*int(f))
 			frames -= k
 			hole -= int64(k) * f
-			t.st.PLCPackets++
+			t.st.ConcealmentPackets++
 			t.st.PLCSamples += int64(k) * f
 		}
 	}

@@ -26,6 +26,32 @@ var ErrClosed = errors.New("muxer: track closed")
 // Packet is an RTP packet carrying one Opus packet.
 type Packet = rtp.Packet
 
+// Counts are a track's packet counters. One struct serves the muxer's Stats,
+// the manifest beside each file, the API and the metrics, so a counter has
+// one name everywhere.
+type Counts struct {
+	Packets            int64 `json:"packets"`             // publisher packets written
+	ConcealmentPackets int64 `json:"concealment_packets"` // inserted packets that request loss concealment
+	SilencePackets     int64 `json:"silence_packets"`     // inserted digital-silence packets (leading silence included)
+	Reordered          int64 `json:"reordered"`           // publisher packets written that arrived after a later one
+	Duplicates         int64 `json:"duplicates"`          // dropped: sequence number already written or buffered
+	Late               int64 `json:"late"`                // dropped: too late for the jitter window, or a straggler
+	Malformed          int64 `json:"malformed"`           // dropped: not a valid Opus packet
+	Resyncs            int64 `json:"resyncs"`             // mapping re-based on arrival (SSRC change, jump, drift)
+}
+
+// Add adds o's counters to c.
+func (c *Counts) Add(o Counts) {
+	c.Packets += o.Packets
+	c.ConcealmentPackets += o.ConcealmentPackets
+	c.SilencePackets += o.SilencePackets
+	c.Reordered += o.Reordered
+	c.Duplicates += o.Duplicates
+	c.Late += o.Late
+	c.Malformed += o.Malformed
+	c.Resyncs += o.Resyncs
+}
+
 // Stats describes what a Track has written so far. Sample counts are at
 // 48 kHz.
 type Stats struct {
@@ -38,17 +64,10 @@ type Stats struct {
 	// PreSkip is the OpusHead pre-skip (WebM: CodecDelay) in samples.
 	PreSkip int
 
-	Packets        int64 // publisher packets written
-	PLCPackets     int64 // inserted packets that request loss concealment
-	PLCSamples     int64
-	SilencePackets int64 // inserted digital-silence packets (leading silence included)
-	SilenceSamples int64 // their samples, the pre-skip included
+	Counts
 
-	Reordered  int64 // publisher packets written that arrived after a later one
-	Duplicates int64 // dropped: sequence number already written or buffered
-	Late       int64 // dropped: too late for the jitter window, or a straggler
-	Malformed  int64 // dropped: not a valid Opus packet
-	Resyncs    int64 // mapping re-based on arrival (SSRC change, jump, drift)
+	PLCSamples     int64 // samples of the inserted concealment packets
+	SilenceSamples int64 // samples of the inserted silence, the pre-skip included
 
 	Samples int64 // media length on the decoded timeline (after pre-skip)
 	Bytes   int64 // container bytes written

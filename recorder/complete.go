@@ -5,12 +5,13 @@ import (
 	"errors"
 	"time"
 
+	"github.com/trackrec/trackrec/spool"
 	"github.com/trackrec/trackrec/uploader"
 )
 
 // CompletedTrack is one file a room's recordings produced.
 type CompletedTrack struct {
-	Manifest Manifest
+	Manifest spool.Manifest
 	// Path is the file in the spool; it may be gone once uploaded.
 	Path    string
 	Uploads []*uploader.Upload

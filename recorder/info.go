@@ -3,6 +3,7 @@ package recorder
 import (
 	"time"
 
+	"github.com/trackrec/trackrec/muxer"
 	"github.com/trackrec/trackrec/uploader"
 )
 
@@ -36,16 +37,9 @@ type TrackInfo struct {
 	StartedAt *time.Time `json:"started_at,omitempty"`
 	PreSkip   int        `json:"pre_skip"`
 	// DurationMS is the media length on the decoded timeline.
-	DurationMS     int64 `json:"duration_ms"`
-	Bytes          int64 `json:"bytes"`
-	Packets        int64 `json:"packets"`
-	PLCPackets     int64 `json:"concealment_packets"`
-	SilencePackets int64 `json:"silence_packets"`
-	Reordered      int64 `json:"reordered"`
-	Duplicates     int64 `json:"duplicates"`
-	Late           int64 `json:"late"`
-	Malformed      int64 `json:"malformed"`
-	Resyncs        int64 `json:"resyncs"`
+	DurationMS int64 `json:"duration_ms"`
+	Bytes      int64 `json:"bytes"`
+	muxer.Counts
 
 	// Key is the object key; Upload the state of the file and its manifest
 	// in storage: pending, uploading, uploaded or failed (retrying).
@@ -82,20 +76,13 @@ func (r *Recording) Info() RecordingInfo {
 func (t *track) Info() TrackInfo {
 	st := t.mux.Stats()
 	ti := TrackInfo{
-		TrackSID:       t.info.TrackSID,
-		Source:         t.info.Source,
-		State:          "recording",
-		PreSkip:        st.PreSkip,
-		DurationMS:     samplesDuration(st.Samples).Milliseconds(),
-		Bytes:          st.Bytes,
-		Packets:        st.Packets,
-		PLCPackets:     st.PLCPackets,
-		SilencePackets: st.SilencePackets,
-		Reordered:      st.Reordered,
-		Duplicates:     st.Duplicates,
-		Late:           st.Late,
-		Malformed:      st.Malformed,
-		Resyncs:        st.Resyncs,
+		TrackSID:   t.info.TrackSID,
+		Source:     t.info.Source,
+		State:      "recording",
+		PreSkip:    st.PreSkip,
+		DurationMS: samplesDuration(st.Samples).Milliseconds(),
+		Bytes:      st.Bytes,
+		Counts:     st.Counts,
 	}
 	if !st.Anchor.IsZero() {
 		at := st.Anchor.UTC().Truncate(time.Microsecond)

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/trackrec/trackrec/spool"
 	"github.com/trackrec/trackrec/uploader"
 )
 
@@ -30,7 +31,7 @@ func markerPath(dir, path string) (string, bool) {
 
 // markPending records that the closed track at path waits for its room's
 // pipeline; only when there is a pipeline to wait for.
-func markPending(o *Options, path string, m Manifest) error {
+func markPending(o *Options, path string, m spool.Manifest) error {
 	if o.OnRoomComplete == nil {
 		return nil
 	}
@@ -41,7 +42,7 @@ func markPending(o *Options, path string, m Manifest) error {
 	if err := os.MkdirAll(filepath.Dir(mp), 0o755); err != nil {
 		return err
 	}
-	return writeJSON(mp, m)
+	return spool.WriteJSON(mp, m)
 }
 
 // clearPending removes the markers of tracks whose room's pipeline ran.
@@ -81,7 +82,7 @@ func (s *Supervisor) loadPending(uploads map[string][]*uploader.Upload) map[stri
 		}
 		var tracks []CompletedTrack
 		for _, mp := range markers {
-			m, err := readManifest(mp)
+			m, err := spool.ReadManifest(mp)
 			if err != nil || m.Room == "" || m.File.Key == "" {
 				s.log.Error("recover: unreadable pending-room marker; left in place", "marker", mp, "err", err)
 				continue

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trackrec/trackrec/spool"
 	"github.com/trackrec/trackrec/uploader"
 )
 
@@ -39,7 +40,7 @@ func TestPendingRoomCompletesAfterRestart(t *testing.T) {
 	if _, err := os.Stat(marker); err != nil {
 		t.Fatalf("no pending-room marker after shutdown: %v", err)
 	}
-	beside, err := readManifest(manifestPath(track))
+	beside, err := spool.ReadManifest(spool.ManifestPath(track))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +149,7 @@ func TestCrashedRecordingsRoomCompletes(t *testing.T) {
 	final := f.recordAndStop("r", "alice", "TR_a")
 	// What a SIGKILL leaves: the file without its manifest.
 	track := final.Tracks[0].Path
-	if err := os.Remove(manifestPath(track)); err != nil {
+	if err := os.Remove(spool.ManifestPath(track)); err != nil {
 		t.Fatal(err)
 	}
 	var next completions
@@ -184,7 +185,7 @@ func TestFileWithoutAudioIsSetAside(t *testing.T) {
 	if err := os.WriteFile(track, data[:cut], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	os.Remove(manifestPath(track))
+	os.Remove(spool.ManifestPath(track))
 	for run := 1; run <= 2; run++ {
 		s := New(Options{Dir: f.dir, Logger: discard()})
 		found, err := s.Recover(ctx)

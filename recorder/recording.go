@@ -16,6 +16,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/trackrec/trackrec/bot"
 	"github.com/trackrec/trackrec/muxer"
+	"github.com/trackrec/trackrec/spool"
 	"github.com/trackrec/trackrec/uploader"
 )
 
@@ -237,7 +238,7 @@ type track struct {
 	mu       sync.Mutex
 	key      string // relative file name, set when the file opens
 	path     string
-	manifest Manifest
+	manifest spool.Manifest
 	uploads  []*uploader.Upload // the file, then its manifest
 	err      error
 }
@@ -255,8 +256,8 @@ func (t *track) opener(dir, ext string) func(time.Time, int) (io.WriteCloser, er
 		for n := 2; ; n++ {
 			f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 			if err == nil {
-				m := newManifest(t.info, t.opts.objectKey(key), t.format, t.opts.Instance, start)
-				if err := writeJSON(pendingPath(path), m); err != nil {
+				m := spool.NewManifest(t.info, t.opts.objectKey(key), t.format, t.opts.Instance, start)
+				if err := spool.WriteJSON(spool.PendingPath(path), m); err != nil {
 					// Only crash recovery needs it; the recording goes on.
 					t.log.Warn("pending manifest", "err", err)
 				}
@@ -317,7 +318,7 @@ func (t *track) finish(st muxer.Stats) error {
 	if path == "" {
 		return nil
 	}
-	m, ups, err := publish(t.opts, path, m, func(m *Manifest, size int64, sum []byte) { m.complete(st, size, sum) })
+	m, ups, err := publish(t.opts, path, m, func(m *spool.Manifest, size int64, sum []byte) { m.Complete(st, size, sum) })
 	t.mu.Lock()
 	t.manifest, t.uploads = m, ups
 	t.mu.Unlock()
@@ -327,7 +328,7 @@ func (t *track) finish(st muxer.Stats) error {
 // publish completes a closed file's manifest, writes it beside the file, and
 // submits both for upload (the file first). It serves closed tracks and
 // files recovered at start-up alike.
-func publish(o *Options, path string, m Manifest, fill func(*Manifest, int64, []byte)) (Manifest, []*uploader.Upload, error) {
+func publish(o *Options, path string, m spool.Manifest, fill func(*spool.Manifest, int64, []byte)) (spool.Manifest, []*uploader.Upload, error) {
 	sum, err := uploader.FileSHA256(path)
 	if err != nil {
 		return m, nil, err
@@ -343,11 +344,11 @@ func publish(o *Options, path string, m Manifest, fill func(*Manifest, int64, []
 	if err := markPending(o, path, m); err != nil {
 		return m, nil, fmt.Errorf("pending-room marker: %w", err)
 	}
-	mpath := manifestPath(path)
-	if err := writeJSON(mpath, m); err != nil {
+	mpath := spool.ManifestPath(path)
+	if err := spool.WriteJSON(mpath, m); err != nil {
 		return m, nil, err
 	}
-	_ = os.Remove(pendingPath(path))
+	_ = os.Remove(spool.PendingPath(path))
 	if o.Uploads == nil {
 		return m, nil, nil
 	}
@@ -355,7 +356,7 @@ func publish(o *Options, path string, m Manifest, fill func(*Manifest, int64, []
 	if err != nil {
 		return m, nil, fmt.Errorf("queue upload: %w", err)
 	}
-	man, err := o.Uploads.Submit(uploader.Item{Key: manifestPath(m.File.Key), Path: mpath, ContentType: "application/json", After: media})
+	man, err := o.Uploads.Submit(uploader.Item{Key: spool.ManifestPath(m.File.Key), Path: mpath, ContentType: "application/json", After: media})
 	if err != nil {
 		return m, []*uploader.Upload{media}, fmt.Errorf("queue manifest upload: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/trackrec/trackrec/muxer"
+	"github.com/trackrec/trackrec/spool"
 	"github.com/trackrec/trackrec/uploader"
 )
 
@@ -92,18 +93,18 @@ func (s *Supervisor) Recover(ctx context.Context) ([]RecoveredFile, error) {
 func (s *Supervisor) recoverFile(path string, name []string) (RecoveredFile, bool) {
 	rf := RecoveredFile{Path: path}
 	log := s.log.With("file", path)
-	if _, err := os.Stat(manifestPath(path)); err == nil {
+	if _, err := os.Stat(spool.ManifestPath(path)); err == nil {
 		// Closed properly; its uploads may not have finished.
 		if s.opts.SpoolIsStore || s.opts.Uploads == nil {
 			return rf, false
 		}
-		man, err := readManifest(manifestPath(path))
+		man, err := spool.ReadManifest(spool.ManifestPath(path))
 		if err != nil {
 			rf.Error = err.Error()
 			log.Error("recover: unreadable manifest", "err", err)
 			return rf, true
 		}
-		_, ups, err := publish(&s.opts, path, man, func(m *Manifest, size int64, sum []byte) {
+		_, ups, err := publish(&s.opts, path, man, func(m *spool.Manifest, size int64, sum []byte) {
 			m.File.Size = size
 			m.File.SHA256 = fmt.Sprintf("%x", sum)
 		})
@@ -134,23 +135,23 @@ func (s *Supervisor) recoverFile(path string, name []string) (RecoveredFile, boo
 		return rf, true
 	}
 	rf.Repaired = res.Repaired
-	man, err := readManifest(pendingPath(path))
+	man, err := spool.ReadManifest(spool.PendingPath(path))
 	if err != nil {
 		// The pending manifest did not make it to disk: rebuild what the
 		// name says (escaped names stay escaped).
 		rel, _ := filepath.Rel(s.opts.Dir, path)
 		start, _ := time.Parse(uploader.TimeLayout, name[2])
-		man = Manifest{
+		man = spool.Manifest{
 			Version:     1,
 			Room:        filepath.Base(filepath.Dir(path)),
-			Participant: ManifestParticipant{Identity: name[1]},
-			Track:       ManifestTrack{SID: name[3], Codec: "opus"},
-			File:        ManifestFile{Key: s.opts.objectKey(filepath.ToSlash(rel)), Container: name[4]},
-			Timeline:    ManifestTimeline{Start: start.UTC()},
-			Recorder:    ManifestRecorder{Version: version()},
+			Participant: spool.ManifestParticipant{Identity: name[1]},
+			Track:       spool.ManifestTrack{SID: name[3], Codec: "opus"},
+			File:        spool.ManifestFile{Key: s.opts.objectKey(filepath.ToSlash(rel)), Container: name[4]},
+			Timeline:    spool.ManifestTimeline{Start: start.UTC()},
+			Recorder:    spool.ManifestRecorder{Version: spool.Version()},
 		}
 	}
-	_, ups, err := publish(&s.opts, path, man, func(m *Manifest, size int64, sum []byte) {
+	_, ups, err := publish(&s.opts, path, man, func(m *spool.Manifest, size int64, sum []byte) {
 		m.File.Size = size
 		m.File.SHA256 = fmt.Sprintf("%x", sum)
 		m.Timeline.DurationMS = res.Duration.Milliseconds()
@@ -181,7 +182,7 @@ func (s *Supervisor) setAside(path string) (string, error) {
 	if err := os.Rename(path, dst); err != nil {
 		return "", err
 	}
-	if err := os.Rename(pendingPath(path), pendingPath(dst)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Rename(spool.PendingPath(path), spool.PendingPath(dst)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return dst, err
 	}
 	return dst, nil
@@ -201,13 +202,13 @@ func (s *Supervisor) recoverManifest(path string) (RecoveredFile, bool) {
 			return rf, false // recoverFile handles the pair
 		}
 	}
-	man, err := readManifest(path)
+	man, err := spool.ReadManifest(path)
 	if err != nil || man.File.Key == "" {
 		rf.Error = fmt.Sprintf("unreadable manifest: %v", err)
 		s.log.Error("recover: unreadable manifest", "file", path, "err", err)
 		return rf, true
 	}
-	u, err := s.opts.Uploads.Submit(uploader.Item{Key: manifestPath(man.File.Key), Path: path, ContentType: "application/json"})
+	u, err := s.opts.Uploads.Submit(uploader.Item{Key: spool.ManifestPath(man.File.Key), Path: path, ContentType: "application/json"})
 	if err != nil {
 		rf.Error = err.Error()
 		return rf, true

@@ -15,38 +15,19 @@ type Stats struct {
 	Tracks TrackTotals
 }
 
-// TrackTotals are summed muxer counters (see muxer.Stats).
+// TrackTotals are the summed counters of tracks, and their container bytes.
 type TrackTotals struct {
-	Packets        int64
-	Bytes          int64
-	PLCPackets     int64
-	SilencePackets int64
-	Reordered      int64
-	Duplicates     int64
-	Late           int64
-	Malformed      int64
-	Resyncs        int64
+	muxer.Counts
+	Bytes int64
 }
 
 func (t *TrackTotals) add(o TrackTotals) {
-	t.Packets += o.Packets
+	t.Counts.Add(o.Counts)
 	t.Bytes += o.Bytes
-	t.PLCPackets += o.PLCPackets
-	t.SilencePackets += o.SilencePackets
-	t.Reordered += o.Reordered
-	t.Duplicates += o.Duplicates
-	t.Late += o.Late
-	t.Malformed += o.Malformed
-	t.Resyncs += o.Resyncs
 }
 
 func trackTotals(st muxer.Stats) TrackTotals {
-	return TrackTotals{
-		Packets: st.Packets, Bytes: st.Bytes,
-		PLCPackets: st.PLCPackets, SilencePackets: st.SilencePackets,
-		Reordered: st.Reordered, Duplicates: st.Duplicates, Late: st.Late,
-		Malformed: st.Malformed, Resyncs: st.Resyncs,
-	}
+	return TrackTotals{Counts: st.Counts, Bytes: st.Bytes}
 }
 
 // Stats returns a snapshot. The set of live recordings and the retired sums

@@ -1,4 +1,4 @@
-package recorder
+package spool
 
 import (
 	"encoding/hex"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/trackrec/trackrec/bot"
 	"github.com/trackrec/trackrec/muxer"
+	"github.com/trackrec/trackrec/uploader"
 )
 
 // Manifest describes one track file. It is stored beside the file under the
@@ -26,7 +27,7 @@ type Manifest struct {
 	Track       ManifestTrack       `json:"track"`
 	File        ManifestFile        `json:"file"`
 	Timeline    ManifestTimeline    `json:"timeline"`
-	Counts      ManifestCounts      `json:"counts"`
+	Counts      muxer.Counts        `json:"counts"`
 	Recorder    ManifestRecorder    `json:"recorder"`
 }
 
@@ -62,17 +63,6 @@ type ManifestTimeline struct {
 	PreSkip    int   `json:"pre_skip,omitempty"`
 }
 
-type ManifestCounts struct {
-	Packets            int64 `json:"packets"`
-	ConcealmentPackets int64 `json:"concealment_packets"`
-	SilencePackets     int64 `json:"silence_packets"`
-	Reordered          int64 `json:"reordered"`
-	Duplicates         int64 `json:"duplicates"`
-	Late               int64 `json:"late"`
-	Malformed          int64 `json:"malformed"`
-	Resyncs            int64 `json:"resyncs"`
-}
-
 type ManifestRecorder struct {
 	Instance string `json:"instance"`
 	Version  string `json:"version"`
@@ -81,8 +71,8 @@ type ManifestRecorder struct {
 	Recovered bool `json:"recovered,omitempty"`
 }
 
-// newManifest fills what is known when a track's file opens.
-func newManifest(info bot.TrackInfo, key, container, instance string, start time.Time) Manifest {
+// NewManifest fills what is known when a track's file opens.
+func NewManifest(info bot.TrackInfo, key, container, instance string, start time.Time) Manifest {
 	return Manifest{
 		Version: 1,
 		Room:    info.Room,
@@ -100,46 +90,37 @@ func newManifest(info bot.TrackInfo, key, container, instance string, start time
 		},
 		File:     ManifestFile{Key: key, Container: container},
 		Timeline: ManifestTimeline{Start: start.UTC()},
-		Recorder: ManifestRecorder{Instance: instance, Version: version()},
+		Recorder: ManifestRecorder{Instance: instance, Version: Version()},
 	}
 }
 
-// complete adds what is known once the file is closed.
-func (m *Manifest) complete(st muxer.Stats, size int64, sum []byte) {
+// Complete adds what is known once the file is closed.
+func (m *Manifest) Complete(st muxer.Stats, size int64, sum []byte) {
 	m.File.Size = size
 	m.File.SHA256 = hex.EncodeToString(sum)
 	if !st.Anchor.IsZero() {
 		at := st.Anchor.UTC().Truncate(time.Microsecond)
 		m.Timeline.Anchor = &at
 	}
-	m.Timeline.DurationMS = samplesDuration(st.Samples).Milliseconds()
+	m.Timeline.DurationMS = (time.Duration(st.Samples) * time.Second / 48000).Milliseconds()
 	m.Timeline.PreSkip = st.PreSkip
-	m.Counts = ManifestCounts{
-		Packets:            st.Packets,
-		ConcealmentPackets: st.PLCPackets,
-		SilencePackets:     st.SilencePackets,
-		Reordered:          st.Reordered,
-		Duplicates:         st.Duplicates,
-		Late:               st.Late,
-		Malformed:          st.Malformed,
-		Resyncs:            st.Resyncs,
-	}
+	m.Counts = st.Counts
 }
 
-// Spool file names beside a track file.
-func manifestPath(media string) string {
+// ManifestPath is the manifest's name beside a track file.
+func ManifestPath(media string) string {
 	return strings.TrimSuffix(media, filepath.Ext(media)) + ".json"
 }
 
-// pendingPath holds the manifest while the file is being written, so a file
+// PendingPath holds the manifest while the file is being written, so a file
 // recovered after a crash still has its room, participant and track details.
 // Its extension is not .json, so it is never taken for a finished manifest.
-func pendingPath(media string) string {
+func PendingPath(media string) string {
 	return strings.TrimSuffix(media, filepath.Ext(media)) + ".pending"
 }
 
-// writeJSON writes v to path atomically (temp file, fsync, rename).
-func writeJSON(path string, v any) error {
+// WriteJSON writes v to path atomically (temp file, fsync, rename).
+func WriteJSON(path string, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
@@ -162,7 +143,7 @@ func writeJSON(path string, v any) error {
 	return nil
 }
 
-func readManifest(path string) (Manifest, error) {
+func ReadManifest(path string) (Manifest, error) {
 	var m Manifest
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -174,8 +155,8 @@ func readManifest(path string) (Manifest, error) {
 	return m, nil
 }
 
-// version names this build: the module version, or the VCS revision.
-func version() string {
+// Version names this build: the module version, or the VCS revision.
+func Version() string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"
@@ -202,4 +183,13 @@ func version() string {
 		rev += "-dirty"
 	}
 	return rev
+}
+
+// Sealed is a closed track file whose manifest is written and whose uploads
+// are queued: what a room's completion waits for and hands to the pipeline.
+type Sealed struct {
+	Manifest Manifest
+	// Path is the file in the spool; it may be gone once uploaded.
+	Path    string
+	Uploads []*uploader.Upload
 }
