@@ -20,14 +20,13 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/auth"
-	"github.com/livekit/protocol/livekit"
 	lksdk "github.com/livekit/server-sdk-go/v2"
-	"github.com/twitchtv/twirp"
 
 	"github.com/trackrec/trackrec/api"
 	"github.com/trackrec/trackrec/bot"
 	"github.com/trackrec/trackrec/configs"
 	"github.com/trackrec/trackrec/mixdown"
+	"github.com/trackrec/trackrec/probe"
 	"github.com/trackrec/trackrec/recorder"
 	"github.com/trackrec/trackrec/uploader"
 	"github.com/trackrec/trackrec/uploader/local"
@@ -101,6 +100,17 @@ func run() error {
 		}
 	}
 
+	rooms := lksdk.NewRoomServiceClient(cfg.LiveKitHTTPURL, cfg.APIKey, cfg.APISecret)
+	// The lookup is bounded by JOIN_TIMEOUT like the join it comes before.
+	lookup, err := probe.NewLookup(rooms, cfg.JoinTimeout)
+	if err != nil {
+		return err
+	}
+	ready, err := probe.NewReadiness(rooms, probe.DirWritable(cfg.LocalDirectory), 2*time.Second)
+	if err != nil {
+		return err
+	}
+
 	sup := recorder.New(recorder.Options{
 		Dir:              cfg.LocalDirectory,
 		Format:           cfg.FileFormat,
@@ -118,7 +128,7 @@ func run() error {
 			Rooms:            cfg.AutoRecordRooms,
 			IgnoreIdentities: cfg.AutoRecordIgnore,
 		},
-		Lookup:   lookup(cfg),
+		Lookup:   lookup,
 		Instance: instance,
 		Join: func(ctx context.Context, room string, h bot.Handler) (recorder.Bot, error) {
 			ctx, cancel := context.WithTimeout(ctx, cfg.JoinTimeout)
@@ -146,7 +156,7 @@ func run() error {
 	}
 
 	keys := auth.NewSimpleKeyProvider(cfg.APIKey, cfg.APISecret)
-	apiOpts := api.Options{Webhooks: api.Webhooks{Keys: keys, Events: sup}, Ready: readiness(cfg), Metrics: metrics}
+	apiOpts := api.Options{Webhooks: api.Webhooks{Keys: keys, Events: sup}, Ready: ready.Check, Metrics: metrics}
 	if cfg.APIAuth {
 		apiOpts.Auth = keys
 	} else {
@@ -238,69 +248,6 @@ func openStorage(ctx context.Context, cfg configs.Config) (uploader.Storage, str
 		return nil, "", fmt.Errorf("LOCAL_DIRECTORY: %w", err)
 	}
 	return d, "", nil
-}
-
-// readiness checks what recording needs: LiveKit answers its server API and
-// the spool takes a write.
-func readiness(cfg configs.Config) func(ctx context.Context) error {
-	rs := lksdk.NewRoomServiceClient(cfg.LiveKitHTTPURL, cfg.APIKey, cfg.APISecret)
-	return func(ctx context.Context) error {
-		if _, err := rs.ListRooms(ctx, &livekit.ListRoomsRequest{}); err != nil {
-			return fmt.Errorf("livekit: %w", err)
-		}
-		f, err := os.CreateTemp(cfg.LocalDirectory, ".ready-*")
-		if err != nil {
-			return fmt.Errorf("local directory: %w", err)
-		}
-		name := f.Name()
-		_, werr := f.Write([]byte("ok"))
-		cerr := f.Close()
-		_ = os.Remove(name)
-		if err := errors.Join(werr, cerr); err != nil {
-			return fmt.Errorf("local directory: %w", err)
-		}
-		return nil
-	}
-}
-
-// lookup asks LiveKit's server API whether a room exists and a participant
-// is in it, bounded by JOIN_TIMEOUT like the join it comes before.
-func lookup(cfg configs.Config) recorder.LookupFunc {
-	rs := lksdk.NewRoomServiceClient(cfg.LiveKitHTTPURL, cfg.APIKey, cfg.APISecret)
-	return func(ctx context.Context, room, identity string) (recorder.Presence, error) {
-		ctx, cancel := context.WithTimeout(ctx, cfg.JoinTimeout)
-		defer cancel()
-		_, err := rs.GetParticipant(ctx, &livekit.RoomParticipantIdentity{Room: room, Identity: identity})
-		if err == nil {
-			return recorder.Present, nil
-		}
-		if !isNotFound(err) {
-			return 0, wrapTimeout(ctx, err)
-		}
-		// Not found: the participant, or the whole room? Ask for the room.
-		rooms, err := rs.ListRooms(ctx, &livekit.ListRoomsRequest{Names: []string{room}})
-		if err != nil {
-			return 0, wrapTimeout(ctx, err)
-		}
-		if len(rooms.GetRooms()) == 0 {
-			return recorder.NoRoom, nil
-		}
-		return recorder.NoParticipant, nil
-	}
-}
-
-func isNotFound(err error) bool {
-	var te twirp.Error
-	return errors.As(err, &te) && te.Code() == twirp.NotFound
-}
-
-// wrapTimeout makes a call cut by ctx's deadline say so (twirp reports it
-// as an internal error), so the API answers 504 rather than 502.
-func wrapTimeout(ctx context.Context, err error) error {
-	if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
-		return fmt.Errorf("%w: %w", ctx.Err(), err)
-	}
-	return err
 }
 
 // roomTracks hands a complete room's files to the mixdown pipeline.
