@@ -1,5 +1,3 @@
-// Package api is the recorder's HTTP interface: start, stop and list
-// recordings, and a health check. Every error is JSON: {"error": "..."}.
 package api
 
 import (
@@ -22,7 +20,16 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/livekit/protocol/auth"
 	"github.com/trackrec/trackrec/bot"
+	"github.com/trackrec/trackrec/dedup"
 	"github.com/trackrec/trackrec/recorder"
+)
+
+// Seconds a refused start asks the client to wait (Retry-After): a full
+// instance frees up as recordings stop; one shutting down is gone soon and a
+// load balancer sends the retry elsewhere.
+const (
+	retryFullSeconds     = 5
+	retryShutdownSeconds = 10
 )
 
 // MaxNameBytes bounds room names and identities, as LiveKit's own limits do
@@ -47,7 +54,8 @@ type Options struct {
 	// receiver answers 404.
 	Webhooks Webhooks
 	// Ready, if set, tells GET /readyz whether the service can record
-	// (LiveKit reachable, storage writable).
+	// (LiveKit reachable, storage writable). The route is unauthenticated:
+	// pass a rationed check such as probe.Readiness.Check.
 	Ready func(ctx context.Context) error
 	// Metrics, if set, is what GET /metrics serves besides the recorder's
 	// state; pass the one the upload queue reports to. Nil makes a new one.
@@ -73,7 +81,11 @@ func New(rec Recorder, log *slog.Logger, opts ...Options) *echo.Echo {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics()
 	}
-	h := &handlers{rec: rec, log: log, seen: newRecentIDs(4096), hooks: o.Webhooks, ready: o.Ready, metrics: o.Metrics}
+	if o.Webhooks.Dedup == nil {
+		// Zero arguments are the defaults: NewMemory cannot fail.
+		o.Webhooks.Dedup, _ = dedup.NewMemory(0, 0)
+	}
+	h := &handlers{rec: rec, log: log, hooks: o.Webhooks, ready: o.Ready, metrics: o.Metrics}
 	guard := func(next echo.HandlerFunc) echo.HandlerFunc { return next }
 	if o.Auth != nil {
 		guard = requireRecordGrant(o.Auth)
@@ -92,7 +104,6 @@ type handlers struct {
 	rec   Recorder
 	log   *slog.Logger
 	hooks Webhooks
-	seen  *recentIDs
 	ready func(ctx context.Context) error
 
 	metrics *Metrics
@@ -189,8 +200,12 @@ func (h *handlers) fail(c echo.Context, req Request, err error) error {
 		status = http.StatusNotFound
 	case errors.Is(err, recorder.ErrOwned):
 		status = http.StatusConflict
+	case errors.Is(err, recorder.ErrFull):
+		status = http.StatusServiceUnavailable
+		c.Response().Header().Set("Retry-After", strconv.Itoa(retryFullSeconds))
 	case errors.Is(err, recorder.ErrShuttingDown):
 		status = http.StatusServiceUnavailable
+		c.Response().Header().Set("Retry-After", strconv.Itoa(retryShutdownSeconds))
 	case errors.Is(err, context.DeadlineExceeded):
 		status = http.StatusGatewayTimeout
 		err = fmt.Errorf("LiveKit did not answer in time: %w", err)

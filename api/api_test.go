@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -59,73 +60,87 @@ func (f *fakeRecorder) Completions() []recorder.Completion  { return nil }
 func TestRequests(t *testing.T) {
 	long := strings.Repeat("a", MaxNameBytes+1)
 	cases := []struct {
-		name      string
-		method    string
-		path      string
-		body      string
-		err       error
-		panic     bool
-		want      int
-		wantCalls int
-		wantInErr string
+		name       string
+		method     string
+		path       string
+		body       string
+		err        error
+		panic      bool
+		want       int
+		wantCalls  int
+		wantInErr  string
+		retryAfter string // the Retry-After header wanted, "" for none
 	}{
-		{"start ok", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, nil, false, 201, 1, ""},
-		{"stop ok", "POST", "/recordings/stop", `{"room":"r","participant":"p"}`, nil, false, 200, 1, ""},
-		{"malformed json", "POST", "/recordings/start", `{"room":`, nil, false, 400, 0, "JSON"},
-		{"not an object", "POST", "/recordings/start", `["r","p"]`, nil, false, 400, 0, "JSON"},
-		{"two objects", "POST", "/recordings/start", `{"room":"r","participant":"p"}{}`, nil, false, 400, 0, "one JSON object"},
-		{"unknown field", "POST", "/recordings/start", `{"room":"r","participant":"p","x":1}`, nil, false, 400, 0, "unknown field"},
-		{"wrong type", "POST", "/recordings/start", `{"room":1,"participant":"p"}`, nil, false, 400, 0, "JSON"},
-		{"empty body", "POST", "/recordings/start", ``, nil, false, 400, 0, "JSON"},
-		{"missing room", "POST", "/recordings/start", `{"participant":"p"}`, nil, false, 400, 0, "room is required"},
-		{"blank participant", "POST", "/recordings/stop", `{"room":"r","participant":"  "}`, nil, false, 400, 0, "participant is required"},
-		{"long room", "POST", "/recordings/start", `{"room":"` + long + `","participant":"p"}`, nil, false, 400, 0, "longer than"},
-		{"control chars", "POST", "/recordings/start", `{"room":"a\u0000b","participant":"p"}`, nil, false, 400, 0, "control"},
-		{"newline", "POST", "/recordings/start", `{"room":"r","participant":"p\nq"}`, nil, false, 400, 0, "control"},
-		{"huge body", "POST", "/recordings/start", `{"room":"` + strings.Repeat("x", 100<<10) + `"}`, nil, false, 413, 0, ""},
-		{"unknown recording", "POST", "/recordings/stop", `{"room":"r","participant":"p"}`, recorder.ErrNotFound, false, 404, 1, "not found"},
-		{"room not on LiveKit", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, fmt.Errorf("%w on LiveKit: %q", recorder.ErrNoRoom, "r"), false, 404, 1, "does not exist"},
-		{"participant not in room", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, recorder.ErrNoParticipant, false, 404, 1, "not in the room"},
-		{"room check failed", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, recorder.ErrLookup, false, 502, 1, "cannot check"},
-		{"room check timed out", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, fmt.Errorf("%w: %w", recorder.ErrLookup, context.DeadlineExceeded), false, 504, 1, "in time"},
-		{"room check cut by the client", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, fmt.Errorf("%w: %w", recorder.ErrLookup, context.Canceled), false, 499, 1, "canceled"},
-		{"wait on stop", "POST", "/recordings/stop", `{"room":"r","participant":"p","wait_for_participant":true}`, nil, false, 400, 0, "start only"},
-		{"wait not a bool", "POST", "/recordings/start", `{"room":"r","participant":"p","wait_for_participant":"yes"}`, nil, false, 400, 0, "JSON"},
-		{"owned elsewhere", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, recorder.ErrOwned, false, 409, 1, "another instance"},
-		{"shutting down", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, recorder.ErrShuttingDown, false, 503, 1, "shutting down"},
-		{"livekit down", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, fmt.Errorf("join: %w: refused", bot.ErrUnreachable), false, 502, 1, "could not join LiveKit"},
-		{"livekit slow", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, fmt.Errorf("join: %w", context.DeadlineExceeded), false, 504, 1, "in time"},
-		{"panic", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, nil, true, 500, 0, ""},
-		{"unknown path", "GET", "/nope", ``, nil, false, 404, 0, ""},
-		{"wrong method", "GET", "/recordings/start", ``, nil, false, 405, 0, ""},
-		{"health", "GET", "/healthz", ``, nil, false, 200, 0, ""},
-		{"deeply nested", "POST", "/recordings/start", `{"room":` + strings.Repeat(`{"a":`, 500) + `1` + strings.Repeat(`}`, 500) + `,"participant":"p"}`, nil, false, 400, 0, "JSON"},
-		{"null body", "POST", "/recordings/start", `null`, nil, false, 400, 0, "room is required"},
-		{"number body", "POST", "/recordings/start", `42`, nil, false, 400, 0, "JSON"},
-		{"string body", "POST", "/recordings/stop", `"room"`, nil, false, 400, 0, "JSON"},
-		{"array participant", "POST", "/recordings/start", `{"room":"r","participant":["p"]}`, nil, false, 400, 0, "JSON"},
-		{"invalid utf-8", "POST", "/recordings/start", "{\"room\":\"r\xff\",\"participant\":\"p\"}", nil, false, 400, 0, ""},
-		{"tab in name", "POST", "/recordings/start", `{"room":"r\tx","participant":"p"}`, nil, false, 400, 0, "control"},
-		{"long participant", "POST", "/recordings/stop", `{"room":"r","participant":"` + long + `"}`, nil, false, 400, 0, "longer than"},
-		{"trailing garbage", "POST", "/recordings/stop", `{"room":"r","participant":"p"} x`, nil, false, 400, 0, "one JSON object"},
-		{"path tricks are names", "POST", "/recordings/start", `{"room":"../../etc","participant":"a/b"}`, nil, false, 201, 1, ""},
-		{"delete method", "DELETE", "/recordings/start", ``, nil, false, 405, 0, ""},
-		{"put on list", "PUT", "/recordings", ``, nil, false, 405, 0, ""},
-		{"list", "GET", "/recordings", ``, nil, false, 200, 0, ""},
+		{"start ok", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, nil, false, 201, 1, "", ""},
+		{"stop ok", "POST", "/recordings/stop", `{"room":"r","participant":"p"}`, nil, false, 200, 1, "", ""},
+		{"malformed json", "POST", "/recordings/start", `{"room":`, nil, false, 400, 0, "JSON", ""},
+		{"not an object", "POST", "/recordings/start", `["r","p"]`, nil, false, 400, 0, "JSON", ""},
+		{"two objects", "POST", "/recordings/start", `{"room":"r","participant":"p"}{}`, nil, false, 400, 0, "one JSON object", ""},
+		{"unknown field", "POST", "/recordings/start", `{"room":"r","participant":"p","x":1}`, nil, false, 400, 0, "unknown field", ""},
+		{"wrong type", "POST", "/recordings/start", `{"room":1,"participant":"p"}`, nil, false, 400, 0, "JSON", ""},
+		{"empty body", "POST", "/recordings/start", ``, nil, false, 400, 0, "JSON", ""},
+		{"missing room", "POST", "/recordings/start", `{"participant":"p"}`, nil, false, 400, 0, "room is required", ""},
+		{"blank participant", "POST", "/recordings/stop", `{"room":"r","participant":"  "}`, nil, false, 400, 0, "participant is required", ""},
+		{"long room", "POST", "/recordings/start", `{"room":"` + long + `","participant":"p"}`, nil, false, 400, 0, "longer than", ""},
+		{"control chars", "POST", "/recordings/start", `{"room":"a\u0000b","participant":"p"}`, nil, false, 400, 0, "control", ""},
+		{"newline", "POST", "/recordings/start", `{"room":"r","participant":"p\nq"}`, nil, false, 400, 0, "control", ""},
+		{"huge body", "POST", "/recordings/start", `{"room":"` + strings.Repeat("x", 100<<10) + `"}`, nil, false, 413, 0, "", ""},
+		{"unknown recording", "POST", "/recordings/stop", `{"room":"r","participant":"p"}`, recorder.ErrNotFound, false, 404, 1, "not found", ""},
+		{"room not on LiveKit", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, fmt.Errorf("%w on LiveKit: %q", recorder.ErrNoRoom, "r"), false, 404, 1, "does not exist", ""},
+		{"participant not in room", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, recorder.ErrNoParticipant, false, 404, 1, "not in the room", ""},
+		{"room check failed", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, recorder.ErrLookup, false, 502, 1, "cannot check", ""},
+		{"room check timed out", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, fmt.Errorf("%w: %w", recorder.ErrLookup, context.DeadlineExceeded), false, 504, 1, "in time", ""},
+		{"room check cut by the client", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, fmt.Errorf("%w: %w", recorder.ErrLookup, context.Canceled), false, 499, 1, "canceled", ""},
+		{"wait on stop", "POST", "/recordings/stop", `{"room":"r","participant":"p","wait_for_participant":true}`, nil, false, 400, 0, "start only", ""},
+		{"wait not a bool", "POST", "/recordings/start", `{"room":"r","participant":"p","wait_for_participant":"yes"}`, nil, false, 400, 0, "JSON", ""},
+		{"owned elsewhere", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, recorder.ErrOwned, false, 409, 1, "another instance", ""},
+		{"shutting down", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, recorder.ErrShuttingDown, false, 503, 1, "shutting down", "10"},
+		{"at capacity", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, fmt.Errorf("start: %w", recorder.ErrFull), false, 503, 1, "capacity", "5"},
+		{"webhook", "POST", "/recordings/webhooks", webhookBody, nil, false, 200, 1, "", ""},
+		{"webhook dedup down", "POST", "/recordings/webhooks", webhookBody, errors.New("redis: connection refused"), false, 503, 0, "send it again", ""},
+		{"livekit down", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, fmt.Errorf("join: %w: refused", bot.ErrUnreachable), false, 502, 1, "could not join LiveKit", ""},
+		{"livekit slow", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, fmt.Errorf("join: %w", context.DeadlineExceeded), false, 504, 1, "in time", ""},
+		{"panic", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, nil, true, 500, 0, "", ""},
+		{"unknown path", "GET", "/nope", ``, nil, false, 404, 0, "", ""},
+		{"wrong method", "GET", "/recordings/start", ``, nil, false, 405, 0, "", ""},
+		{"health", "GET", "/healthz", ``, nil, false, 200, 0, "", ""},
+		{"deeply nested", "POST", "/recordings/start", `{"room":` + strings.Repeat(`{"a":`, 500) + `1` + strings.Repeat(`}`, 500) + `,"participant":"p"}`, nil, false, 400, 0, "JSON", ""},
+		{"null body", "POST", "/recordings/start", `null`, nil, false, 400, 0, "room is required", ""},
+		{"number body", "POST", "/recordings/start", `42`, nil, false, 400, 0, "JSON", ""},
+		{"string body", "POST", "/recordings/stop", `"room"`, nil, false, 400, 0, "JSON", ""},
+		{"array participant", "POST", "/recordings/start", `{"room":"r","participant":["p"]}`, nil, false, 400, 0, "JSON", ""},
+		{"invalid utf-8", "POST", "/recordings/start", "{\"room\":\"r\xff\",\"participant\":\"p\"}", nil, false, 400, 0, "", ""},
+		{"tab in name", "POST", "/recordings/start", `{"room":"r\tx","participant":"p"}`, nil, false, 400, 0, "control", ""},
+		{"long participant", "POST", "/recordings/stop", `{"room":"r","participant":"` + long + `"}`, nil, false, 400, 0, "longer than", ""},
+		{"trailing garbage", "POST", "/recordings/stop", `{"room":"r","participant":"p"} x`, nil, false, 400, 0, "one JSON object", ""},
+		{"path tricks are names", "POST", "/recordings/start", `{"room":"../../etc","participant":"a/b"}`, nil, false, 201, 1, "", ""},
+		{"delete method", "DELETE", "/recordings/start", ``, nil, false, 405, 0, "", ""},
+		{"put on list", "PUT", "/recordings", ``, nil, false, 405, 0, "", ""},
+		{"list", "GET", "/recordings", ``, nil, false, 200, 0, "", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			// tc.err is what the recorder answers, or on the webhook route
+			// the Dedup.
 			f := &fakeRecorder{err: tc.err, panic: tc.panic}
-			e := New(f, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			events := &eventLog{}
+			hooks := Webhooks{Keys: auth.NewSimpleKeyProvider("devkey", "secret"), Events: events, Dedup: failingDedup{tc.err}}
+			e := New(f, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Webhooks: hooks})
 			req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
 			req.Header.Set("Content-Type", "application/json")
+			if tc.path == "/recordings/webhooks" {
+				req.Header.Set("Authorization", signature(t, []byte(tc.body)))
+			}
 			rec := httptest.NewRecorder()
 			e.ServeHTTP(rec, req)
 			if rec.Code != tc.want {
 				t.Fatalf("status %d, want %d: %s", rec.Code, tc.want, rec.Body)
 			}
-			if len(f.calls) != tc.wantCalls {
-				t.Errorf("recorder called %d times (%v), want %d", len(f.calls), f.calls, tc.wantCalls)
+			if calls := len(f.calls) + len(events.events); calls != tc.wantCalls {
+				t.Errorf("recorder called %d times (%v) and %d events handed on, want %d", len(f.calls), f.calls, len(events.events), tc.wantCalls)
+			}
+			if got := rec.Header().Get("Retry-After"); got != tc.retryAfter {
+				t.Errorf("Retry-After %q, want %q", got, tc.retryAfter)
 			}
 			if !strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json") {
 				t.Errorf("content type %q", rec.Header().Get("Content-Type"))
@@ -142,6 +157,24 @@ func TestRequests(t *testing.T) {
 			}
 		})
 	}
+}
+
+const webhookBody = `{"event":"participant_joined","id":"EV_1","room":{"name":"r"},"participant":{"identity":"alice"}}`
+
+// failingDedup answers every id as a first delivery, or err.
+type failingDedup struct{ err error }
+
+func (d failingDedup) First(context.Context, string) (bool, error) { return d.err == nil, d.err }
+
+// signature is the Authorization header livekit-server sends with body.
+func signature(t testing.TB, body []byte) string {
+	t.Helper()
+	sum := sha256.Sum256(body)
+	tok, err := auth.NewAccessToken("devkey", "secret").SetValidFor(time.Minute).SetSha256(base64.StdEncoding.EncodeToString(sum[:])).ToJWT()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 func TestListShape(t *testing.T) {
@@ -241,12 +274,7 @@ func FuzzRequests(f *testing.F) {
 		req := httptest.NewRequest(http.MethodPost, "http://x"+path, bytes.NewReader(body))
 		req.Header.Set("Content-Type", ct)
 		if sign {
-			sum := sha256.Sum256(body)
-			tok, err := auth.NewAccessToken("devkey", "secret").SetValidFor(time.Minute).SetSha256(base64.StdEncoding.EncodeToString(sum[:])).ToJWT()
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header.Set("Authorization", tok)
+			req.Header.Set("Authorization", signature(t, body))
 		}
 		w := httptest.NewRecorder()
 		e.ServeHTTP(w, req)

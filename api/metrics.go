@@ -43,7 +43,7 @@ func NewMetrics() *Metrics {
 		}),
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "trackrec_webhook_events_total",
-			Help: "LiveKit webhooks received, by event and outcome (accepted, ignored, duplicate, unauthorized).",
+			Help: "LiveKit webhooks received, by event and outcome (accepted, ignored, duplicate, unauthorized, unavailable).",
 		}, []string{"event", "outcome"}),
 	}
 	// Both series exist from the start, so rate() and alerts on failures

@@ -46,3 +46,37 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 		}
 	}
 }
+
+// A refused start carries Retry-After (see TestRequests); the description
+// says so.
+func TestOpenAPIStartUnavailableHasRetryAfter(t *testing.T) {
+	data, err := os.ReadFile("openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type response struct {
+		Ref     string         `yaml:"$ref"`
+		Headers map[string]any `yaml:"headers"`
+	}
+	var doc struct {
+		Components struct {
+			Responses map[string]response `yaml:"responses"`
+		} `yaml:"components"`
+		Paths map[string]map[string]struct {
+			Responses map[string]response `yaml:"responses"`
+		} `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatalf("openapi.yaml: %v", err)
+	}
+	r, ok := doc.Paths["/recordings/start"]["post"].Responses["503"]
+	if !ok {
+		t.Fatal("start's 503 is not described")
+	}
+	if name, isRef := strings.CutPrefix(r.Ref, "#/components/responses/"); isRef {
+		r = doc.Components.Responses[name]
+	}
+	if _, ok := r.Headers["Retry-After"]; !ok {
+		t.Errorf("start's 503 does not describe a Retry-After header: %+v", r)
+	}
+}

@@ -1,8 +1,8 @@
 package api
 
 import (
+	"context"
 	"net/http"
-	"sync"
 
 	"github.com/labstack/echo/v4"
 	"github.com/livekit/protocol/auth"
@@ -17,39 +17,22 @@ type Events interface {
 	HandleEvent(ev *livekit.WebhookEvent) bool
 }
 
+// Dedup tells a webhook's first delivery from LiveKit's retries and
+// replays; dedup.Memory is the in-process one.
+type Dedup interface {
+	// First reports whether id is seen for the first time, and remembers
+	// it. An error means it cannot tell: the webhook is refused with 503
+	// and LiveKit sends it again.
+	First(ctx context.Context, id string) (bool, error)
+}
+
 // Webhooks configures the LiveKit webhook receiver.
 type Webhooks struct {
 	Keys   auth.KeyProvider // LiveKit's API key and secret
 	Events Events
-}
-
-// recentIDs remembers the last event ids, so LiveKit's retries and replays
-// act once.
-type recentIDs struct {
-	mu    sync.Mutex
-	seen  map[string]struct{}
-	order []string
-	max   int
-}
-
-func newRecentIDs(max int) *recentIDs {
-	return &recentIDs{seen: map[string]struct{}{}, max: max}
-}
-
-// add reports false if id was seen already.
-func (r *recentIDs) add(id string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.seen[id]; ok {
-		return false
-	}
-	r.seen[id] = struct{}{}
-	r.order = append(r.order, id)
-	if len(r.order) > r.max {
-		delete(r.seen, r.order[0])
-		r.order = r.order[1:]
-	}
-	return true
+	// Dedup, if set, remembers event ids so that each acts once; nil is a
+	// dedup.Memory with its defaults.
+	Dedup Dedup
 }
 
 // webhook receives LiveKit's webhooks: a request whose signature (JWT over
@@ -65,9 +48,20 @@ func (h *handlers) webhook(c echo.Context) error {
 		h.metrics.webhook("", "unauthorized")
 		return echo.NewHTTPError(http.StatusUnauthorized, "webhook not verified: "+err.Error())
 	}
-	if ev.GetId() != "" && !h.seen.add(ev.GetId()) {
-		h.metrics.webhook(ev.GetEvent(), "duplicate")
-		return c.JSON(http.StatusOK, map[string]string{"status": "duplicate", "id": ev.GetId()})
+	if ev.GetId() != "" {
+		first, err := h.hooks.Dedup.First(c.Request().Context(), ev.GetId())
+		if err != nil {
+			// Acting on a repeat could start a recording twice; LiveKit
+			// retries a 503. The body does not echo the store's error.
+			h.log.Error("webhook dedup failed", "event", ev.GetEvent(), "id", ev.GetId(), "room", ev.GetRoom().GetName(),
+				"participant", ev.GetParticipant().GetIdentity(), "err", err)
+			h.metrics.webhook(ev.GetEvent(), "unavailable")
+			return echo.NewHTTPError(http.StatusServiceUnavailable, "cannot check the event id for a repeat; send it again")
+		}
+		if !first {
+			h.metrics.webhook(ev.GetEvent(), "duplicate")
+			return c.JSON(http.StatusOK, map[string]string{"status": "duplicate", "id": ev.GetId()})
+		}
 	}
 	status := "ignored"
 	if h.hooks.Events.HandleEvent(ev) {

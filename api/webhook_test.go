@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,6 +16,8 @@ import (
 	"github.com/livekit/protocol/auth"
 	"github.com/livekit/protocol/livekit"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/trackrec/trackrec/dedup"
 )
 
 type eventLog struct {
@@ -107,5 +110,30 @@ func TestWebhookNotConfigured(t *testing.T) {
 	e.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/recordings/webhooks", nil))
 	if rec.Code != http.StatusNotFound {
 		t.Errorf("status %d", rec.Code)
+	}
+}
+
+// The Dedup given is the one asked: two receivers sharing one act on an
+// event once between them, as instances sharing a store would.
+func TestWebhookSharedDedup(t *testing.T) {
+	shared, err := dedup.NewMemory(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := &eventLog{}
+	ev := &livekit.WebhookEvent{Event: "participant_joined", Id: "EV_shared", Room: &livekit.Room{Name: "r"}, Participant: &livekit.ParticipantInfo{Identity: "alice"}}
+	var statuses []string
+	for range 2 {
+		e := New(&fakeRecorder{}, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Webhooks: Webhooks{Keys: auth.NewSimpleKeyProvider("devkey", "secret"), Events: events, Dedup: shared}})
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, signed(t, "devkey", "secret", ev, false))
+		var body struct{ Status string }
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); rec.Code != 200 || err != nil {
+			t.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
+		statuses = append(statuses, body.Status)
+	}
+	if len(events.events) != 1 || statuses[0] != "accepted" || statuses[1] != "duplicate" {
+		t.Errorf("statuses %v, %d events handed on; want [accepted duplicate] and 1", statuses, len(events.events))
 	}
 }
