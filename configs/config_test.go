@@ -1,17 +1,24 @@
 package configs
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 func env(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
+// base is the least the recorder needs: the LiveKit settings.
 func base() map[string]string {
 	return map[string]string{
 		"LIVEKIT_URL":        "ws://127.0.0.1:7880",
@@ -20,143 +27,653 @@ func base() map[string]string {
 	}
 }
 
-func TestLoadDefaults(t *testing.T) {
+// with returns base with set applied; an empty value unsets.
+func with(set map[string]string) map[string]string {
+	m := base()
+	for k, v := range set {
+		if v == "" {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// writeFile writes a YAML file and returns its path.
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "recorder.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func devLiveKit() LiveKit {
+	return LiveKit{URL: "ws://127.0.0.1:7880", APIKey: "devkey", APISecret: "secret"}
+}
+
+func TestDefault(t *testing.T) {
+	want := Config{
+		HTTP:       HTTP{Port: 8000, Auth: true},
+		Log:        Log{Level: slog.LevelInfo},
+		Storage:    Storage{LocalDirectory: "./recordings", FileFormat: "ogg", JitterWindow: 60 * time.Millisecond, DrainTimeout: 60 * time.Second},
+		S3:         S3{Directory: "livekit"},
+		Mixdown:    Mixdown{Mode: "builtin", Directory: "mixdown", Format: "mp3", Settle: 5 * time.Second, Concurrency: 2},
+		AutoRecord: AutoRecord{Enabled: true},
+		Limits: Limits{JoinTimeout: 15 * time.Second, RejoinTimeout: 10 * time.Second, ReconnectTimeout: 60 * time.Second,
+			ShutdownTimeout: 30 * time.Second, ArmTimeout: time.Hour, MaxRecordings: 500},
+	}
+	if got := Default(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Default() =\n%+v\nwant\n%+v", got, want)
+	}
 	c, err := Load(env(base()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.AppPort != 8000 || c.LocalDirectory != "./recordings" || c.LogLevelName != "info" {
-		t.Errorf("defaults not applied: %+v", c)
-	}
-	if c.LiveKitHTTPURL != "http://127.0.0.1:7880" {
-		t.Errorf("http url = %q", c.LiveKitHTTPURL)
-	}
-	if c.ListenAddr() != ":8000" {
-		t.Errorf("listen addr = %q", c.ListenAddr())
+	want.LiveKit = devLiveKit()
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("Load with only LiveKit set =\n%+v\nwant the defaults", c)
 	}
 }
 
-func TestLoadErrorsNameTheSetting(t *testing.T) {
-	cases := []struct {
-		name    string
-		set     map[string]string
-		unset   string
-		wantSub string
-	}{
-		{"missing url", nil, "LIVEKIT_URL", "LIVEKIT_URL is required"},
-		{"missing key", nil, "LIVEKIT_API_KEY", "LIVEKIT_API_KEY is required"},
-		{"missing secret", nil, "LIVEKIT_API_SECRET", "LIVEKIT_API_SECRET is required"},
-		{"bad scheme", map[string]string{"LIVEKIT_URL": "ftp://x:1"}, "", "LIVEKIT_URL"},
-		{"no host", map[string]string{"LIVEKIT_URL": "localhost"}, "", "LIVEKIT_URL"},
-		{"port text", map[string]string{"APP_PORT": "eighty"}, "", "APP_PORT"},
-		{"port range", map[string]string{"APP_PORT": "70000"}, "", "APP_PORT"},
-		{"log level", map[string]string{"LOG_LEVEL": "verbose"}, "", "LOG_LEVEL"},
-		{"duration", map[string]string{"JOIN_TIMEOUT": "5"}, "", "JOIN_TIMEOUT"},
-		{"negative", map[string]string{"SHUTDOWN_TIMEOUT": "-1s"}, "", "SHUTDOWN_TIMEOUT"},
-		{"negative reconnect", map[string]string{"RECONNECT_TIMEOUT": "-1s"}, "", "RECONNECT_TIMEOUT"},
-		{"file format", map[string]string{"FILE_FORMAT": "mp3"}, "", "FILE_FORMAT"},
-		{"jitter window", map[string]string{"JITTER_WINDOW": "5s"}, "", "JITTER_WINDOW"},
-		{"bucket without region", map[string]string{"S3_BUCKET": "b"}, "", "S3_REGION"},
-		{"region without bucket", map[string]string{"S3_REGION": "r"}, "", "S3_BUCKET"},
-		{"endpoint", map[string]string{"S3_BUCKET": "b", "S3_REGION": "r", "S3_ENDPOINT": "localhost:9000"}, "", "S3_ENDPOINT"},
-		{"path style", map[string]string{"S3_FORCE_PATH_STYLE": "maybe"}, "", "S3_FORCE_PATH_STYLE"},
-		{"prefix", map[string]string{"S3_DIRECTORY": "a/../b"}, "", "S3_DIRECTORY"},
-		{"mixdown", map[string]string{"MIXDOWN": "auto"}, "", "MIXDOWN"},
-		{"mixdown format", map[string]string{"MIXDOWN_FORMAT": "wav"}, "", "MIXDOWN_FORMAT"},
-		{"same prefixes", map[string]string{"S3_BUCKET": "b", "S3_REGION": "r", "MIXDOWN_DIRECTORY": "livekit"}, "", "MIXDOWN_DIRECTORY"},
-		{"nested prefixes", map[string]string{"S3_BUCKET": "b", "S3_REGION": "r", "MIXDOWN_DIRECTORY": "livekit/mix"}, "", "MIXDOWN_DIRECTORY"},
-		{"auto record", map[string]string{"AUTO_RECORD": "sometimes"}, "", "AUTO_RECORD"},
-		{"room glob", map[string]string{"AUTO_RECORD_ROOMS": "a,[b"}, "", "AUTO_RECORD_ROOMS"},
-		{"api auth", map[string]string{"API_AUTH": "maybe"}, "", "API_AUTH"},
-		{"webhook", map[string]string{"PIPELINE_WEBHOOK_URL": "ftp://x"}, "", "PIPELINE_WEBHOOK_URL"},
-		{"config file", map[string]string{"CONFIG_FILE": "/nonexistent/recorder.yaml"}, "", "CONFIG_FILE"},
+// Every setting, set once from the environment and once from the file, lands
+// in its own field.
+func TestEverySettingFromEachSource(t *testing.T) {
+	envs := map[string]string{
+		"LIVEKIT_URL": "wss://lk.example", "LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s",
+		"APP_HOST": "127.0.0.1", "APP_PORT": "9000", "API_AUTH": "off",
+		"LOG_LEVEL":       "debug",
+		"LOCAL_DIRECTORY": "/var/rec", "FILE_FORMAT": "webm", "JITTER_WINDOW": "0", "DRAIN_TIMEOUT": "2m",
+		"S3_BUCKET": "b", "S3_REGION": "r", "S3_DIRECTORY": "tracks", "S3_ENDPOINT": "http://minio:9000", "S3_FORCE_PATH_STYLE": "true",
+		"MIXDOWN": "none", "MIXDOWN_DIRECTORY": "mixes", "MIXDOWN_FORMAT": "opus", "MIXDOWN_SETTLE": "0s", "MIXDOWN_CONCURRENCY": "4",
+		"PIPELINE_WEBHOOK_URL": "https://hooks.example/x", "PIPELINE_WEBHOOK_KEY": "pk", "PIPELINE_WEBHOOK_SECRET": "ps",
+		"AUTO_RECORD": "false", "AUTO_RECORD_ROOMS": "team-*, standup", "AUTO_RECORD_IGNORE_IDENTITIES": "bot-?",
+		"JOIN_TIMEOUT": "20s", "REJOIN_TIMEOUT": "0s", "RECONNECT_TIMEOUT": "2m", "SHUTDOWN_TIMEOUT": "45s", "ARM_TIMEOUT": "30m", "MAX_RECORDINGS": "50",
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			m := base()
-			for k, v := range tc.set {
-				m[k] = v
+	file := `
+livekit: {url: "wss://lk.example", api_key: k, api_secret: s}
+http: {host: 127.0.0.1, port: 9000, auth: off}
+log: {level: debug}
+storage: {local_directory: /var/rec, file_format: webm, jitter_window: 0, drain_timeout: 2m}
+s3: {bucket: b, region: r, directory: tracks, endpoint: "http://minio:9000", force_path_style: true}
+mixdown: {mode: none, directory: mixes, format: opus, settle: 0s, concurrency: 4}
+pipeline: {webhook_url: "https://hooks.example/x", key: pk, secret: ps}
+auto_record: {enabled: false, rooms: [team-*, standup], ignore_identities: ['bot-?']}
+limits: {join_timeout: 20s, rejoin_timeout: 0s, reconnect_timeout: 2m, shutdown_timeout: 45s, arm_timeout: 30m, max_recordings: 50}
+`
+	want := Config{
+		LiveKit:    LiveKit{URL: "wss://lk.example", APIKey: "k", APISecret: "s"},
+		HTTP:       HTTP{Host: "127.0.0.1", Port: 9000, Auth: false},
+		Log:        Log{Level: slog.LevelDebug},
+		Storage:    Storage{LocalDirectory: "/var/rec", FileFormat: "webm", JitterWindow: 0, DrainTimeout: 2 * time.Minute},
+		S3:         S3{Bucket: "b", Region: "r", Directory: "tracks", Endpoint: "http://minio:9000", ForcePathStyle: true},
+		Mixdown:    Mixdown{Mode: "none", Directory: "mixes", Format: "opus", Settle: 0, Concurrency: 4},
+		Pipeline:   Pipeline{WebhookURL: "https://hooks.example/x", Key: "pk", Secret: "ps"},
+		AutoRecord: AutoRecord{Enabled: false, Rooms: []string{"team-*", "standup"}, IgnoreIdentities: []string{"bot-?"}},
+		Limits: Limits{JoinTimeout: 20 * time.Second, RejoinTimeout: 0, ReconnectTimeout: 2 * time.Minute,
+			ShutdownTimeout: 45 * time.Second, ArmTimeout: 30 * time.Minute, MaxRecordings: 50},
+	}
+	for _, s := range table() {
+		if _, ok := envs[s.env]; !ok {
+			t.Errorf("%s is not set by this test", s.env)
+		}
+	}
+	sources := map[string]map[string]string{
+		"environment": envs,
+		"file":        {"CONFIG_FILE": writeFile(t, file)},
+	}
+	for name, m := range sources {
+		t.Run(name, func(t *testing.T) {
+			c, err := Load(env(m))
+			if err != nil {
+				t.Fatal(err)
 			}
-			delete(m, tc.unset)
-			_, err := Load(env(m))
-			if err == nil {
-				t.Fatal("expected an error")
-			}
-			if !strings.Contains(err.Error(), tc.wantSub) || strings.Contains(err.Error(), "\n") {
-				t.Errorf("error %q should name %s on one line", err, tc.wantSub)
+			if !reflect.DeepEqual(c, want) {
+				t.Errorf("got\n%+v\nwant\n%+v", c, want)
 			}
 		})
 	}
 }
 
-func TestLoadConversions(t *testing.T) {
-	cases := map[string]string{
-		"ws://h:7880":       "http://h:7880",
-		"wss://lk.example/": "https://lk.example",
-		"https://h":         "https://h",
+// errorCases holds one case (at least) for every way a setting can be wrong.
+// Each error must contain want and name the setting.
+var errorCases = []struct {
+	name string
+	set  map[string]string // over base; "" unsets
+	want string
+}{
+	{"url missing", map[string]string{"LIVEKIT_URL": ""}, "LIVEKIT_URL is required"},
+	{"url without host", map[string]string{"LIVEKIT_URL": "localhost"}, `LIVEKIT_URL: "localhost" is not a URL like ws://host:7880`},
+	{"url scheme", map[string]string{"LIVEKIT_URL": "ftp://x:1"}, `LIVEKIT_URL: scheme "ftp" is not ws, wss, http or https`},
+	{"key missing", map[string]string{"LIVEKIT_API_KEY": ""}, "LIVEKIT_API_KEY is required"},
+	{"secret missing", map[string]string{"LIVEKIT_API_SECRET": ""}, "LIVEKIT_API_SECRET is required"},
+	{"port text", map[string]string{"APP_PORT": "eighty"}, `APP_PORT: "eighty" is not a whole number`},
+	{"port zero", map[string]string{"APP_PORT": "0"}, "APP_PORT: 0 is not between 1 and 65535"},
+	{"port high", map[string]string{"APP_PORT": "70000"}, "APP_PORT: 70000 is not between 1 and 65535"},
+	{"auth", map[string]string{"API_AUTH": "maybe"}, `API_AUTH: "maybe" is not on or off`},
+	{"log level", map[string]string{"LOG_LEVEL": "verbose"}, `LOG_LEVEL: "verbose" is not one of debug, info, warn, error`},
+	{"log level offset", map[string]string{"LOG_LEVEL": "info+2"}, `LOG_LEVEL: "info+2" is not one of`},
+	{"local directory blank", map[string]string{"LOCAL_DIRECTORY": "  "}, "LOCAL_DIRECTORY: must not be empty"},
+	{"file format", map[string]string{"FILE_FORMAT": "mp3"}, `FILE_FORMAT: "mp3" is not ogg or webm`},
+	{"jitter text", map[string]string{"JITTER_WINDOW": "soon"}, `JITTER_WINDOW: "soon" is not a duration (for example 10s)`},
+	{"jitter high", map[string]string{"JITTER_WINDOW": "5s"}, "JITTER_WINDOW: 5s is not between 0s and 1s"},
+	{"jitter negative", map[string]string{"JITTER_WINDOW": "-1ms"}, "JITTER_WINDOW: -1ms is not between 0s and 1s"},
+	{"drain zero", map[string]string{"DRAIN_TIMEOUT": "0s"}, "DRAIN_TIMEOUT: 0s must be more than 0"},
+	{"bucket without region", map[string]string{"S3_BUCKET": "b"}, "S3_BUCKET is set but S3_REGION is not: set both or neither"},
+	{"region without bucket", map[string]string{"S3_REGION": "r"}, "S3_REGION is set but S3_BUCKET is not: set both or neither"},
+	{"s3 prefix dots", map[string]string{"S3_DIRECTORY": "a/../b"}, `S3_DIRECTORY: "a/../b" is not a clean key prefix`},
+	{"s3 prefix control", map[string]string{"S3_DIRECTORY": "a\x01b"}, `S3_DIRECTORY: "a\x01b" is not a clean key prefix`},
+	{"s3 prefix backslash", map[string]string{"S3_DIRECTORY": `a\b`}, `S3_DIRECTORY: "a\\b" is not a clean key prefix`},
+	{"s3 endpoint", map[string]string{"S3_ENDPOINT": "localhost:9000"}, `S3_ENDPOINT: "localhost:9000" is not an http(s) URL`},
+	{"s3 path style", map[string]string{"S3_FORCE_PATH_STYLE": "maybe"}, `S3_FORCE_PATH_STYLE: "maybe" is not true or false`},
+	{"mixdown mode", map[string]string{"MIXDOWN": "auto"}, `MIXDOWN: "auto" is not builtin or none`},
+	{"mixdown prefix", map[string]string{"MIXDOWN_DIRECTORY": "../mix"}, `MIXDOWN_DIRECTORY: "../mix" is not a clean key prefix`},
+	{"mixdown same prefix", map[string]string{"S3_BUCKET": "b", "S3_REGION": "r", "MIXDOWN_DIRECTORY": "livekit"}, "MIXDOWN_DIRECTORY must differ from S3_DIRECTORY"},
+	{"mixdown inside tracks", map[string]string{"S3_BUCKET": "b", "S3_REGION": "r", "MIXDOWN_DIRECTORY": "livekit/mix"}, "MIXDOWN_DIRECTORY must differ from S3_DIRECTORY"},
+	{"tracks inside mixdown", map[string]string{"S3_BUCKET": "b", "S3_REGION": "r", "S3_DIRECTORY": "mixdown/t"}, "MIXDOWN_DIRECTORY must differ from S3_DIRECTORY"},
+	{"tracks at the root", map[string]string{"S3_BUCKET": "b", "S3_REGION": "r", "S3_DIRECTORY": "/"}, "MIXDOWN_DIRECTORY must differ from S3_DIRECTORY"},
+	{"mixes at the root", map[string]string{"S3_BUCKET": "b", "S3_REGION": "r", "MIXDOWN_DIRECTORY": "/"}, "MIXDOWN_DIRECTORY must differ from S3_DIRECTORY"},
+	{"mixdown format", map[string]string{"MIXDOWN_FORMAT": "wav"}, `MIXDOWN_FORMAT: "wav" is not mp3 or opus`},
+	{"settle negative", map[string]string{"MIXDOWN_SETTLE": "-1s"}, "MIXDOWN_SETTLE: -1s must not be negative"},
+	{"concurrency zero", map[string]string{"MIXDOWN_CONCURRENCY": "0"}, "MIXDOWN_CONCURRENCY: 0 must be at least 1"},
+	{"concurrency text", map[string]string{"MIXDOWN_CONCURRENCY": "two"}, `MIXDOWN_CONCURRENCY: "two" is not a whole number`},
+	{"webhook url", map[string]string{"PIPELINE_WEBHOOK_URL": "ftp://x"}, `PIPELINE_WEBHOOK_URL: "ftp://x" is not an http(s) URL`},
+	{"webhook key alone", map[string]string{"PIPELINE_WEBHOOK_KEY": "pk"}, "PIPELINE_WEBHOOK_KEY is set but PIPELINE_WEBHOOK_SECRET is not: set both or neither"},
+	{"webhook secret alone", map[string]string{"PIPELINE_WEBHOOK_SECRET": "ps"}, "PIPELINE_WEBHOOK_SECRET is set but PIPELINE_WEBHOOK_KEY is not: set both or neither"},
+	{"auto record", map[string]string{"AUTO_RECORD": "sometimes"}, `AUTO_RECORD: "sometimes" is not true or false`},
+	{"room glob", map[string]string{"AUTO_RECORD_ROOMS": "a,[b"}, `AUTO_RECORD_ROOMS: "[b" is not a glob pattern`},
+	{"identity glob", map[string]string{"AUTO_RECORD_IGNORE_IDENTITIES": `x\`}, `AUTO_RECORD_IGNORE_IDENTITIES: "x\\" is not a glob pattern`},
+	{"join text", map[string]string{"JOIN_TIMEOUT": "5"}, `JOIN_TIMEOUT: "5" is not a duration (for example 10s)`},
+	{"join zero", map[string]string{"JOIN_TIMEOUT": "0s"}, "JOIN_TIMEOUT: 0s must be more than 0"},
+	{"rejoin negative", map[string]string{"REJOIN_TIMEOUT": "-1s"}, "REJOIN_TIMEOUT: -1s must not be negative"},
+	{"reconnect negative", map[string]string{"RECONNECT_TIMEOUT": "-1s"}, "RECONNECT_TIMEOUT: -1s must not be negative"},
+	{"shutdown negative", map[string]string{"SHUTDOWN_TIMEOUT": "-1s"}, "SHUTDOWN_TIMEOUT: -1s must be more than 0"},
+	{"arm zero", map[string]string{"ARM_TIMEOUT": "0s"}, "ARM_TIMEOUT: 0s must be more than 0"},
+	{"max recordings zero", map[string]string{"MAX_RECORDINGS": "0"}, "MAX_RECORDINGS: 0 must be at least 1"},
+	{"max recordings text", map[string]string{"MAX_RECORDINGS": "many"}, `MAX_RECORDINGS: "many" is not a whole number`},
+	{"config file", map[string]string{"CONFIG_FILE": "/nonexistent/recorder.yaml"}, "CONFIG_FILE: open /nonexistent/recorder.yaml"},
+}
+
+func TestLoadErrors(t *testing.T) {
+	for _, tc := range errorCases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(env(with(tc.set)))
+			if err == nil {
+				t.Fatalf("no error, want %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q\nwant it to contain %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q is more than one line", err)
+			}
+		})
 	}
-	for in, want := range cases {
-		m := base()
-		m["LIVEKIT_URL"] = in
-		c, err := Load(env(m))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.LiveKitHTTPURL != want {
-			t.Errorf("%s -> %s, want %s", in, c.LiveKitHTTPURL, want)
+}
+
+// Each setting that can be wrong has a case above, so a new setting comes
+// with its error cases.
+func TestErrorCasesCoverEverySetting(t *testing.T) {
+	cannotFail := map[string]bool{"APP_HOST": true}
+	for _, s := range table() {
+		named := slices.ContainsFunc(errorCases, func(tc struct {
+			name string
+			set  map[string]string
+			want string
+		}) bool {
+			return regexp.MustCompile(`(^|\s)` + s.env + `\b`).MatchString(tc.want)
+		})
+		if !named && !cannotFail[s.env] {
+			t.Errorf("no error case names %s", s.env)
 		}
 	}
 }
 
-func TestYAMLOverlaysEnvironment(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "c.yaml")
-	if err := os.WriteFile(path, []byte("app_port: 9001\nrejoin_timeout: 3s\n"), 0o600); err != nil {
-		t.Fatal(err)
+// When several settings are wrong, the first in table order is reported,
+// whether it failed to parse or to validate, and from whichever source.
+func TestFirstErrorInTableOrder(t *testing.T) {
+	cases := []struct {
+		name string
+		set  map[string]string
+		file string
+		want string
+	}{
+		{"required before range", map[string]string{"LIVEKIT_URL": "", "APP_PORT": "70000"}, "", "LIVEKIT_URL is required"},
+		{"validation before a later parse", map[string]string{"FILE_FORMAT": "mp3", "MAX_RECORDINGS": "many"}, "", "FILE_FORMAT:"},
+		{"parse before a later validation", map[string]string{"APP_PORT": "x", "MIXDOWN": "auto"}, "", "APP_PORT:"},
+		{"env before a later file value", map[string]string{"LOG_LEVEL": "loud"}, "limits: {join_timeout: soon}", "LOG_LEVEL:"},
+		{"file before a later env value", map[string]string{"JOIN_TIMEOUT": "soon"}, "log: {level: loud}", "LOG_LEVEL (log.level,"},
+		{"many", map[string]string{
+			"MAX_RECORDINGS": "0", "ARM_TIMEOUT": "0s", "AUTO_RECORD_ROOMS": "[", "PIPELINE_WEBHOOK_KEY": "k", "MIXDOWN": "x",
+			"S3_ENDPOINT": "x", "JITTER_WINDOW": "9s", "FILE_FORMAT": "x", "API_AUTH": "x", "APP_PORT": "0",
+		}, "", "APP_PORT:"},
 	}
-	m := base()
-	m["CONFIG_FILE"] = path
-	m["APP_PORT"] = "9000"
-	m["LOG_LEVEL"] = "debug"
-	c, err := Load(env(m))
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := with(tc.set)
+			if tc.file != "" {
+				m["CONFIG_FILE"] = writeFile(t, tc.file)
+			}
+			var first string
+			for range 20 {
+				_, err := Load(env(m))
+				if err == nil {
+					t.Fatal("no error")
+				}
+				if first == "" {
+					first = err.Error()
+				} else if err.Error() != first {
+					t.Fatalf("error changed between runs: %q then %q", first, err)
+				}
+			}
+			if !strings.HasPrefix(first, tc.want) {
+				t.Errorf("error %q, want the one starting %q", first, tc.want)
+			}
+		})
+	}
+}
+
+func TestEnvironmentAndFilePrecedence(t *testing.T) {
+	cases := []struct {
+		name string
+		set  map[string]string
+		file string // "" is no file
+		got  func(Config) any
+		want any
+	}{
+		{"default", nil, "", func(c Config) any { return c.HTTP.Port }, 8000},
+		{"env", map[string]string{"APP_PORT": "9000"}, "", func(c Config) any { return c.HTTP.Port }, 9000},
+		{"env trimmed", map[string]string{"APP_PORT": " 9000 "}, "", func(c Config) any { return c.HTTP.Port }, 9000},
+		{"file", nil, "http: {port: 9001}", func(c Config) any { return c.HTTP.Port }, 9001},
+		{"file wins", map[string]string{"APP_PORT": "9000"}, "http: {port: 9001}", func(c Config) any { return c.HTTP.Port }, 9001},
+		{"file silent", map[string]string{"APP_PORT": "9000"}, "log: {level: warn}", func(c Config) any { return c.HTTP.Port }, 9000},
+		{"file null", map[string]string{"APP_PORT": "9000"}, "http: {port: ~}", func(c Config) any { return c.HTTP.Port }, 9000},
+		{"group null", map[string]string{"APP_PORT": "9000"}, "http:\n", func(c Config) any { return c.HTTP.Port }, 9000},
+		{"empty file", map[string]string{"APP_PORT": "9000"}, "# nothing\n", func(c Config) any { return c.HTTP.Port }, 9000},
+		{"file empty string wins", map[string]string{"APP_HOST": "10.0.0.1"}, `http: {host: ""}`, func(c Config) any { return c.HTTP.Host }, ""},
+		{"env list", map[string]string{"AUTO_RECORD_ROOMS": "a, b,,c "}, "", func(c Config) any { return c.AutoRecord.Rooms }, []string{"a", "b", "c"}},
+		{"file list wins", map[string]string{"AUTO_RECORD_ROOMS": "a"}, "auto_record: {rooms: [x, 'y,z']}", func(c Config) any { return c.AutoRecord.Rooms }, []string{"x", "y,z"}},
+		{"file empty list wins", map[string]string{"AUTO_RECORD_ROOMS": "a"}, "auto_record: {rooms: []}", func(c Config) any { return c.AutoRecord.Rooms }, []string(nil)},
+		{"env auth off", map[string]string{"API_AUTH": "OFF"}, "", func(c Config) any { return c.HTTP.Auth }, false},
+		{"env auth false", map[string]string{"API_AUTH": "false"}, "", func(c Config) any { return c.HTTP.Auth }, false},
+		{"file auth off", map[string]string{"API_AUTH": "on"}, "http: {auth: off}", func(c Config) any { return c.HTTP.Auth }, false},
+		{"file auth true", map[string]string{"API_AUTH": "off"}, "http: {auth: true}", func(c Config) any { return c.HTTP.Auth }, true},
+		{"env level", map[string]string{"LOG_LEVEL": "DEBUG"}, "", func(c Config) any { return c.Log.Level }, slog.LevelDebug},
+		{"file level", map[string]string{"LOG_LEVEL": "debug"}, "log: {level: error}", func(c Config) any { return c.Log.Level }, slog.LevelError},
+		{"file duration", map[string]string{"REJOIN_TIMEOUT": "1s"}, "limits: {rejoin_timeout: 1m30s}", func(c Config) any { return c.Limits.RejoinTimeout }, 90 * time.Second},
+		{"file bool", map[string]string{"AUTO_RECORD": "true"}, "auto_record: {enabled: false}", func(c Config) any { return c.AutoRecord.Enabled }, false},
+		{"file secret wins", nil, "livekit: {api_secret: other}", func(c Config) any { return c.LiveKit.APISecret }, "other"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := with(tc.set)
+			if tc.file != "" {
+				m["CONFIG_FILE"] = writeFile(t, tc.file)
+			}
+			c, err := Load(env(m))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tc.got(c); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %#v, want %#v", got, tc.want)
+			}
+		})
+	}
+}
+
+// Errors about the file name it, the key and the line; values of the wrong
+// shape are refused by key.
+func TestFileErrors(t *testing.T) {
+	cases := []struct {
+		name, file, want string
+	}{
+		{"unknown key", "http:\n  prot: 1\n", `line 2: unknown key "http.prot"`},
+		{"unknown group", "htp: {port: 1}\n", `line 1: unknown key "htp"`},
+		{"flat key of old", "app_port: 8000\n", `unknown key "app_port"`},
+		{"key twice", "http:\n  port: 1\n  port: 2\n", `line 3: "http.port" is given twice`},
+		{"group twice", "http: {port: 1}\nhttp: {host: x}\n", `line 2: "http" is given twice`},
+		{"group not a mapping", "http: 8000\n", `line 1: "http" is a group: want its keys under it`},
+		{"file not a mapping", "- http\n", "want a mapping of groups"},
+		{"syntax", "http: {port: 1\n", "parse: yaml:"},
+		{"port text", "http:\n  port: abc\n", `APP_PORT (http.port, {file} line 2): "abc" is not a whole number`},
+		{"port list", "http: {port: [1]}\n", "APP_PORT (http.port, {file} line 1): want one value, not a list or mapping"},
+		{"url mapping", "livekit: {url: {a: b}}\n", "LIVEKIT_URL (livekit.url, {file} line 1): want one value"},
+		{"list as text", "auto_record: {rooms: team-*}\n", "AUTO_RECORD_ROOMS (auto_record.rooms, {file} line 1): want a list ([a, b])"},
+		{"list of lists", "auto_record: {rooms: [[a]]}\n", "AUTO_RECORD_ROOMS (auto_record.rooms, {file} line 1): want a list of strings"},
+		{"duration without unit", "limits: {join_timeout: 10}\n", `JOIN_TIMEOUT (limits.join_timeout, {file} line 1): "10" is not a duration`},
+		{"bool word", "s3: {force_path_style: yes}\n", `S3_FORCE_PATH_STYLE (s3.force_path_style, {file} line 1): "yes" is not true or false`},
+		{"auth word", "http: {auth: maybe}\n", `API_AUTH (http.auth, {file} line 1): "maybe" is not on or off`},
+		{"bad glob", "auto_record: {ignore_identities: ['[']}\n", `AUTO_RECORD_IGNORE_IDENTITIES: "[" is not a glob pattern`},
+		{"validation of a file value", "storage: {file_format: flac}\n", `FILE_FORMAT: "flac" is not ogg or webm`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := base()
+			p := writeFile(t, tc.file)
+			m["CONFIG_FILE"] = p
+			_, err := Load(env(m))
+			if err == nil {
+				t.Fatalf("no error, want %q", tc.want)
+			}
+			want := strings.ReplaceAll(tc.want, "{file}", p)
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q\nwant it to contain %q", err, want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q is more than one line", err)
+			}
+		})
+	}
+}
+
+// No error shows a secret's value, whatever is wrong with it.
+func TestSecretsNeverInErrors(t *testing.T) {
+	const value = "hunter2-value"
+	for _, s := range table() {
+		if !s.secret {
+			continue
+		}
+		group, name, _ := strings.Cut(s.key, ".")
+		files := []string{
+			group + ": {" + name + ": [" + value + "]}\n",
+			group + ": {" + name + ": {" + value + ": " + value + "}}\n",
+			group + ": {" + name + ": " + value + "}\nnot_a_group: 1\n",
+		}
+		for _, f := range files {
+			m := base()
+			m[s.env] = value
+			m["CONFIG_FILE"] = writeFile(t, f)
+			if _, err := Load(env(m)); err == nil || strings.Contains(err.Error(), value) {
+				t.Errorf("%s: error %v shows the value (file %q)", s.env, err, f)
+			}
+		}
+		// From the environment, a secret is only ever missing or alone.
+		m := base()
+		m[s.env] = value
+		if _, err := Load(env(m)); err != nil && strings.Contains(err.Error(), value) {
+			t.Errorf("%s: error %v shows the value", s.env, err)
+		}
+	}
+	// A secret whose text does not parse is not quoted either.
+	s := setting{env: "X_SECRET", secret: true, bind: bind(func(c *Config) *int { return &c.HTTP.Port }, integer)}
+	var c Config
+	err := s.fromText(&c, value, "")
+	if err == nil || strings.Contains(err.Error(), value) || !strings.HasPrefix(err.Error(), "X_SECRET: ") {
+		t.Errorf("secret parse error %v", err)
+	}
+}
+
+// Validate reports and changes nothing, for a valid or an invalid config,
+// built by Load or by hand.
+func TestValidateChangesNothing(t *testing.T) {
+	loaded, err := Load(env(with(map[string]string{
+		"LIVEKIT_URL": "wss://lk.example/", "AUTO_RECORD_ROOMS": "a,b", "AUTO_RECORD_IGNORE_IDENTITIES": "c",
+		"S3_DIRECTORY": "/tracks/", "API_AUTH": "off", "LOG_LEVEL": "warn",
+	})))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.AppPort != 9001 {
-		t.Errorf("file should override env: port %d", c.AppPort)
+	invalid := loaded
+	invalid.AutoRecord.Rooms = []string{"["}
+	invalid.HTTP.Port = 0
+	for name, c := range map[string]Config{"valid": loaded, "invalid": invalid, "zero": {}, "default": Default()} {
+		t.Run(name, func(t *testing.T) {
+			before := c
+			before.AutoRecord.Rooms = slices.Clone(c.AutoRecord.Rooms)
+			before.AutoRecord.IgnoreIdentities = slices.Clone(c.AutoRecord.IgnoreIdentities)
+			_ = c.Validate()
+			if !reflect.DeepEqual(c, before) {
+				t.Errorf("Validate changed the config:\n%+v\nwas\n%+v", c, before)
+			}
+		})
 	}
-	if c.LogLevelName != "debug" {
-		t.Errorf("env should remain where the file is silent: %q", c.LogLevelName)
-	}
-	if c.RejoinTimeout != 3*time.Second {
-		t.Errorf("rejoin timeout %s", c.RejoinTimeout)
-	}
-
-	if err := os.WriteFile(path, []byte("app_prot: 1\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Load(env(m)); err == nil || !strings.Contains(err.Error(), "app_prot") {
-		t.Errorf("unknown key should be refused by name, got %v", err)
+	if err := loaded.Validate(); err != nil {
+		t.Errorf("a loaded config does not validate: %v", err)
 	}
 }
 
-// The shipped example must load and set every key, so it stays the reference.
-func TestExampleFileIsComplete(t *testing.T) {
-	m := map[string]string{"CONFIG_FILE": "recorder.yaml"}
-	c, err := Load(env(m))
+// Validate checks a config built by hand as Load checks one it read.
+func TestValidateByHand(t *testing.T) {
+	ok := Default()
+	ok.LiveKit = devLiveKit()
+	cases := []struct {
+		name   string
+		change func(*Config)
+		want   string // "" is valid
+	}{
+		{"defaults", func(*Config) {}, ""},
+		{"zero", func(c *Config) { *c = Config{} }, "LIVEKIT_URL is required"},
+		{"format", func(c *Config) { c.Storage.FileFormat = "mp4" }, `FILE_FORMAT: "mp4" is not ogg or webm`},
+		{"mixdown mode", func(c *Config) { c.Mixdown.Mode = "" }, `MIXDOWN: "" is not builtin or none`},
+		{"concurrency", func(c *Config) { c.Mixdown.Concurrency = 0 }, "MIXDOWN_CONCURRENCY: 0 must be at least 1"},
+		{"max recordings", func(c *Config) { c.Limits.MaxRecordings = -1 }, "MAX_RECORDINGS: -1 must be at least 1"},
+		{"arm", func(c *Config) { c.Limits.ArmTimeout = 0 }, "ARM_TIMEOUT: 0s must be more than 0"},
+		{"pipeline pair", func(c *Config) { c.Pipeline.Secret = "s" }, "PIPELINE_WEBHOOK_SECRET is set but PIPELINE_WEBHOOK_KEY is not"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ok
+			tc.change(&c)
+			err := c.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("unexpected error %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestLiveKitHTTPURL(t *testing.T) {
+	cases := map[string]string{
+		"ws://h:7880":        "http://h:7880",
+		"wss://lk.example/":  "https://lk.example",
+		"https://h":          "https://h",
+		"http://h:7880/lk//": "http://h:7880/lk",
+		"ftp://h":            "",
+		"localhost":          "",
+	}
+	for in, want := range cases {
+		if got := (LiveKit{URL: in}).HTTPURL(); got != want {
+			t.Errorf("HTTPURL(%s) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestListenAddr(t *testing.T) {
+	cases := []struct {
+		host string
+		port int
+		want string
+	}{
+		{"", 8000, ":8000"},
+		{"127.0.0.1", 9000, "127.0.0.1:9000"},
+		{"::1", 8000, "[::1]:8000"},
+	}
+	for _, tc := range cases {
+		c := Config{HTTP: HTTP{Host: tc.host, Port: tc.port}}
+		if got := c.ListenAddr(); got != tc.want {
+			t.Errorf("ListenAddr(%q, %d) = %q, want %q", tc.host, tc.port, got, tc.want)
+		}
+	}
+}
+
+func TestS3Enabled(t *testing.T) {
+	for _, tc := range []struct {
+		s    S3
+		want bool
+	}{
+		{S3{}, false},
+		{S3{Bucket: "b"}, false},
+		{S3{Region: "r"}, false},
+		{S3{Bucket: "b", Region: "r"}, true},
+	} {
+		if got := tc.s.Enabled(); got != tc.want {
+			t.Errorf("%+v.Enabled() = %v", tc.s, got)
+		}
+	}
+}
+
+func TestSigningKeys(t *testing.T) {
+	c := Config{LiveKit: devLiveKit()}
+	if k, s, shared := c.SigningKeys(); k != "devkey" || s != "secret" || !shared {
+		t.Errorf("without a pipeline pair: %q %q %v, want the LiveKit pair, shared", k, s, shared)
+	}
+	c.Pipeline = Pipeline{Key: "pk", Secret: "ps"}
+	if k, s, shared := c.SigningKeys(); k != "pk" || s != "ps" || shared {
+		t.Errorf("with a pipeline pair: %q %q %v, want it, not shared", k, s, shared)
+	}
+}
+
+// The shipped example loads on its own, sets every key of the table (as the
+// default, but for LiveKit) and names each key's environment variable.
+func TestExampleFile(t *testing.T) {
+	c, err := Load(env(map[string]string{"CONFIG_FILE": "recorder.yaml"}))
 	if err != nil {
 		t.Fatalf("example does not load: %v", err)
 	}
-	if c.LiveKitURL == "" || c.APIKey == "" {
-		t.Errorf("example lacks LiveKit settings: %+v", c)
+	want := Default()
+	want.LiveKit = devLiveKit()
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("example loads as\n%+v\nwant the defaults\n%+v", c, want)
 	}
 	data, err := os.ReadFile("recorder.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"livekit_url", "livekit_api_key", "livekit_api_secret", "app_host", "app_port", "log_level", "local_directory", "file_format", "jitter_window", "s3_bucket", "s3_region", "s3_directory", "s3_endpoint", "s3_force_path_style", "drain_timeout", "mixdown", "mixdown_directory", "mixdown_format", "mixdown_settle", "pipeline_webhook_url", "auto_record", "auto_record_rooms", "auto_record_ignore_identities", "api_auth", "join_timeout", "rejoin_timeout", "reconnect_timeout", "shutdown_timeout"} {
-		if !strings.Contains(string(data), "\n"+key+":") {
-			t.Errorf("example does not document %s", key)
+	var groups map[string]map[string]any
+	if err := yaml.Unmarshal(data, &groups); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range table() {
+		group, name, _ := strings.Cut(s.key, ".")
+		if _, ok := groups[group][name]; !ok {
+			t.Errorf("example does not set %s", s.key)
+		}
+		if !regexp.MustCompile(`#.*\b` + s.env + `\b`).Match(data) {
+			t.Errorf("example does not name %s in a comment", s.env)
 		}
 	}
+}
+
+// The README's configuration table is the table of settings, rendered.
+func TestREADMETable(t *testing.T) {
+	data, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(data), "\n### Configuration\n")
+	if !ok {
+		t.Fatal("README.md has no ### Configuration section")
+	}
+	if end := strings.Index(section, "\n#"); end >= 0 {
+		section = section[:end]
+	}
+	if !strings.Contains(section, "`CONFIG_FILE`") {
+		t.Error("the configuration section does not mention CONFIG_FILE")
+	}
+	var rows []string
+	for line := range strings.Lines(section) {
+		if strings.HasPrefix(line, "|") {
+			rows = append(rows, line)
+		} else if len(rows) > 0 {
+			break
+		}
+	}
+	got, want := strings.Join(rows, ""), markdownTable()
+	for _, s := range table() {
+		if !strings.Contains(got, "| `"+s.env+"` |") {
+			t.Errorf("README's table does not list %s", s.env)
+		}
+	}
+	if got != want {
+		t.Errorf("README's configuration table differs from the settings; want:\n%s", want)
+	}
+}
+
+// markdownTable renders the settings as the README shows them.
+func markdownTable() string {
+	var b strings.Builder
+	b.WriteString("| variable | YAML key | default | |\n|---|---|---|---|\n")
+	for _, s := range table() {
+		def := "`" + s.def + "`"
+		switch {
+		case s.required:
+			def = "required"
+		case s.def == "":
+			def = "empty"
+		}
+		b.WriteString("| `" + s.env + "` | `" + s.key + "` | " + def + " | " + s.doc + " |\n")
+	}
+	return b.String()
+}
+
+// Every field of Config is bound by exactly one setting, whose YAML key is
+// the field's path in lower_snake case.
+func TestTableMirrorsStruct(t *testing.T) {
+	leaves := map[string]bool{}
+	ct := reflect.TypeFor[Config]()
+	for i := range ct.NumField() {
+		g := ct.Field(i)
+		for j := range g.Type.NumField() {
+			leaves[g.Name+"."+g.Type.Field(j).Name] = false
+		}
+	}
+	seen := map[string]bool{}
+	for _, s := range table() {
+		if seen[s.env] || seen[s.key] {
+			t.Errorf("%s (%s) is in the table twice", s.env, s.key)
+		}
+		seen[s.env], seen[s.key] = true, true
+		changed := ""
+		for _, sample := range []string{"debug", "7s", "7", "true", "on"} {
+			var c Config
+			if s.bind.text(&c, sample) != nil {
+				continue
+			}
+			changed = changedField(reflect.ValueOf(c))
+			break
+		}
+		if changed == "" {
+			t.Errorf("%s sets no field", s.env)
+			continue
+		}
+		if done, ok := leaves[changed]; !ok || done {
+			t.Errorf("%s sets %s, which is unknown or bound twice", s.env, changed)
+		}
+		leaves[changed] = true
+		if flat(s.key) != flat(changed) {
+			t.Errorf("%s: key %s does not mirror the field %s", s.env, s.key, changed)
+		}
+		if s.doc == "" || strings.Contains(s.doc, "\n") || strings.Contains(s.doc, "|") {
+			t.Errorf("%s: doc %q is not one line of a table", s.env, s.doc)
+		}
+	}
+	for f, bound := range leaves {
+		if !bound {
+			t.Errorf("field %s has no setting", f)
+		}
+	}
+}
+
+// flat folds a key or field path for comparison: "auto_record.ignore_identities" and
+// "AutoRecord.IgnoreIdentities" are the same.
+func flat(s string) string {
+	return strings.ToLower(strings.NewReplacer(".", "", "_", "").Replace(s))
+}
+
+// changedField is the "Group.Field" of the one non-zero leaf of c.
+func changedField(c reflect.Value) string {
+	for i := range c.NumField() {
+		g := c.Field(i)
+		for j := range g.NumField() {
+			if !g.Field(j).IsZero() {
+				return c.Type().Field(i).Name + "." + g.Type().Field(j).Name
+			}
+		}
+	}
+	return ""
 }
