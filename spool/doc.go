@@ -46,9 +46,11 @@
 // Every JSON file is written to a temporary name, synced, renamed into
 // place, and its folder synced, so each step is durable before the next
 // starts. A crash anywhere leaves something Recover completes: before 3 the
-// file has no manifest and is sealed again (marker rewritten); after 3 it is
-// closed and queued again. The marker comes before the manifest so that no
-// closed file is ever without its marker while its room still waits.
+// file has no manifest and is sealed again (marker rewritten; a marker that
+// matches the file's checksum becomes its manifest as it was); after 3 it is
+// closed, and queued again unless the spool is the store. The marker comes
+// before the manifest so that no closed file is ever without its marker
+// while its room still waits.
 //
 // # Recovery
 //
