@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/trackrec/trackrec/bot"
 	"github.com/trackrec/trackrec/muxer"
 	"github.com/trackrec/trackrec/uploader"
 )
@@ -71,10 +70,13 @@ type ManifestRecorder struct {
 	Recovered bool `json:"recovered,omitempty"`
 }
 
+// manifestVersion is the version of the manifest format written here.
+const manifestVersion = 1
+
 // NewManifest fills what is known when a track's file opens.
-func NewManifest(info bot.TrackInfo, key, container, instance string, start time.Time) Manifest {
+func NewManifest(info Track, key, container, instance string, start time.Time) Manifest {
 	return Manifest{
-		Version: 1,
+		Version: manifestVersion,
 		Room:    info.Room,
 		RoomSID: info.RoomSID,
 		Participant: ManifestParticipant{
@@ -90,12 +92,12 @@ func NewManifest(info bot.TrackInfo, key, container, instance string, start time
 		},
 		File:     ManifestFile{Key: key, Container: container},
 		Timeline: ManifestTimeline{Start: start.UTC()},
-		Recorder: ManifestRecorder{Instance: instance, Version: Version()},
+		Recorder: ManifestRecorder{Instance: instance, Version: version()},
 	}
 }
 
-// Complete adds what is known once the file is closed.
-func (m *Manifest) Complete(st muxer.Stats, size int64, sum []byte) {
+// complete adds what is known once the file is closed.
+func (m *Manifest) complete(st muxer.Stats, size int64, sum []byte) {
 	m.File.Size = size
 	m.File.SHA256 = hex.EncodeToString(sum)
 	if !st.Anchor.IsZero() {
@@ -107,20 +109,22 @@ func (m *Manifest) Complete(st muxer.Stats, size int64, sum []byte) {
 	m.Counts = st.Counts
 }
 
-// ManifestPath is the manifest's name beside a track file.
-func ManifestPath(media string) string {
+// manifestPath is the manifest's name beside a track file.
+func manifestPath(media string) string {
 	return strings.TrimSuffix(media, filepath.Ext(media)) + ".json"
 }
 
-// PendingPath holds the manifest while the file is being written, so a file
+// pendingPath holds the manifest while the file is being written, so a file
 // recovered after a crash still has its room, participant and track details.
 // Its extension is not .json, so it is never taken for a finished manifest.
-func PendingPath(media string) string {
+func pendingPath(media string) string {
 	return strings.TrimSuffix(media, filepath.Ext(media)) + ".pending"
 }
 
-// WriteJSON writes v to path atomically (temp file, fsync, rename).
-func WriteJSON(path string, v any) error {
+// writeJSON writes v to path atomically and durably: temp file, fsync,
+// rename, fsync of the folder, so the rename itself survives a power loss
+// before anything written after it.
+func writeJSON(path string, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
@@ -138,12 +142,27 @@ func WriteJSON(path string, v any) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }
 
-func ReadManifest(path string) (Manifest, error) {
+// syncDir makes the entries of the folder at path durable.
+func syncDir(path string) error {
+	d, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	serr := d.Sync()
+	cerr := d.Close()
+	return errors.Join(serr, cerr)
+}
+
+func readManifest(path string) (Manifest, error) {
 	var m Manifest
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -155,8 +174,8 @@ func ReadManifest(path string) (Manifest, error) {
 	return m, nil
 }
 
-// Version names this build: the module version, or the VCS revision.
-func Version() string {
+// version names this build: the module version, or the VCS revision.
+func version() string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"
