@@ -1,7 +1,3 @@
-// Package bot is a LiveKit participant that joins a room hidden, publishes
-// nothing, and subscribes only to the audio tracks of the participants it is
-// asked to record. It follows the room (late publishes, republishes,
-// reconnects) and reports what happens to a Handler.
 package bot
 
 import (
@@ -9,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/livekit/protocol/auth"
@@ -38,6 +37,9 @@ type Config struct {
 	ReconnectTimeout time.Duration
 }
 
+// defaultReconnectTimeout applies when Config.ReconnectTimeout is not set.
+const defaultReconnectTimeout = 5 * time.Second
+
 // TrackInfo describes a subscribed track.
 type TrackInfo struct {
 	Room            string
@@ -48,6 +50,12 @@ type TrackInfo struct {
 	TrackSID        string
 	Source          string // microphone, screen_share_audio, unknown
 	MimeType        string
+	// Subscription numbers one subscription the bot handed over: unique in
+	// the process (across bots and rooms), never zero, and the same in the
+	// TrackEnded that ends this subscription. A track that is unsubscribed
+	// and subscribed again keeps its TrackSID but gets a new number, so a
+	// late end of the old subscription never matches the new one.
+	Subscription uint64
 }
 
 // RTPReader is the part of *webrtc.TrackRemote a Track reads from.
@@ -81,7 +89,11 @@ type Handler interface {
 	// TrackSubscribed hands over a new track of a recorded participant. It
 	// returns false when nobody will read it, and the bot unsubscribes.
 	TrackSubscribed(t *Track) bool
-	// TrackEnded says a track was unpublished or unsubscribed.
+	// TrackEnded says a subscription TrackSubscribed handed over (and the
+	// handler took) ended: the track was unpublished, or unsubscribed other
+	// than by Forget. info is the handed-over TrackInfo, Subscription
+	// included. It is called at most once per subscription, never before
+	// the TrackSubscribed that handed it over has returned.
 	TrackEnded(info TrackInfo)
 	// ParticipantJoined says a recorded participant is (again) in the room.
 	ParticipantJoined(identity string)
@@ -96,71 +108,89 @@ type Handler interface {
 	Disconnected(reason string, recoverable bool)
 }
 
+// subscriptionIDs numbers subscriptions for the whole process. It is the
+// package's one piece of shared state: TrackInfo.Subscription must not
+// repeat across bots, since a room's replacement bot can subscribe to the
+// same track SIDs as the bot it replaces.
+var subscriptionIDs atomic.Uint64
+
 // Bot is one participant in one room.
 type Bot struct {
 	cfg  Config
 	h    Handler
 	log  *slog.Logger
-	room *lksdk.Room
+	room room
 	name string
+
+	// handover orders track events for the handler: a subscription is
+	// handed over and recorded in subs under it, and ended under it, so a
+	// TrackEnded never overtakes the TrackSubscribed it ends. Only track
+	// callbacks take it, never the methods the handler may call.
+	handover sync.Mutex
 
 	mu     sync.Mutex
 	wanted map[string]bool
 	// requested holds the track SIDs the bot asked to receive. The SDK's own
 	// IsSubscribed stays true after an unsubscribe, so it cannot tell.
 	requested map[string]bool
-	leaving   bool
+	// subs holds the subscriptions handed over and not ended yet, by the
+	// remote track the SDK delivered: a late unsubscribe of an older
+	// subscription of a track SID names its own remote, not the new one.
+	subs    map[remoteTrack]TrackInfo
+	leaving bool
 	// watchdog ends a reconnect that takes longer than ReconnectTimeout.
+	// armed numbers the watchdogs, so one that fires as it is disarmed can
+	// tell it is no longer the current one.
 	watchdog *time.Timer
+	armed    uint64
 }
 
 // ErrUnreachable wraps failures to join through LiveKit: connection refused,
 // TLS or signalling failures, a refused token.
 var ErrUnreachable = errors.New("could not join LiveKit")
 
-// Join connects a bot to room and returns once it has joined. ctx bounds the
-// join. Errors wrap ErrUnreachable when LiveKit cannot be reached, and
-// context.DeadlineExceeded when the join was too slow.
-func Join(ctx context.Context, cfg Config, room string, h Handler) (*Bot, error) {
+func newBot(cfg Config, roomName string, h Handler) *Bot {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	b := &Bot{cfg: cfg, h: h, name: room, wanted: map[string]bool{}, requested: map[string]bool{}, log: log.With("room", room)}
+	return &Bot{
+		cfg:       cfg,
+		h:         h,
+		name:      roomName,
+		wanted:    map[string]bool{},
+		requested: map[string]bool{},
+		subs:      map[remoteTrack]TrackInfo{},
+		log:       log.With("room", roomName),
+	}
+}
+
+// Join connects a bot to room and returns once it has joined. ctx bounds the
+// join. Errors wrap ErrUnreachable when LiveKit cannot be reached, and
+// context.DeadlineExceeded when the join was too slow.
+func Join(ctx context.Context, cfg Config, room string, h Handler) (*Bot, error) {
+	b := newBot(cfg, room, h)
 	token, err := b.token(room)
 	if err != nil {
 		return nil, fmt.Errorf("bot token: %w", err)
 	}
-	cb := lksdk.NewRoomCallback()
-	cb.ParticipantCallback = lksdk.ParticipantCallback{
-		OnTrackPublished:          b.onTrackPublished,
-		OnTrackSubscribed:         b.onTrackSubscribed,
-		OnTrackUnsubscribed:       b.onTrackUnsubscribed,
-		OnTrackUnpublished:        b.onTrackUnpublished,
-		OnTrackSubscriptionFailed: b.onTrackSubscriptionFailed,
-		OnTrackMuted:              b.onTrackMuted,
-		OnTrackUnmuted:            b.onTrackUnmuted,
-	}
-	cb.OnParticipantConnected = b.onParticipantConnected
-	cb.OnParticipantDisconnected = b.onParticipantDisconnected
-	cb.OnDisconnectedWithReason = b.onDisconnected
-	cb.OnReconnecting = b.onReconnecting
-	cb.OnReconnected = b.onReconnected
-
-	b.room = lksdk.NewRoom(cb)
+	// The room is in place before the join: the SDK reports the
+	// participants already there while it joins.
+	lkroom := lksdk.NewRoom(b.callbacks())
+	b.room = sdkRoom{lkroom}
 	opts := []lksdk.ConnectOption{lksdk.WithAutoSubscribe(false), lksdk.WithLogger(sdkLogger(b.log))}
 	if dl, ok := ctx.Deadline(); ok {
 		opts = append(opts, lksdk.WithConnectTimeout(time.Until(dl)))
 	}
 	joined := make(chan error, 1)
-	go func() { joined <- b.room.JoinWithContextAndToken(ctx, cfg.URL, token, opts...) }()
+	go func() { joined <- lkroom.JoinWithContextAndToken(ctx, cfg.URL, token, opts...) }()
 	select {
 	case err = <-joined:
 	case <-ctx.Done():
 		// The SDK may not give up at once; make sure a late join leaves.
 		go func() {
 			if <-joined == nil {
-				b.room.Disconnect()
+				lkroom.Disconnect()
 			}
 		}()
 		return nil, fmt.Errorf("join room %q: %w", room, ctx.Err())
@@ -171,7 +201,7 @@ func Join(ctx context.Context, cfg Config, room string, h Handler) (*Bot, error)
 		}
 		return nil, fmt.Errorf("join room %q: %w: %w", room, ErrUnreachable, err)
 	}
-	b.log.Info("bot joined", "identity", cfg.Identity, "room_sid", b.room.SID())
+	b.log.Info("bot joined", "identity", cfg.Identity, "room_sid", lkroom.SID())
 	return b, nil
 }
 
@@ -199,15 +229,11 @@ func (b *Bot) Record(identity string) bool {
 	b.mu.Lock()
 	b.wanted[identity] = true
 	b.mu.Unlock()
-	rp := b.room.GetParticipantByIdentity(identity)
+	rp := b.room.participant(identity)
 	if rp == nil {
 		return false
 	}
-	for _, pub := range rp.TrackPublications() {
-		if rpub, ok := pub.(*lksdk.RemoteTrackPublication); ok {
-			b.subscribe(rpub, rp)
-		}
-	}
+	b.subscribeAll(rp)
 	return true
 }
 
@@ -216,21 +242,34 @@ func (b *Bot) Record(identity string) bool {
 func (b *Bot) Forget(identity string) {
 	b.mu.Lock()
 	delete(b.wanted, identity)
+	for remote, info := range b.subs {
+		if info.Participant == identity {
+			delete(b.subs, remote)
+		}
+	}
 	b.mu.Unlock()
-	rp := b.room.GetParticipantByIdentity(identity)
+	rp := b.room.participant(identity)
 	if rp == nil {
 		return
 	}
-	for _, pub := range rp.TrackPublications() {
-		if rpub, ok := pub.(*lksdk.RemoteTrackPublication); ok {
-			b.unsubscribe(rpub, identity)
-		}
+	for _, pub := range rp.publications() {
+		b.unsubscribe(pub, identity)
 	}
 }
 
 // Present says whether identity is in the room now.
 func (b *Bot) Present(identity string) bool {
-	return b.room.GetParticipantByIdentity(identity) != nil
+	return b.room.participant(identity) != nil
+}
+
+// ParticipantSID is the SID of identity's current session in the room as
+// the bot sees it, "" when identity is not in the room. A participant that
+// reconnects gets a new SID, so an event naming an older SID is stale.
+func (b *Bot) ParticipantSID(identity string) string {
+	if rp := b.room.participant(identity); rp != nil {
+		return rp.SID()
+	}
+	return ""
 }
 
 // Leave disconnects the bot. It is safe to call more than once.
@@ -241,6 +280,9 @@ func (b *Bot) Leave() {
 		return
 	}
 	b.leaving = true
+	if b.watchdog != nil {
+		b.watchdog.Stop()
+	}
 	b.mu.Unlock()
 	b.room.Disconnect()
 	b.log.Info("bot left")
@@ -263,9 +305,16 @@ func (b *Bot) wants(identity string) bool {
 	return b.wanted[identity] && !b.leaving
 }
 
+// subscribeAll asks for every publication of rp the rules allow.
+func (b *Bot) subscribeAll(rp participant) {
+	for _, pub := range rp.publications() {
+		b.subscribe(pub, rp)
+	}
+}
+
 // subscribe asks for pub if it is audio of a recorded participant and not
 // asked for already.
-func (b *Bot) subscribe(pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
+func (b *Bot) subscribe(pub publication, rp participant) {
 	if pub.Kind() != lksdk.TrackKindAudio {
 		return
 	}
@@ -290,7 +339,7 @@ func (b *Bot) subscribe(pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParti
 }
 
 // unsubscribe lets go of pub if the bot asked for it.
-func (b *Bot) unsubscribe(pub *lksdk.RemoteTrackPublication, identity string) {
+func (b *Bot) unsubscribe(pub publication, identity string) {
 	sid := pub.SID()
 	b.mu.Lock()
 	had := b.requested[sid]
@@ -310,38 +359,77 @@ func (b *Bot) forgetTrack(sid string) {
 	b.mu.Unlock()
 }
 
-func (b *Bot) onTrackPublished(pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
+func (b *Bot) onTrackPublished(pub publication, rp participant) {
 	b.subscribe(pub, rp)
 }
 
-func (b *Bot) onTrackSubscribed(track *webrtc.TrackRemote, pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
+func (b *Bot) onTrackSubscribed(track remoteTrack, pub publication, rp participant) {
 	if track.Kind() != webrtc.RTPCodecTypeAudio {
 		return
 	}
 	info := b.info(pub, rp)
 	info.MimeType = track.Codec().MimeType
-	// Subscribed before a Forget landed, or nobody to write it: let go.
-	if !b.wants(rp.Identity()) || !b.h.TrackSubscribed(&Track{Info: info, Remote: track}) {
+	info.Subscription = subscriptionIDs.Add(1)
+	// Subscribed before a Forget landed, or nobody to read it: let go.
+	if !b.handOver(track, info) {
 		b.unsubscribe(pub, rp.Identity())
 	}
 }
 
-func (b *Bot) onTrackUnsubscribed(_ *webrtc.TrackRemote, pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
+// handOver gives a new subscription to the handler and, when it is taken,
+// remembers it until it ends.
+func (b *Bot) handOver(track remoteTrack, info TrackInfo) bool {
+	b.handover.Lock()
+	defer b.handover.Unlock()
+	if !b.wants(info.Participant) || !b.h.TrackSubscribed(&Track{Info: info, Remote: track}) {
+		return false
+	}
+	b.mu.Lock()
+	// A Forget during the handover already let go of it.
+	if b.wanted[info.Participant] && !b.leaving {
+		b.subs[track] = info
+	}
+	b.mu.Unlock()
+	return true
+}
+
+// end reports the end of the handed-over subscriptions that match.
+func (b *Bot) end(match func(remoteTrack, TrackInfo) bool) {
+	b.handover.Lock()
+	defer b.handover.Unlock()
+	var ended []TrackInfo
+	b.mu.Lock()
+	for remote, info := range b.subs {
+		if match(remote, info) {
+			ended = append(ended, info)
+			delete(b.subs, remote)
+		}
+	}
+	b.mu.Unlock()
+	for _, info := range ended {
+		b.h.TrackEnded(info)
+	}
+}
+
+func (b *Bot) onTrackUnsubscribed(track remoteTrack, pub publication, rp participant) {
 	if pub.Kind() != lksdk.TrackKindAudio || b.left() {
 		return
 	}
-	b.forgetTrack(pub.SID())
-	b.h.TrackEnded(b.info(pub, rp))
+	sid := pub.SID()
+	b.forgetTrack(sid)
+	b.end(func(remote remoteTrack, _ TrackInfo) bool { return remote == track })
 	// An unsubscribe that lands after the participant was asked for again
 	// (a stop quickly followed by a start) must not leave a published track
-	// unsubscribed: ask for it again.
-	if b.wants(rp.Identity()) && published(rp, pub.SID()) {
+	// unsubscribed: ask for it again. Not for a session that left (the SDK
+	// unsubscribes its tracks while they are still listed): a new session
+	// brings new publications.
+	if b.wants(rp.Identity()) && published(rp, sid) && b.ParticipantSID(rp.Identity()) == rp.SID() {
 		b.subscribe(pub, rp)
 	}
 }
 
-func published(rp *lksdk.RemoteParticipant, sid string) bool {
-	for _, p := range rp.TrackPublications() {
+func published(rp participant, sid string) bool {
+	for _, p := range rp.publications() {
 		if p.SID() == sid {
 			return true
 		}
@@ -349,42 +437,34 @@ func published(rp *lksdk.RemoteParticipant, sid string) bool {
 	return false
 }
 
-func (b *Bot) onTrackUnpublished(pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
-	if pub.Kind() == lksdk.TrackKindAudio && !b.left() {
-		b.forgetTrack(pub.SID())
-		b.h.TrackEnded(b.info(pub, rp))
+func (b *Bot) onTrackUnpublished(pub publication, _ participant) {
+	if pub.Kind() != lksdk.TrackKindAudio || b.left() {
+		return
 	}
+	sid := pub.SID()
+	b.forgetTrack(sid)
+	// The SDK reports the unsubscribe of a subscribed track first; this
+	// ends what is left, a subscription whose remote it no longer names.
+	b.end(func(_ remoteTrack, info TrackInfo) bool { return info.TrackSID == sid })
 }
 
-func (b *Bot) onTrackSubscriptionFailed(sid string, rp *lksdk.RemoteParticipant) {
+func (b *Bot) onTrackSubscriptionFailed(sid string, rp participant) {
 	// Forget the request so a later publication event can ask again.
 	b.forgetTrack(sid)
 	b.log.Error("track subscription failed", "participant", rp.Identity(), "track", sid)
 }
 
-func (b *Bot) onTrackMuted(pub lksdk.TrackPublication, p lksdk.Participant) {
-	b.log.Debug("track muted", "participant", p.Identity(), "track", pub.SID())
-}
-
-func (b *Bot) onTrackUnmuted(pub lksdk.TrackPublication, p lksdk.Participant) {
-	b.log.Debug("track unmuted", "participant", p.Identity(), "track", pub.SID())
-}
-
-func (b *Bot) onParticipantConnected(rp *lksdk.RemoteParticipant) {
+func (b *Bot) onParticipantConnected(rp participant) {
 	if !b.wants(rp.Identity()) {
 		return
 	}
 	b.h.ParticipantJoined(rp.Identity())
 	// Publications that arrived with the participant were offered before this
 	// callback; subscribe to any the bot has not asked for yet.
-	for _, pub := range rp.TrackPublications() {
-		if rpub, ok := pub.(*lksdk.RemoteTrackPublication); ok {
-			b.subscribe(rpub, rp)
-		}
-	}
+	b.subscribeAll(rp)
 }
 
-func (b *Bot) onParticipantDisconnected(rp *lksdk.RemoteParticipant) {
+func (b *Bot) onParticipantDisconnected(rp participant) {
 	if !b.wants(rp.Identity()) {
 		return
 	}
@@ -434,16 +514,16 @@ func (b *Bot) onReconnecting() {
 	b.log.Warn("bot reconnecting")
 	wait := b.cfg.ReconnectTimeout
 	if wait <= 0 {
-		wait = 5 * time.Second
+		wait = defaultReconnectTimeout
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.leaving || b.watchdog != nil {
 		return
 	}
-	var t *time.Timer
-	t = time.AfterFunc(wait, func() { b.giveUp(t) })
-	b.watchdog = t
+	b.armed++
+	n := b.armed
+	b.watchdog = time.AfterFunc(wait, func() { b.giveUp(n) })
 }
 
 // onReconnected disarms the watchdog and asks again for every wanted
@@ -456,10 +536,7 @@ func (b *Bot) onReconnected() {
 		b.watchdog.Stop()
 		b.watchdog = nil
 	}
-	ids := make([]string, 0, len(b.wanted))
-	for id := range b.wanted {
-		ids = append(ids, id)
-	}
+	ids := slices.Sorted(maps.Keys(b.wanted))
 	// A restarted session has no subscriptions even where the track ids
 	// are the same: ask for everything again (the SDK ignores a request
 	// for a track it is subscribed to already).
@@ -470,11 +547,11 @@ func (b *Bot) onReconnected() {
 	}
 }
 
-// giveUp ends a reconnect that did not finish in time; t is the watchdog
+// giveUp ends a reconnect that did not finish in time; n is the watchdog
 // that fired, ignored if a reconnect disarmed it meanwhile.
-func (b *Bot) giveUp(t *time.Timer) {
+func (b *Bot) giveUp(n uint64) {
 	b.mu.Lock()
-	if b.leaving || b.watchdog != t {
+	if b.leaving || b.watchdog == nil || b.armed != n {
 		b.mu.Unlock()
 		return
 	}
@@ -485,7 +562,7 @@ func (b *Bot) giveUp(t *time.Timer) {
 	b.h.Disconnected("reconnect timed out", true)
 }
 
-func (b *Bot) info(pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) TrackInfo {
+func (b *Bot) info(pub publication, rp participant) TrackInfo {
 	return TrackInfo{
 		Room:            b.name,
 		RoomSID:         b.room.SID(),
@@ -498,6 +575,6 @@ func (b *Bot) info(pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipan
 	}
 }
 
-func source(pub lksdk.TrackPublication) string {
+func source(pub publication) string {
 	return strings.ToLower(pub.Source().String())
 }
