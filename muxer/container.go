@@ -5,6 +5,8 @@ import (
 	"io"
 
 	"github.com/trackrec/trackrec/muxer/ogg"
+	"github.com/trackrec/trackrec/muxer/opus"
+	"github.com/trackrec/trackrec/muxer/webm"
 )
 
 // Container formats. The format name is also the file extension.
@@ -38,29 +40,35 @@ func CheckFormat(format string) error {
 // page, a WebM cluster): what a crash can lose. Half a second keeps the
 // overhead small (about 1.2 kbit/s for Ogg) and a killed recording within a
 // second of its end.
-const flushSamples = clockRate / 2
+const flushSamples = opus.ClockRate / 2
 
-// newContainer starts a container of the given format on w.
+// Both writers take packets on the raw timeline as the timeline gives them.
+var (
+	_ Container = (*ogg.Writer)(nil)
+	_ Container = (*webm.Writer)(nil)
+)
+
+// newContainer starts a container of the given format on w. Ogg: the
+// OpusHead carries the pre-skip, a packet's granule is where it ends. WebM:
+// CodecPrivate is the OpusHead and CodecDelay the pre-skip, block
+// timestamps are the raw positions (1 ms grid), and an io.WriteSeeker gets
+// Duration and Cues at Close.
 func newContainer(format string, w io.Writer, channels int, preSkip int) (Container, error) {
 	switch format {
 	case "", FormatOgg:
-		ow, err := ogg.NewWriter(w, ogg.Header{Channels: uint8(channels), PreSkip: uint16(preSkip), InputSampleRate: clockRate},
+		ow, err := ogg.NewWriter(w, ogg.Header{Channels: uint8(channels), PreSkip: uint16(preSkip), InputSampleRate: opus.ClockRate},
 			ogg.Options{Vendor: vendor, MaxPageDuration: flushSamples})
 		if err != nil {
 			return nil, err
 		}
-		return oggContainer{ow}, nil
+		return ow, nil
 	case FormatWebM:
-		return newWebM(w, channels, preSkip)
+		ww, err := webm.NewWriter(w, webm.Header{Channels: uint8(channels), PreSkip: uint16(preSkip)},
+			webm.Options{ClusterDuration: opus.Duration(flushSamples)})
+		if err != nil {
+			return nil, err
+		}
+		return ww, nil
 	}
 	return nil, CheckFormat(format)
 }
-
-// oggContainer adapts ogg.Writer: the granule of a packet is where it ends.
-type oggContainer struct{ w *ogg.Writer }
-
-func (c oggContainer) WritePacket(payload []byte, start int64, samples int) error {
-	return c.w.WritePacket(payload, start+int64(samples))
-}
-func (c oggContainer) Close() error { return c.w.Close() }
-func (c oggContainer) Bytes() int64 { return c.w.Bytes() }

@@ -7,12 +7,17 @@
 //
 // # Timeline
 //
-// Samples are at 48 kHz, the Opus RTP clock (RFC 7587), the Ogg granule rate
-// and the WebM block timestamps' base. A timeline (container-agnostic) feeds
-// a Container (ogg.Writer or webm.Writer) in order. Positions below are on
-// the decoded timeline: 0 is the file's start second; the container's raw
-// position adds the pre-skip. Time only advances with packet arrivals (no
-// timers); Close flushes everything held.
+// Samples are at 48 kHz (opus.ClockRate), the Opus RTP clock (RFC 7587), the
+// Ogg granule rate and the WebM block timestamps' base; package opus holds
+// the Opus rules used here (packet durations, OpusHead, silence and
+// concealment packets). A timeline (container-agnostic) feeds a Container in
+// order: *ogg.Writer or *webm.Writer, both with
+// WritePacket(payload, start, samples), start being where the packet begins
+// on the raw timeline and samples its duration; the packets follow one
+// another without gaps (the timeline fills every hole). Positions below are
+// on the decoded timeline: 0 is the file's start second; the raw position
+// adds the pre-skip. Time only advances with packet arrivals (no timers);
+// Close flushes everything held.
 //
 // Anchor. The first AnchorWindow (default 1 s) of arrival time is held in
 // memory. Over the packets of the first SSRC in it, with T0 the timestamp of
@@ -85,14 +90,14 @@
 // Holes. A hole of h samples before a packet (h = position - end, rounded to
 // the nearest 120, filled when at least 60) is filled, before the packet:
 //   - h <= MaxConcealment (default 120 ms), after a publisher packet: packets
-//     that request loss concealment (RFC 7845 section 4.1): the previous
-//     publisher packet's TOC with zero-length frames, one frame as the TOC
-//     byte alone (code 0), several as code 3 with a frame count (up to
-//     120 ms per packet); the remainder that is not a whole frame is digital
-//     silence in 2.5 ms steps (Stats.ConcealmentPackets, PLCSamples).
+//     that request loss concealment (opus.PLC, RFC 7845 section 4.1): the
+//     previous publisher packet's TOC with zero-length frames, one frame as
+//     the TOC byte alone (code 0), several as code 3 with a frame count (up
+//     to 120 ms per packet); the remainder that is not a whole frame is
+//     digital silence in 2.5 ms steps (Stats.ConcealmentPackets, PLCSamples).
 //   - otherwise (mute, DTX, pause, reconnect, leading silence): digital
-//     silence, CELT-only fullband frames FF FE, 120 ms per packet
-//     (Stats.SilencePackets, SilenceSamples).
+//     silence (opus.Silence), CELT-only fullband frames FF FE, 120 ms per
+//     packet (Stats.SilencePackets, SilenceSamples).
 //
 // So a file is within 1.25 ms of its positions, plus the drift bound.
 // ffmpeg (native and libopus decoders), opusinfo, oggz-validate and mkvinfo

@@ -9,6 +9,7 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/trackrec/trackrec/muxer/internal/oggtest"
+	"github.com/trackrec/trackrec/muxer/opus"
 )
 
 // checked is a Container that checks what the timeline asks of every
@@ -23,7 +24,7 @@ type checked struct {
 }
 
 func (c *checked) WritePacket(p []byte, start int64, samples int) error {
-	n, err := PacketSamples(p)
+	n, err := opus.PacketSamples(p)
 	switch {
 	case err != nil:
 		c.t.Fatalf("packet %d at %d: %v", c.packets, start, err)
@@ -76,13 +77,16 @@ func FuzzTimeline(f *testing.F) {
 func fuzzTrack(t *testing.T, format string, ops []byte, opt uint8) {
 	var out bytes.Buffer
 	var c *checked
-	tr := NewTrack(Options{
+	tr, err := NewTrack(Options{
 		Format:         format,
 		AnchorWindow:   []time.Duration{0, -1, 200 * time.Millisecond, time.Second}[opt&3],
 		JitterWindow:   []time.Duration{0, -1, 20 * time.Millisecond, 200 * time.Millisecond}[opt>>2&3],
 		MaxConcealment: []time.Duration{0, -1, 10 * time.Millisecond, time.Second}[opt>>4&3],
 		Open:           func(time.Time, int) (io.WriteCloser, error) { return nopCloser{&out}, nil },
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	open := tr.tl.open
 	var openErr error
 	tr.tl.open = func(start time.Time, channels, preSkip int) (Container, error) {
@@ -125,7 +129,7 @@ func fuzzTrack(t *testing.T, format string, ops []byte, opt uint8) {
 		payload := fuzzPayloads[int(op[4]&15)%len(fuzzPayloads)]
 		p := &rtp.Packet{Header: rtp.Header{SSRC: ssrc, SequenceNumber: seq, Timestamp: ts}, Payload: bytes.Clone(payload)}
 		if len(payload) > 0 {
-			if _, err := PacketSamples(payload); err != nil {
+			if _, err := opus.PacketSamples(payload); err != nil {
 				malformed++
 			} else {
 				valid++
@@ -177,7 +181,7 @@ func fuzzTrack(t *testing.T, format string, ops []byte, opt uint8) {
 		if i < c.packets && !bytes.Equal(p.Data, c.written[i]) {
 			t.Fatalf("packet %d differs from what was written", i)
 		}
-		n, err := PacketSamples(p.Data)
+		n, err := opus.PacketSamples(p.Data)
 		if err != nil {
 			t.Fatalf("packet %d: %v", i, err)
 		}

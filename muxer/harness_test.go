@@ -19,6 +19,7 @@ import (
 
 	"github.com/trackrec/trackrec/muxer"
 	"github.com/trackrec/trackrec/muxer/internal/oggtest"
+	"github.com/trackrec/trackrec/muxer/opus"
 )
 
 // The synthetic streams: a publisher captures audio at origin + wall (on the
@@ -73,7 +74,7 @@ func (g *gen) send(n int) *gen {
 
 // sendPayload appends one packet with payload p.
 func (g *gen) sendPayload(p []byte) *gen {
-	n, err := muxer.PacketSamples(p)
+	n, err := opus.PacketSamples(p)
 	if err != nil {
 		panic(err)
 	}
@@ -133,7 +134,7 @@ func record(t testing.TB, format string, opts muxer.Options, pkts []sent) (*sink
 	t.Helper()
 	k := &sink{dir: t.TempDir(), ext: format}
 	opts.Open, opts.Format = k.open, format
-	tr := muxer.NewTrack(opts)
+	tr := newTrack(t, opts)
 	order := slices.Clone(pkts)
 	slices.SortStableFunc(order, func(a, b sent) int { return int(a.at - b.at) })
 	for i, s := range order {
@@ -162,7 +163,7 @@ type filler struct {
 func fillers(pkts []sent) map[string]filler {
 	m := map[string]filler{}
 	add := func(kind string, p []byte) {
-		n, err := muxer.PacketSamples(p)
+		n, err := opus.PacketSamples(p)
 		if err != nil {
 			panic(err)
 		}
@@ -170,7 +171,7 @@ func fillers(pkts []sent) map[string]filler {
 	}
 	for _, stereo := range []bool{false, true} {
 		for n := 120; n <= 5760; n += 120 {
-			for _, p := range muxer.Silence(n, stereo) {
+			for _, p := range opus.Silence(n, stereo) {
 				add("silence", p)
 			}
 		}
@@ -188,7 +189,7 @@ func fillers(pkts []sent) map[string]filler {
 	}
 	for toc := range tocs {
 		for n := 1; n <= 48; n++ {
-			for _, p := range muxer.PLC(toc, n) {
+			for _, p := range opus.PLC(toc, n) {
 				add("plc", p)
 			}
 		}
@@ -373,7 +374,7 @@ func check(t *testing.T, format string, k *sink, st muxer.Stats, pkts []sent, ch
 		t.Errorf("libopus decoded %d samples, ffmpeg's decoder %d", len(lib), len(pcm))
 	}
 	last := want[len(want)-1]
-	n, _ := muxer.PacketSamples(last.payload)
+	n, _ := opus.PacketSamples(last.payload)
 	wallDur := origin.Add(last.wall+latency).Sub(k.start).Seconds() + float64(n)/48000
 	if d := float64(len(pcm))/48000 - wallDur; math.Abs(d) > e.durTol.Seconds() {
 		t.Errorf("decoded %.4f s, wall clock %.4f s", float64(len(pcm))/48000, wallDur)
@@ -400,7 +401,7 @@ func checkGranules(t *testing.T, path string) {
 	_, pkts := oggtest.ReadFile(t, path)
 	var pos int64
 	for i, p := range pkts[2:] {
-		n, err := muxer.PacketSamples(p.Data)
+		n, err := opus.PacketSamples(p.Data)
 		if err != nil {
 			t.Fatalf("packet %d: %v", i, err)
 		}

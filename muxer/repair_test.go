@@ -246,9 +246,12 @@ func recordUntilKilled(spec string) {
 		fail(err)
 	}
 	payloads := decodePayloads(data)
-	tr := muxer.NewTrack(muxer.Options{Format: format, Open: func(time.Time, int) (io.WriteCloser, error) {
+	tr, err := muxer.NewTrack(muxer.Options{Format: format, Open: func(time.Time, int) (io.WriteCloser, error) {
 		return os.Create(path)
 	}})
+	if err != nil {
+		fail(err)
+	}
 	start := time.Now()
 	for i := 0; time.Since(start) < 30*time.Second; i++ {
 		p := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SSRC: 7, SequenceNumber: uint16(i), Timestamp: uint32(i * 960)},

@@ -6,12 +6,12 @@ import (
 	"log/slog"
 	"slices"
 	"time"
+
+	"github.com/trackrec/trackrec/muxer/opus"
 )
 
 // Timeline constants (see the package doc).
 const (
-	clockRate = 48000
-
 	// minPreSkip is the least pre-skip written: RFC 7845's recommended 80 ms,
 	// so players and validators never see an implausibly small value. The
 	// samples it covers are leading silence.
@@ -20,10 +20,10 @@ const (
 	// holdBound: a packet whose delay (arrival position minus RTP position)
 	// differs from the current mapping by more than this is a suspected
 	// discontinuity, and packets are held until it is resolved.
-	holdBound = 200 * clockRate / 1000
+	holdBound = 200 * opus.ClockRate / 1000
 	// driftBound: the mapping is re-based when the least delayed packet of
 	// the last driftWindow of arrivals is more than this far from it.
-	driftBound   = 10 * clockRate / 1000
+	driftBound   = 10 * opus.ClockRate / 1000
 	driftBucket  = 500 * time.Millisecond
 	driftBuckets = 10 // window of 5 s
 
@@ -191,8 +191,8 @@ func (t *timeline) anchor() {
 	// had packet i's delay applied. The least of these is the anchor. A packet
 	// more than a window and a bound earlier than T0's own estimate cannot
 	// be a late packet: its timestamp jumped, and it does not count.
-	offset := func(i int) time.Duration { return p[i].at - samplesDur(p[i].ext-p[low].ext) }
-	floor := offset(low) - t.cfg.anchorWindow - samplesDur(holdBound)
+	offset := func(i int) time.Duration { return p[i].at - opus.Duration(p[i].ext-p[low].ext) }
+	floor := offset(low) - t.cfg.anchorWindow - opus.Duration(holdBound)
 	best := offset(low)
 	for i := range p {
 		if p[i].ssrc == ssrc0 {
@@ -204,11 +204,11 @@ func (t *timeline) anchor() {
 	}
 	anchor := t.epoch.Add(best).Round(time.Microsecond).UTC()
 	start := anchor.Truncate(time.Second)
-	lead := durSamples(anchor.Sub(start))
-	silence := (lead + minPreSkip + SilenceGranularity - 1) / SilenceGranularity * SilenceGranularity
+	lead := opus.Samples(anchor.Sub(start))
+	silence := (lead + minPreSkip + opus.MinFrameSamples - 1) / opus.MinFrameSamples * opus.MinFrameSamples
 	t.preSkip = silence - lead
 	t.startAt = start.Sub(t.epoch)
-	t.stereo = Stereo(p[low].data)
+	t.stereo = opus.Stereo(p[low].data)
 	channels := 1
 	if t.stereo {
 		channels = 2
@@ -519,9 +519,9 @@ func (t *timeline) checkDrift() {
 	}
 	switch {
 	case m > driftBound:
-		f := int64(SilenceGranularity)
-		if t.haveTOC && frameSamples(t.toc) <= 2*driftBound {
-			f = int64(frameSamples(t.toc))
+		f := int64(opus.MinFrameSamples)
+		if t.haveTOC && opus.FrameSamples(t.toc) <= 2*driftBound {
+			f = int64(opus.FrameSamples(t.toc))
 		}
 		t.rebase(max((m+f/2)/f, 1)*f, "drift: rtp slower than arrival")
 	case m < -driftBound:
@@ -545,9 +545,7 @@ func (t *timeline) rebase(shift int64, reason string) {
 func (t *timeline) delay(e entry) int64 { return t.arrPos(e.at) - (e.ext - t.base) }
 
 // arrPos is an arrival time as a position on the decoded timeline.
-func (t *timeline) arrPos(at time.Duration) int64 {
-	return int64(at-t.startAt) / 1000 * (clockRate / 1000) / 1000
-}
+func (t *timeline) arrPos(at time.Duration) int64 { return opus.Samples(at - t.startAt) }
 
 // write puts a publisher packet at its mapped position, filling the hole
 // before it. A packet mapped before the end of what is written goes at the
@@ -558,7 +556,7 @@ func (t *timeline) write(e entry) {
 		return
 	}
 	pos := e.ext - t.base
-	if hole := pos - t.end; hole >= SilenceGranularity/2 {
+	if hole := pos - t.end; hole >= opus.MinFrameSamples/2 {
 		t.fill(hole)
 	} else if hole < 0 {
 		t.debugPkt("packet written after its position", e, slog.Int64("position", pos))
@@ -571,12 +569,12 @@ func (t *timeline) write(e entry) {
 // fill covers hole, rounded to the nearest 2.5 ms, with concealment or
 // silence.
 func (t *timeline) fill(hole int64) {
-	hole = (hole + SilenceGranularity/2) / SilenceGranularity * SilenceGranularity
+	hole = (hole + opus.MinFrameSamples/2) / opus.MinFrameSamples * opus.MinFrameSamples
 	if t.haveTOC && hole <= t.cfg.maxConceal {
-		f := int64(frameSamples(t.toc))
+		f := int64(opus.FrameSamples(t.toc))
 		for frames := int(hole / f); frames > 0 && t.err == nil; {
 			var k int
-			t.scratch, k = appendPLC(t.scratch[:0], t.toc, frames)
+			t.scratch, k = opus.AppendPLC(t.scratch[:0], t.toc, frames)
 			t.put(t.scratch, k*int(f))
 			frames -= k
 			hole -= int64(k) * f
@@ -586,7 +584,7 @@ func (t *timeline) fill(hole int64) {
 	}
 	for t.err == nil {
 		var n int
-		t.scratch, n = appendSilence(t.scratch[:0], int(min(hole, maxPacketSamples)), t.stereo)
+		t.scratch, n = opus.AppendSilence(t.scratch[:0], int(min(hole, opus.MaxPacketSamples)), t.stereo)
 		if n == 0 {
 			return
 		}
@@ -713,15 +711,6 @@ func slot(b int64) int64 {
 		i += driftBuckets
 	}
 	return i
-}
-
-// samplesDur converts 48 kHz samples to a duration (exact to the ns below).
-func samplesDur(s int64) time.Duration { return time.Duration(s * 62500 / 3) }
-
-// durSamples converts a duration to 48 kHz samples, rounding to nearest.
-func durSamples(d time.Duration) int64 {
-	us := int64(d / time.Microsecond)
-	return (us*(clockRate/1000) + 500) / 1000
 }
 
 func abs(x int64) int64 {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+
+	"github.com/trackrec/trackrec/muxer/opus"
 )
 
 // Defaults of the Options windows.
@@ -79,7 +81,7 @@ type Options struct {
 	// with the file's start (Stats.Start: a whole UTC second) and the channel
 	// count read from the first packet's TOC. It returns where the container
 	// goes. For WebM, an output that is also an io.Seeker gets Duration and
-	// Cues at Close.
+	// Cues at Close. Required.
 	Open func(start time.Time, channels int) (io.WriteCloser, error)
 	// Format is FormatOgg (the default when empty) or FormatWebM.
 	Format string
@@ -116,14 +118,21 @@ type Track struct {
 }
 
 // NewTrack returns a Track that opens its output once the anchor window has
-// passed.
-func NewTrack(o Options) *Track {
+// passed. It fails if o.Open is nil or o.Format is not a format this package
+// writes (see CheckFormat).
+func NewTrack(o Options) (*Track, error) {
+	if o.Open == nil {
+		return nil, errors.New("muxer: Options.Open is nil")
+	}
+	if err := CheckFormat(o.Format); err != nil {
+		return nil, err
+	}
 	t := &Track{opts: o}
 	t.tl = timeline{
 		cfg: config{
 			anchorWindow: window(o.AnchorWindow, DefaultAnchorWindow),
 			jitterWindow: window(o.JitterWindow, DefaultJitterWindow),
-			maxConceal:   durSamples(window(o.MaxConcealment, DefaultMaxConcealment)),
+			maxConceal:   opus.Samples(window(o.MaxConcealment, DefaultMaxConcealment)),
 			log:          o.Logger,
 		},
 		open:    t.open,
@@ -133,7 +142,7 @@ func NewTrack(o Options) *Track {
 	if o.MaxConcealment < 0 {
 		t.tl.cfg.maxConceal = -1
 	}
-	return t
+	return t, nil
 }
 
 func window(d, def time.Duration) time.Duration {
@@ -176,7 +185,7 @@ func (t *Track) WriteRTP(p *rtp.Packet, arrival time.Time) error {
 	if len(p.Payload) == 0 {
 		return nil
 	}
-	n, err := PacketSamples(p.Payload)
+	n, err := opus.PacketSamples(p.Payload)
 	if err != nil {
 		// A packet no decoder would accept is dropped: one bad packet from a
 		// publisher must not end the recording of the track.
@@ -184,14 +193,6 @@ func (t *Track) WriteRTP(p *rtp.Packet, arrival time.Time) error {
 		t.publish()
 		t.tl.debugf("malformed packet dropped", slog.Uint64("seq", uint64(p.SequenceNumber)), slog.Any("err", err))
 		return nil
-	}
-	if t.opts.Open == nil {
-		t.tl.err = errors.New("muxer: Options.Open is nil")
-	} else if err := CheckFormat(t.opts.Format); err != nil {
-		t.tl.err = err
-	}
-	if t.tl.err != nil {
-		return t.tl.err
 	}
 	err = t.tl.add(p.SSRC, p.SequenceNumber, p.Timestamp, p.Payload, n, arrival)
 	t.publish()

@@ -178,7 +178,7 @@ func TestTimeline(t *testing.T) {
 func TestLifecycle(t *testing.T) {
 	silence := []byte{0xF8, 0xFF, 0xFE}
 	t.Run("no packet opens nothing", func(t *testing.T) {
-		tr := muxer.NewTrack(muxer.Options{Open: func(time.Time, int) (io.WriteCloser, error) {
+		tr := newTrack(t, muxer.Options{Open: func(time.Time, int) (io.WriteCloser, error) {
 			t.Fatal("Open called")
 			return nil, nil
 		}})
@@ -192,7 +192,7 @@ func TestLifecycle(t *testing.T) {
 	t.Run("open waits for the anchor window", func(t *testing.T) {
 		opens := 0
 		var out closeBuffer
-		tr := muxer.NewTrack(muxer.Options{Open: func(time.Time, int) (io.WriteCloser, error) {
+		tr := newTrack(t, muxer.Options{Open: func(time.Time, int) (io.WriteCloser, error) {
 			opens++
 			return &out, nil
 		}})
@@ -212,7 +212,7 @@ func TestLifecycle(t *testing.T) {
 	t.Run("open error is returned and sticks", func(t *testing.T) {
 		errNoDisk := errors.New("no disk")
 		opens := 0
-		tr := muxer.NewTrack(muxer.Options{AnchorWindow: -1, Open: func(time.Time, int) (io.WriteCloser, error) {
+		tr := newTrack(t, muxer.Options{AnchorWindow: -1, Open: func(time.Time, int) (io.WriteCloser, error) {
 			opens++
 			return nil, errNoDisk
 		}})
@@ -231,7 +231,7 @@ func TestLifecycle(t *testing.T) {
 	})
 	t.Run("open error at Close", func(t *testing.T) {
 		errNoDisk := errors.New("no disk")
-		tr := muxer.NewTrack(muxer.Options{Open: func(time.Time, int) (io.WriteCloser, error) { return nil, errNoDisk }})
+		tr := newTrack(t, muxer.Options{Open: func(time.Time, int) (io.WriteCloser, error) { return nil, errNoDisk }})
 		if err := tr.WriteRTP(&rtp.Packet{Payload: silence}, origin); err != nil {
 			t.Fatal(err)
 		}
@@ -239,21 +239,32 @@ func TestLifecycle(t *testing.T) {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	t.Run("unknown format", func(t *testing.T) {
-		tr := muxer.NewTrack(muxer.Options{Format: "mp3", Open: func(time.Time, int) (io.WriteCloser, error) {
+	t.Run("options are checked at construction", func(t *testing.T) {
+		open := func(time.Time, int) (io.WriteCloser, error) {
 			t.Fatal("Open called")
 			return nil, nil
-		}})
-		if err := tr.WriteRTP(&rtp.Packet{Payload: silence}, origin); err == nil {
-			t.Error("mp3 accepted")
 		}
-		if err := muxer.CheckFormat("webm"); err != nil {
-			t.Error(err)
+		for _, tc := range []struct {
+			name string
+			o    muxer.Options
+		}{
+			{"unknown format", muxer.Options{Format: "mp3", Open: open}},
+			{"format in capitals", muxer.Options{Format: "OGG", Open: open}},
+			{"no Open", muxer.Options{Format: muxer.FormatWebM}},
+		} {
+			if tr, err := muxer.NewTrack(tc.o); err == nil || tr != nil {
+				t.Errorf("%s: accepted (%v)", tc.name, err)
+			}
+		}
+		for _, format := range []string{"", muxer.FormatOgg, muxer.FormatWebM} {
+			if _, err := muxer.NewTrack(muxer.Options{Format: format, Open: open}); err != nil {
+				t.Errorf("format %q: %v", format, err)
+			}
 		}
 	})
 	t.Run("bad packets are dropped, empty ones ignored, write after close fails", func(t *testing.T) {
 		var out closeBuffer
-		tr := muxer.NewTrack(muxer.Options{Open: func(time.Time, int) (io.WriteCloser, error) { return &out, nil }})
+		tr := newTrack(t, muxer.Options{Open: func(time.Time, int) (io.WriteCloser, error) { return &out, nil }})
 		if err := tr.WriteRTP(&rtp.Packet{Payload: []byte{0xF9, 1, 2, 3}}, origin); err != nil {
 			t.Errorf("malformed packet: %v, want it dropped", err)
 		}
@@ -278,7 +289,7 @@ func TestLifecycle(t *testing.T) {
 		}
 	})
 	t.Run("write error sticks", func(t *testing.T) {
-		tr := muxer.NewTrack(muxer.Options{AnchorWindow: -1, Open: func(time.Time, int) (io.WriteCloser, error) {
+		tr := newTrack(t, muxer.Options{AnchorWindow: -1, Open: func(time.Time, int) (io.WriteCloser, error) {
 			return &failWriter{ok: 2}, nil
 		}})
 		var err error
@@ -320,7 +331,7 @@ func (c *closeBuffer) Close() error { c.closed = true; return nil }
 
 // Stats may be read while another goroutine writes (run with -race).
 func TestStatsConcurrent(t *testing.T) {
-	tr := muxer.NewTrack(muxer.Options{Open: func(time.Time, int) (io.WriteCloser, error) { return &closeBuffer{}, nil }})
+	tr := newTrack(t, muxer.Options{Open: func(time.Time, int) (io.WriteCloser, error) { return &closeBuffer{}, nil }})
 	var wg sync.WaitGroup
 	done := make(chan struct{})
 	wg.Go(func() {
@@ -349,6 +360,16 @@ func TestStatsConcurrent(t *testing.T) {
 	}
 }
 
+// newTrack is muxer.NewTrack for options that must be valid.
+func newTrack(t testing.TB, o muxer.Options) *muxer.Track {
+	t.Helper()
+	tr, err := muxer.NewTrack(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
 type discardCloser struct{}
 
 func (discardCloser) Write(p []byte) (int, error) { return len(p), nil }
@@ -364,7 +385,7 @@ func BenchmarkTrackWriteRTP(b *testing.B) {
 	for _, format := range formats {
 		for _, bc := range []string{"steady", "dtx", "loss", "reorder"} {
 			b.Run(format+"/"+bc, func(b *testing.B) {
-				tr := muxer.NewTrack(muxer.Options{Format: format,
+				tr := newTrack(b, muxer.Options{Format: format,
 					Open: func(time.Time, int) (io.WriteCloser, error) { return discardCloser{}, nil }})
 				p := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SSRC: 1}, Payload: payload}
 				var seq uint16

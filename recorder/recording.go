@@ -112,12 +112,17 @@ func (r *Recording) addTrack(src *bot.Track, o *Options) bool {
 		r.awayTimer = nil
 	}
 	t := &track{info: src.Info, src: src, log: log, done: make(chan struct{}), opts: o, format: o.Format}
-	t.mux = muxer.NewTrack(muxer.Options{
+	mux, err := muxer.NewTrack(muxer.Options{
 		Open:         t.opener(o.Dir, o.Format),
 		Format:       o.Format,
 		JitterWindow: o.JitterWindow,
 		Logger:       log,
 	})
+	if err != nil {
+		t.fail(err)
+		return false
+	}
+	t.mux = mux
 	r.tracks = append(r.tracks, t)
 	r.state = StateRecording
 	r.wg.Add(1)

@@ -9,7 +9,7 @@ import (
 	"github.com/trackrec/trackrec/muxer/ogg"
 )
 
-// FuzzOggWriter writes random packet sequences (sizes, granule steps, page
+// FuzzOggWriter writes random packet sequences (sizes, durations, gaps, page
 // spans, flushes, headers) and checks that the stream always parses, with
 // pion's reader agreeing, and follows RFC 3533 and RFC 7845: OpusHead alone
 // on a BOS page 0, OpusTags ending its page(s) with granule 0, consecutive
@@ -40,16 +40,20 @@ func FuzzOggWriter(f *testing.F) {
 			granule int64
 		}
 		var pkts []pkt
-		var granule int64
+		var start, granule int64 // where the next packet starts, where the last one ends
 		for i := 0; i+1 < len(ops); i += 2 {
 			size := int(ops[i]) * 4
 			if ops[i] == 255 {
 				size = 70000 // spans pages
 			}
-			step := int64(ops[i+1]) * 120
-			if ops[i+1] == 0 && opt&16 != 0 {
-				if err := w.Flush(); err != nil {
-					t.Fatal(err)
+			samples := int(ops[i+1]) * 120
+			if samples == 0 {
+				if opt&16 != 0 {
+					if err := w.Flush(); err != nil {
+						t.Fatal(err)
+					}
+				} else {
+					start += 960 // a gap before the next packet
 				}
 				continue
 			}
@@ -57,10 +61,11 @@ func FuzzOggWriter(f *testing.F) {
 			var id [4]byte
 			binary.LittleEndian.PutUint32(id[:], uint32(i))
 			copy(p, id[:]) // packets differ
-			granule += step
-			if err := w.WritePacket(p, granule); err != nil {
+			if err := w.WritePacket(p, start, samples); err != nil {
 				t.Fatal(err)
 			}
+			granule = start + int64(samples)
+			start = granule
 			pkts = append(pkts, pkt{p, granule})
 		}
 		if err := w.Close(); err != nil {
@@ -125,7 +130,7 @@ func FuzzOggWriter(f *testing.F) {
 		if span == 0 {
 			span = ogg.DefaultMaxPageDuration
 		}
-		start := int64(0)
+		pageStart := int64(0)
 		for i, p := range pages[tagsEnd+1:] {
 			var n int
 			for _, a := range audio {
@@ -136,10 +141,10 @@ func FuzzOggWriter(f *testing.F) {
 			body := len(p.Body)
 			if p.Granule >= 0 {
 				filler := tagsEnd+1+i == len(pages)-1 && len(audio) > len(pkts)
-				if p.Granule-start > span && n > 1 && !filler {
-					t.Fatalf("page %d spans %d samples with %d packets ending on it", tagsEnd+1+i, p.Granule-start, n)
+				if p.Granule-pageStart > span && n > 1 && !filler {
+					t.Fatalf("page %d spans %d samples with %d packets ending on it", tagsEnd+1+i, p.Granule-pageStart, n)
 				}
-				start = p.Granule
+				pageStart = p.Granule
 			}
 			if body > 4096 && n > 1 {
 				t.Fatalf("page %d: %d body bytes with %d packets", tagsEnd+1+i, body, n)

@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/trackrec/trackrec/muxer/opus"
 )
 
 // ErrNoAudio is returned by Repair when no complete audio packet survives
@@ -58,7 +60,7 @@ func Repair(f *os.File) (RepairResult, error) {
 		Packets:  s.lastPackets - 2,
 		Granule:  granule,
 		PreSkip:  s.preSkip,
-		Duration: samplesDuration(granule - int64(s.preSkip)),
+		Duration: opus.Duration(max(granule-int64(s.preSkip), 0)), // nothing left after the pre-skip is 0
 	}
 	end := s.lastOff + int64(len(page))
 	if end == size && bytes.Equal(page, s.last) {
@@ -76,13 +78,6 @@ func Repair(f *os.File) (RepairResult, error) {
 	}
 	res.Repaired, res.Truncated = true, size-end
 	return res, nil
-}
-
-// samplesDuration converts 48 kHz samples to a Duration without overflow;
-// nothing left after the pre-skip is 0.
-func samplesDuration(n int64) time.Duration {
-	n = max(n, 0)
-	return time.Duration(n/48000)*time.Second + time.Duration(n%48000)*time.Second/48000
 }
 
 // scan is the state of a walk over the pages of a file.
@@ -237,10 +232,14 @@ func (s *scan) checkHeaders(page []byte, ended int, open bool) string {
 	body := page[headerLen+int(page[26]):]
 	switch {
 	case s.packets == 0:
-		if ended != 1 || open || len(body) < 19 || string(body[:8]) != "OpusHead" || body[8]>>4 != 0 || body[9] == 0 {
+		if ended != 1 || open {
 			return "first page is not an OpusHead page"
 		}
-		s.preSkip = int(binary.LittleEndian.Uint16(body[10:]))
+		h, err := opus.ParseHead(body)
+		if err != nil {
+			return "first page: " + err.Error()
+		}
+		s.preSkip = int(h.PreSkip)
 	case s.packets == 1 && page[5]&flagContinued == 0 && !bytes.HasPrefix(body, []byte("OpusTags")):
 		return "second packet is not OpusTags"
 	}

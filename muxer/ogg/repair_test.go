@@ -52,7 +52,7 @@ func record(t *testing.T, channels int, pkts [][]byte, o Options) recorded {
 	r := recorded{pkts: pkts, channels: channels}
 	for i, p := range pkts {
 		g := int64(i+1) * 960
-		if err := w.WritePacket(p, g); err != nil {
+		if err := w.WritePacket(p, g-960, 960); err != nil {
 			t.Fatal(err)
 		}
 		r.granules = append(r.granules, g)
@@ -395,7 +395,7 @@ func TestRepairRewritesLastPage(t *testing.T) {
 		}
 	}
 	data := concat(
-		testPage(flagBOS, 0, 0, []byte{19}, opusHead(Header{Channels: 1, PreSkip: testPreSkip})),
+		testPage(flagBOS, 0, 0, []byte{19}, Header{Channels: 1, PreSkip: testPreSkip}.Append(nil)),
 		testPage(0, 0, 1, []byte{byte(len(opusTags("t", nil)))}, opusTags("t", nil)),
 		testPage(0, 9600, 2, segs, body),
 	)

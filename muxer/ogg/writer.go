@@ -1,7 +1,12 @@
 // Package ogg writes an Ogg Opus stream (RFC 3533 container, RFC 7845
-// mapping) packet by packet. Payloads are written unchanged and granule
-// positions are the caller's, so gaps in the timeline stay where the caller
-// put them (unlike pion's oggwriter, which derives them itself).
+// mapping) packet by packet. Payloads are written unchanged and placed where
+// the caller says on the raw 48 kHz timeline (pre-skip included): a packet
+// that starts at start and lasts samples gets granule position start+samples,
+// the end of its last sample (unlike pion's oggwriter, which derives
+// positions itself). Packets come in order and never overlap; a packet may
+// start after the previous one ends, and the gap then stays in the granules.
+// The writer does not decode: samples is the caller's (opus.PacketSamples
+// gives it).
 //
 // Paging: a page holds as many packets as fit. The pending page is written
 // as soon as it is full: when it spans Options.MaxPageDuration samples
@@ -25,15 +30,18 @@
 // which no packet ends, so Close sets the flag on the pending page, which
 // then carries the last packets and the final granule. When nothing is
 // pending (no audio packet at all, the last page was full, or Flush right
-// before Close), Close adds a filler: CELT silence whose granule does not
-// advance, so RFC 7845 end trimming (section 4.5) removes it and the stream
-// decodes to exactly the
-// samples written. The same filler lifts a stream shorter than its pre-skip
-// to a final granule of pre-skip, as opusinfo reports a negative duration
-// otherwise, and a stream with no audio and pre-skip 0 ends with 2.5 ms of
-// silence, as opusinfo flags a zero granule on an audio page.
-// oggz-validate, opusinfo and ffmpeg accept all of these; the tests run them
-// on each case.
+// before Close), Close adds a filler: CELT silence in 2.5 ms frames whose
+// granule does not advance, so RFC 7845 end trimming (section 4.5) removes it
+// and the stream decodes to exactly the samples written. The same filler
+// lifts a stream shorter than its pre-skip to a final granule of pre-skip, as
+// opusinfo reports a negative duration otherwise, and a stream with no audio
+// and pre-skip 0 ends with 2.5 ms of silence, as opusinfo flags a zero
+// granule on an audio page. oggz-validate, opusinfo and ffmpeg accept all of
+// these; the tests run them on each case.
+//
+// Errors: a failed Write sticks (every later call returns it), since the
+// stream is then cut inside a page; a packet refused for its arguments
+// (empty, overlapping the previous one) leaves the Writer usable.
 package ogg
 
 import (
@@ -42,7 +50,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
+
+	"github.com/trackrec/trackrec/muxer/opus"
 )
 
 const (
@@ -52,7 +63,7 @@ const (
 	// next packet; libogg uses the same soft limit.
 	maxBody = 4096
 	// DefaultMaxPageDuration is the page span used when Options.MaxPageDuration is 0.
-	DefaultMaxPageDuration = 48000
+	DefaultMaxPageDuration = opus.ClockRate
 
 	flagContinued = 0x01
 	flagBOS       = 0x02
@@ -62,14 +73,9 @@ const (
 // ErrClosed is returned by writes after Close.
 var ErrClosed = errors.New("ogg: writer closed")
 
-// Header holds the OpusHead fields of a channel mapping family 0 stream
-// (mono or stereo).
-type Header struct {
-	Channels        uint8  // 1 or 2
-	PreSkip         uint16 // samples at 48 kHz to drop at the start of decoding
-	InputSampleRate uint32 // informational; 0 means unspecified
-	OutputGain      int16  // Q7.8 dB
-}
+// Header is the stream's OpusHead (mono or stereo), written as its first
+// packet.
+type Header = opus.Head
 
 // Options tune a Writer. The zero value is usable.
 type Options struct {
@@ -99,7 +105,7 @@ type Writer struct {
 
 	pageGranule int64 // granule of the last packet that ends on the pending page, -1 if none
 	pageStart   int64 // granule at the end of the previous page
-	granule     int64 // granule of the last packet written
+	granule     int64 // granule of the last packet written: where it ends
 
 	n      int64
 	closed bool
@@ -110,8 +116,8 @@ type Writer struct {
 // granule 0) and the comment header page(s) (OpusTags, ending its page,
 // granule 0) to w, and returns a Writer for the audio packets.
 func NewWriter(w io.Writer, h Header, o Options) (*Writer, error) {
-	if h.Channels != 1 && h.Channels != 2 {
-		return nil, fmt.Errorf("ogg: %d channels: mapping family 0 allows 1 or 2", h.Channels)
+	if err := h.Validate(); err != nil {
+		return nil, fmt.Errorf("ogg: %w", err)
 	}
 	for _, c := range o.Comments {
 		if k, _, ok := strings.Cut(c, "="); !ok || k == "" {
@@ -142,7 +148,7 @@ func NewWriter(w io.Writer, h Header, o Options) (*Writer, error) {
 		pageGranule: -1,
 	}
 	// OpusHead is 19 bytes: it always fits its page.
-	_ = ow.add(opusHead(h), 0)
+	_ = ow.add(h.Append(make([]byte, 0, opus.HeadSize)), 0)
 	if err := ow.writePage(flagBOS); err != nil {
 		return nil, err
 	}
@@ -153,19 +159,6 @@ func NewWriter(w io.Writer, h Header, o Options) (*Writer, error) {
 		return nil, err
 	}
 	return ow, nil
-}
-
-// opusHead builds the 19-byte identification header (RFC 7845 section 5.1).
-func opusHead(h Header) []byte {
-	b := make([]byte, 19)
-	copy(b, "OpusHead")
-	b[8] = 1 // version
-	b[9] = h.Channels
-	binary.LittleEndian.PutUint16(b[10:], h.PreSkip)
-	binary.LittleEndian.PutUint32(b[12:], h.InputSampleRate)
-	binary.LittleEndian.PutUint16(b[16:], uint16(h.OutputGain))
-	b[18] = 0 // channel mapping family
-	return b
 }
 
 // opusTags builds the comment header (RFC 7845 section 5.2).
@@ -186,22 +179,27 @@ func opusTags(vendor string, comments []string) []byte {
 	return b
 }
 
-// WritePacket appends one Opus packet, unchanged. granule is the 48 kHz
-// position at the end of this packet (RFC 7845 granule semantics) and must
-// not decrease. The packet goes to the pending page, which is first written
-// out if the packet would not fit, and written right after if the packet
-// fills it (see the package doc).
-func (w *Writer) WritePacket(payload []byte, granule int64) error {
+// WritePacket appends one Opus packet, unchanged, covering samples
+// [start, start+samples) of the raw 48 kHz timeline: its granule position is
+// start+samples (RFC 7845). A packet may start after the previous one ends
+// (a gap) but not before. The packet goes to the pending page, which is
+// first written out if the packet would not fit, and written right after if
+// the packet fills it (see the package doc). payload is not kept.
+func (w *Writer) WritePacket(payload []byte, start int64, samples int) error {
 	if err := w.usable(); err != nil {
 		return err
 	}
-	if len(payload) == 0 {
-		// RFC 6716 R1: an Opus packet has at least one byte.
-		return errors.New("ogg: empty packet")
+	switch {
+	case len(payload) == 0:
+		return errors.New("ogg: empty packet") // RFC 6716 R1
+	case samples <= 0:
+		return fmt.Errorf("ogg: packet at sample %d covers %d samples", start, samples)
+	case start < w.granule:
+		return fmt.Errorf("ogg: packet at sample %d starts before the previous one ends (%d)", start, w.granule)
+	case start > math.MaxInt64-int64(samples):
+		return fmt.Errorf("ogg: packet at sample %d is past the granule range", start)
 	}
-	if granule < w.granule {
-		return fmt.Errorf("ogg: granule %d is before the previous packet's %d", granule, w.granule)
-	}
+	granule := start + int64(samples)
 	if w.nsegs > 0 && (granule-w.pageStart > w.maxSpan ||
 		w.nsegs+len(payload)/255+1 > maxSegments ||
 		w.bodyLen()+len(payload) > maxBody) {
@@ -263,10 +261,14 @@ func (w *Writer) usable() error {
 }
 
 // addFiller adds CELT fullband silence packets that cover at least samples
-// (at least one 2.5 ms frame) and all end at granule.
+// (at least one 2.5 ms frame) and all end at granule. It is not
+// opus.Silence: each packet is 2.5 ms frames (code 3), one per 120 ms,
+// because ffmpeg decodes the wrong length when the end-trimmed filler is
+// several of Silence's packets (a stereo stream of pre-skip 312 and no audio
+// decodes to 72 samples, not 0; TestEndOfStream).
 func (w *Writer) addFiller(samples, granule int64) error {
-	const frame, maxFrames = 120, 48 // 2.5 ms frames, 120 ms per packet
-	frames := max((samples+frame-1)/frame, 1)
+	const maxFrames = opus.MaxPacketSamples / opus.MinFrameSamples
+	frames := max((samples+opus.MinFrameSamples-1)/opus.MinFrameSamples, 1)
 	if w.nsegs+int(frames/maxFrames)+1 > maxSegments {
 		if err := w.writePage(0); err != nil {
 			return err

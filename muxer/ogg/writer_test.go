@@ -3,6 +3,7 @@ package ogg_test
 import (
 	"bytes"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,6 +31,8 @@ func pattern(n int, seed byte) []byte {
 	return b
 }
 
+// written is a packet and its granule: it starts where the previous one
+// ends.
 type written struct {
 	data    []byte
 	granule int64
@@ -42,10 +45,12 @@ func writeStream(t *testing.T, h ogg.Header, o ogg.Options, pkts []written, flus
 	if err != nil {
 		t.Fatal(err)
 	}
+	var end int64
 	for _, p := range pkts {
-		if err := w.WritePacket(p.data, p.granule); err != nil {
+		if err := w.WritePacket(p.data, end, int(p.granule-end)); err != nil {
 			t.Fatal(err)
 		}
+		end = p.granule
 	}
 	if flush {
 		if err := w.Flush(); err != nil {
@@ -292,7 +297,7 @@ func TestOneWritePerPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 28 {
-		if err := w.WritePacket(pattern(100+i, byte(i)), int64(i+1)*960); err != nil {
+		if err := w.WritePacket(pattern(100+i, byte(i)), int64(i)*960, 960); err != nil {
 			t.Fatal(err)
 		}
 		// A full page goes out at once, without waiting for the next packet.
@@ -349,17 +354,26 @@ func TestErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.WritePacket(nil, 960); err == nil {
+	if err := w.WritePacket(nil, 0, 960); err == nil {
 		t.Error("empty packet accepted")
 	}
-	if err := w.WritePacket(silence20, 1920); err != nil {
+	if err := w.WritePacket(silence20, 0, 0); err == nil {
+		t.Error("packet of 0 samples accepted")
+	}
+	if err := w.WritePacket(silence20, -960, 960); err == nil {
+		t.Error("packet before the start accepted")
+	}
+	if err := w.WritePacket(silence20, 960, 960); err != nil { // after a gap
 		t.Fatal(err)
 	}
-	if err := w.WritePacket(silence20, 960); err == nil {
-		t.Error("decreasing granule accepted")
+	if err := w.WritePacket(silence20, 1000, 960); err == nil {
+		t.Error("overlapping packet accepted")
 	}
-	if err := w.WritePacket(silence20, 1920); err != nil {
-		t.Errorf("equal granule refused: %v", err)
+	if err := w.WritePacket(silence20, math.MaxInt64-100, 960); err == nil {
+		t.Error("granule overflow accepted")
+	}
+	if err := w.WritePacket(silence20, 1920, 960); err != nil {
+		t.Errorf("packet right after the last one refused: %v", err)
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -367,7 +381,7 @@ func TestErrors(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if err := w.WritePacket(silence20, 2880); !errors.Is(err, ogg.ErrClosed) {
+	if err := w.WritePacket(silence20, 2880, 960); !errors.Is(err, ogg.ErrClosed) {
 		t.Errorf("write after Close: %v", err)
 	}
 
@@ -377,14 +391,14 @@ func TestErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.WritePacket(silence20, 960); err != nil {
+	if err := w.WritePacket(silence20, 0, 960); err != nil {
 		t.Fatal(err)
 	}
 	err = w.Flush()
 	if !errors.Is(err, errDiskFull) || !strings.Contains(err.Error(), "page 2") {
 		t.Errorf("Flush: %v", err)
 	}
-	if err := w.WritePacket(silence20, 1920); !errors.Is(err, errDiskFull) {
+	if err := w.WritePacket(silence20, 960, 960); !errors.Is(err, errDiskFull) {
 		t.Errorf("write after failure: %v", err)
 	}
 	if err := w.Close(); !errors.Is(err, errDiskFull) {
@@ -492,7 +506,7 @@ func TestExternalTools(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i, p := range tone {
-				if err := w.WritePacket(p, int64(i+1)*960); err != nil {
+				if err := w.WritePacket(p, int64(i)*960, 960); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -532,7 +546,7 @@ func BenchmarkWritePacket(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(p)))
 	for i := 0; b.Loop(); i++ {
-		if err := w.WritePacket(p, int64(i+1)*960); err != nil {
+		if err := w.WritePacket(p, int64(i)*960, 960); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/at-wat/ebml-go"
 	"github.com/at-wat/ebml-go/webm"
+
+	"github.com/trackrec/trackrec/muxer/opus"
 )
 
 // ErrNoAudio is returned by Repair when no complete SimpleBlock survives
@@ -40,9 +42,6 @@ const (
 	elCluster  = 0x1F43B675
 )
 
-// maxOpusSamples is the longest Opus packet: 120 ms.
-const maxOpusSamples = 5760
-
 // Repair finishes, in place, a file this package wrote whose Writer never
 // got to Close (a crash, SIGKILL), cut at any byte: it keeps the Clusters
 // written whole, trims a Cluster cut short to its last complete SimpleBlock
@@ -69,7 +68,8 @@ func Repair(f *os.File) (RepairResult, error) {
 	if err != nil {
 		return RepairResult{}, fmt.Errorf("webm: repair %s: %w", f.Name(), err)
 	}
-	res := RepairResult{Blocks: cs.blocks, Duration: samplesDuration(cs.end - int64(lay.preSkip))}
+	// Nothing left after the pre-skip is 0.
+	res := RepairResult{Blocks: cs.blocks, Duration: opus.Duration(max(cs.end-int64(lay.preSkip), 0))}
 	if lay.segSize >= 0 && lay.segData+lay.segSize == size {
 		return res, nil // Close rewrote the header: its very last step
 	}
@@ -89,13 +89,6 @@ func Repair(f *os.File) (RepairResult, error) {
 	}
 	res.Repaired, res.Truncated = true, size-end
 	return res, nil
-}
-
-// samplesDuration converts 48 kHz samples to a Duration without overflow;
-// nothing left after the pre-skip is 0.
-func samplesDuration(n int64) time.Duration {
-	n = max(n, 0)
-	return time.Duration(n/sampleRate)*time.Second + time.Duration(n%sampleRate)*time.Second/sampleRate
 }
 
 // finishRepair appends the Cues and rewrites the header with the writer's
@@ -285,11 +278,14 @@ func readTracks(r io.ReaderAt, e element) (preSkip int, reason string, err error
 		return 0, fmt.Sprintf("%d tracks", len(t.Tracks.TrackEntry)), nil
 	}
 	te := t.Tracks.TrackEntry[0]
-	if te.TrackNumber != trackNumber || te.CodecID != "A_OPUS" || len(te.CodecPrivate) < 19 ||
-		string(te.CodecPrivate[:8]) != "OpusHead" {
+	if te.TrackNumber != trackNumber || te.CodecID != "A_OPUS" {
 		return 0, fmt.Sprintf("track %d %s is not this package's Opus track", te.TrackNumber, te.CodecID), nil
 	}
-	return int(binary.LittleEndian.Uint16(te.CodecPrivate[10:])), "", nil
+	h, err := opus.ParseHead(te.CodecPrivate)
+	if err != nil {
+		return 0, fmt.Sprintf("CodecPrivate: %v", err), nil
+	}
+	return int(h.PreSkip), "", nil
 }
 
 // clusterScan is what scanClusters kept.
@@ -399,39 +395,11 @@ func readBlock(b []byte) (rel int64, samples int, reason string) {
 	if len(b) < 5 || b[0] != 0x80|trackNumber || b[3]&0x06 != 0 {
 		return 0, 0, "not a SimpleBlock of track 1 without lacing"
 	}
-	n, ok := opusSamples(b[4:])
-	if !ok {
-		return 0, 0, "not an Opus packet"
+	n, err := opus.PacketSamples(b[4:])
+	if err != nil {
+		return 0, 0, err.Error()
 	}
 	return int64(int16(binary.BigEndian.Uint16(b[1:]))), n, ""
-}
-
-// opusSamples returns an Opus packet's duration at 48 kHz from its TOC
-// byte and frame count (RFC 6716 section 3.1): muxer.PacketSamples without
-// the frame size checks the muxer made before writing, as this package
-// cannot import it.
-func opusSamples(p []byte) (int, bool) {
-	frames := 1
-	switch p[0] & 3 {
-	case 1, 2:
-		frames = 2
-	case 3:
-		if len(p) < 2 {
-			return 0, false
-		}
-		frames = int(p[1] & 0x3F)
-	}
-	var per int
-	switch config := p[0] >> 3; {
-	case config < 12: // SILK: 10, 20, 40, 60 ms
-		per = [4]int{480, 960, 1920, 2880}[config&3]
-	case config < 16: // hybrid: 10, 20 ms
-		per = 480 << (config & 1)
-	default: // CELT: 2.5, 5, 10, 20 ms
-		per = 120 << (config & 3)
-	}
-	n := frames * per
-	return n, frames > 0 && n <= maxOpusSamples
 }
 
 // trimLast cuts the last Cluster kept down to its complete blocks, if it

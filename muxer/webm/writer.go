@@ -49,13 +49,14 @@ import (
 
 	"github.com/at-wat/ebml-go"
 	"github.com/at-wat/ebml-go/webm"
+
+	"github.com/trackrec/trackrec/muxer/opus"
 )
 
 const (
-	sampleRate     = 48000
-	samplesPerTick = sampleRate / 1000 // TimecodeScale is 1 ms
-	timecodeScale  = 1_000_000         // ns
-	seekPreRoll    = 80_000_000        // ns, as RFC 7845 and the Matroska Opus mapping recommend
+	samplesPerTick = opus.ClockRate / 1000 // TimecodeScale is 1 ms
+	timecodeScale  = 1_000_000             // ns
+	seekPreRoll    = 80_000_000            // ns, as RFC 7845 and the Matroska Opus mapping recommend
 
 	// DefaultClusterDuration is the Cluster span used when Options.ClusterDuration is 0.
 	DefaultClusterDuration = time.Second
@@ -172,8 +173,8 @@ type trackEntry struct {
 // NewWriter writes the EBML header, the start of an unknown-size Segment,
 // Info and Tracks to w in one Write, and returns a Writer for the packets.
 func NewWriter(w io.Writer, h Header, o Options) (*Writer, error) {
-	if h.Channels != 1 && h.Channels != 2 {
-		return nil, fmt.Errorf("webm: %d channels: mapping family 0 allows 1 or 2", h.Channels)
+	if err := h.opusHead().Validate(); err != nil {
+		return nil, fmt.Errorf("webm: %w", err)
 	}
 	if o.ClusterDuration < 0 || o.ClusterDuration > MaxClusterDuration {
 		return nil, fmt.Errorf("webm: cluster duration %v is outside [0, %v]", o.ClusterDuration, MaxClusterDuration)
@@ -260,10 +261,10 @@ func NewWriter(w io.Writer, h Header, o Options) (*Writer, error) {
 		TrackType:    2,                                      // audio
 		FlagLacing:   0,
 		CodecID:      "A_OPUS",
-		CodecPrivate: opusHead(h),
-		CodecDelay:   (uint64(h.PreSkip)*1e9 + sampleRate/2) / sampleRate,
+		CodecPrivate: h.opusHead().Append(make([]byte, 0, opus.HeadSize)),
+		CodecDelay:   (uint64(h.PreSkip)*1e9 + opus.ClockRate/2) / opus.ClockRate, // ns, rounded
 		SeekPreRoll:  seekPreRoll,
-		Audio:        webm.Audio{SamplingFrequency: sampleRate, Channels: uint64(h.Channels)},
+		Audio:        webm.Audio{SamplingFrequency: opus.ClockRate, Channels: uint64(h.Channels)},
 	}
 	if err := ebml.Marshal(&tracks, &b); err != nil {
 		return nil, fmt.Errorf("webm: marshal Tracks: %w", err)
@@ -276,24 +277,17 @@ func NewWriter(w io.Writer, h Header, o Options) (*Writer, error) {
 	return ww, nil
 }
 
-// opusHead builds the 19-byte identification header (RFC 7845 section 5.1),
-// which Matroska stores as CodecPrivate.
-func opusHead(h Header) []byte {
-	b := make([]byte, 19)
-	copy(b, "OpusHead")
-	b[8] = 1 // version
-	b[9] = h.Channels
-	binary.LittleEndian.PutUint16(b[10:], h.PreSkip)
-	binary.LittleEndian.PutUint32(b[12:], sampleRate) // input sample rate
-	binary.LittleEndian.PutUint16(b[16:], 0)          // output gain
-	b[18] = 0                                         // channel mapping family
-	return b
+// opusHead is the identification header Matroska stores as CodecPrivate:
+// h's fields, the input rate 48 kHz, no gain.
+func (h Header) opusHead() opus.Head {
+	return opus.Head{Channels: h.Channels, PreSkip: h.PreSkip, InputSampleRate: opus.ClockRate}
 }
 
 // WritePacket appends one Opus packet, unchanged, covering samples
-// [start, start+samples) of the raw 48 kHz timeline. A packet may start after
-// the previous one ends (a gap) but not before. The pending Cluster is
-// written out first if the packet would not fit in it.
+// [start, start+samples) of the raw 48 kHz timeline (pre-skip included). A
+// packet may start after the previous one ends (a gap) but not before. The
+// pending Cluster is written out first if the packet would not fit in it.
+// payload is not kept.
 func (w *Writer) WritePacket(payload []byte, start int64, samples int) error {
 	if err := w.usable(); err != nil {
 		return err

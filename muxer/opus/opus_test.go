@@ -1,14 +1,15 @@
-package muxer_test
+package opus_test
 
 import (
 	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
-	"github.com/trackrec/trackrec/muxer"
 	"github.com/trackrec/trackrec/muxer/internal/oggtest"
 	"github.com/trackrec/trackrec/muxer/ogg"
+	"github.com/trackrec/trackrec/muxer/opus"
 )
 
 // toc builds a TOC byte.
@@ -62,7 +63,7 @@ func TestPacketSamples(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			n, err := muxer.PacketSamples(tt.p)
+			n, err := opus.PacketSamples(tt.p)
 			if tt.samples == 0 {
 				if err == nil {
 					t.Fatalf("accepted, %d samples", n)
@@ -78,10 +79,10 @@ func TestPacketSamples(t *testing.T) {
 
 func TestPacketSamplesLibopus(t *testing.T) {
 	for _, p := range oggtest.Tone(t, 1, 2, "64k") {
-		if n, err := muxer.PacketSamples(p); n != 960 || err != nil {
+		if n, err := opus.PacketSamples(p); n != 960 || err != nil {
 			t.Fatalf("libopus 20 ms packet %x: %d, %v", p[:1], n, err)
 		}
-		if !muxer.Stereo(p) {
+		if !opus.Stereo(p) {
 			t.Fatalf("stereo libopus packet %x not stereo", p[:1])
 		}
 	}
@@ -92,7 +93,7 @@ func TestStereo(t *testing.T) {
 		p    []byte
 		want bool
 	}{{[]byte{0xF8}, false}, {[]byte{0xFC}, true}, {[]byte{0x0C, 1}, true}, {nil, false}} {
-		if got := muxer.Stereo(tt.p); got != tt.want {
+		if got := opus.Stereo(tt.p); got != tt.want {
 			t.Errorf("Stereo(%x) = %v", tt.p, got)
 		}
 	}
@@ -134,14 +135,14 @@ func TestSilence(t *testing.T) {
 	}
 	for _, stereo := range []bool{false, true} {
 		for _, tt := range tests {
-			pkts := muxer.Silence(tt.samples, stereo)
+			pkts := opus.Silence(tt.samples, stereo)
 			total := 0
 			for _, p := range pkts {
-				n, err := muxer.PacketSamples(p)
+				n, err := opus.PacketSamples(p)
 				if err != nil || n > 5760 {
 					t.Fatalf("Silence(%d): packet %x: %d, %v", tt.samples, p, n, err)
 				}
-				if muxer.Stereo(p) != stereo || !isSilence(p) {
+				if opus.Stereo(p) != stereo || !isSilence(p) {
 					t.Errorf("Silence(%d, %v): packet %x", tt.samples, stereo, p)
 				}
 				total += n
@@ -151,10 +152,10 @@ func TestSilence(t *testing.T) {
 			}
 		}
 	}
-	if p := muxer.Silence(960, false); len(p) != 1 || !bytes.Equal(p[0], []byte{0xF8, 0xFF, 0xFE}) {
+	if p := opus.Silence(960, false); len(p) != 1 || !bytes.Equal(p[0], []byte{0xF8, 0xFF, 0xFE}) {
 		t.Errorf("20 ms mono silence %x, want F8 FF FE", p)
 	}
-	if p := muxer.Silence(5760, true); len(p) != 1 || len(p[0]) != 14 {
+	if p := opus.Silence(5760, true); len(p) != 1 || len(p[0]) != 14 {
 		t.Errorf("120 ms stereo silence %x, want 14 bytes", p)
 	}
 }
@@ -174,12 +175,12 @@ func TestSilenceDecodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		var g int64
-		for _, p := range muxer.Silence(samples, ch == 2) {
-			n, _ := muxer.PacketSamples(p)
-			g += int64(n)
-			if err := w.WritePacket(p, g); err != nil {
+		for _, p := range opus.Silence(samples, ch == 2) {
+			n, _ := opus.PacketSamples(p)
+			if err := w.WritePacket(p, g, n); err != nil {
 				t.Fatal(err)
 			}
+			g += int64(n)
 		}
 		if err := w.Close(); err != nil {
 			t.Fatal(err)
@@ -206,14 +207,14 @@ func TestPLC(t *testing.T) {
 	for config := range 32 {
 		for _, stereo := range []byte{0, 4} {
 			tb := byte(config<<3) | stereo | 2 // the code bits given do not matter
-			frame, err := muxer.PacketSamples([]byte{tb &^ 3})
+			frame, err := opus.PacketSamples([]byte{tb &^ 3})
 			if err != nil {
 				t.Fatal(err)
 			}
 			for frames := 1; frames <= 2*5760/frame+1; frames++ {
 				var total int
-				for i, p := range muxer.PLC(tb, frames) {
-					n, err := muxer.PacketSamples(p)
+				for i, p := range opus.PLC(tb, frames) {
+					n, err := opus.PacketSamples(p)
 					switch {
 					case err != nil:
 						t.Fatalf("config %d, %d frames, packet %d: %v", config, frames, i, err)
@@ -249,13 +250,13 @@ func TestPLCDecodes(t *testing.T) {
 		}
 		var g int64
 		write := func(p []byte) {
-			n, _ := muxer.PacketSamples(p)
-			g += int64(n)
-			if err := w.WritePacket(p, g); err != nil {
+			n, _ := opus.PacketSamples(p)
+			if err := w.WritePacket(p, g, n); err != nil {
 				t.Fatal(err)
 			}
+			g += int64(n)
 		}
-		for _, p := range muxer.Silence(3840, ch == 2) {
+		for _, p := range opus.Silence(3840, ch == 2) {
 			write(p)
 		}
 		for config := range 32 {
@@ -264,7 +265,7 @@ func TestPLCDecodes(t *testing.T) {
 				tb |= 4
 			}
 			for _, frames := range []int{1, 2, 5, 7} {
-				for _, p := range muxer.PLC(tb, frames) {
+				for _, p := range opus.PLC(tb, frames) {
 					write(p)
 				}
 			}
@@ -281,6 +282,83 @@ func TestPLCDecodes(t *testing.T) {
 			if want := int(g-3840) * int(ch) * 2; len(out) != want {
 				t.Errorf("%d channels, %s: decoded %d bytes, want %d", ch, dec, len(out), want)
 			}
+		}
+	}
+}
+
+func TestFrameSamples(t *testing.T) {
+	// RFC 6716 table 2, config by config, in 2.5 ms units.
+	want := []int{4, 8, 16, 24, 4, 8, 16, 24, 4, 8, 16, 24, 4, 8, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8}
+	for config, w := range want {
+		for _, low := range []byte{0, 3, 4, 7} { // stereo flag and code do not matter
+			if got := opus.FrameSamples(byte(config<<3) | low); got != w*120 {
+				t.Errorf("config %d (low bits %d): %d samples, want %d", config, low, got, w*120)
+			}
+		}
+	}
+}
+
+func TestAppendNoAlloc(t *testing.T) {
+	buf := make([]byte, 0, 64)
+	allocs := testing.AllocsPerRun(100, func() {
+		buf, _ = opus.AppendSilence(buf[:0], 5760, true)
+		buf, _ = opus.AppendPLC(buf[:0], 0x78, 3)
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations", allocs)
+	}
+	if b, n := opus.AppendPLC(nil, 0x78, 0); n != 0 || len(b) != 0 {
+		t.Errorf("AppendPLC of 0 frames: % x, %d", b, n)
+	}
+	if b, n := opus.AppendSilence(nil, 119, false); n != 0 || len(b) != 0 {
+		t.Errorf("AppendSilence of 119 samples: % x, %d", b, n)
+	}
+}
+
+func TestDuration(t *testing.T) {
+	for _, tt := range []struct {
+		samples int64
+		want    time.Duration
+	}{
+		{0, 0},
+		{1, 20833},
+		{-1, -20833},
+		{3, 62500},
+		{120, 2500 * time.Microsecond},
+		{3840, 80 * time.Millisecond},
+		{48000, time.Second},
+		{-48001, -time.Second - 20833},
+		{200 * 3600 * 48000, 200 * time.Hour}, // 200 h: samples × 1e9 would overflow
+	} {
+		if got := opus.Duration(tt.samples); got != tt.want {
+			t.Errorf("Duration(%d) = %v, want %v", tt.samples, got, tt.want)
+		}
+	}
+}
+
+func TestSamples(t *testing.T) {
+	for _, tt := range []struct {
+		d    time.Duration
+		want int64
+	}{
+		{0, 0},
+		{time.Second, 48000},
+		{80 * time.Millisecond, 3840},
+		{10416, 0}, // under half a sample
+		{10417, 1}, // over half a sample
+		{-10417, -1},
+		{20833, 1},
+		{time.Second + 20833*time.Nanosecond, 48001},
+		{-time.Second - 10417, -48001},
+		{200 * time.Hour, 200 * 3600 * 48000},
+	} {
+		if got := opus.Samples(tt.d); got != tt.want {
+			t.Errorf("Samples(%v) = %d, want %d", tt.d, got, tt.want)
+		}
+	}
+	for n := int64(-5000); n <= 5000; n++ { // Duration truncates by under a nanosecond
+		if got := opus.Samples(opus.Duration(n)); got != n {
+			t.Fatalf("Samples(Duration(%d)) = %d", n, got)
 		}
 	}
 }

@@ -1,24 +1,31 @@
-package muxer
+package opus
 
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
-// Opus packet framing limits (RFC 6716 section 3).
+// Limits and units (see the package doc).
 const (
-	maxFrameBytes    = 1275
-	maxPacketSamples = 5760 // 120 ms at 48 kHz
-	// SilenceGranularity is the shortest Opus frame (2.5 ms at 48 kHz):
-	// Silence covers multiples of it.
-	SilenceGranularity = 120
+	// ClockRate is the Opus timing rate in Hz: every sample count here is at
+	// 48 kHz.
+	ClockRate = 48000
+	// MaxPacketSamples is the longest packet: 120 ms.
+	MaxPacketSamples = 5760
+	// MaxFrameBytes is the largest frame a packet may hold.
+	MaxFrameBytes = 1275
+	// MinFrameSamples is the shortest frame (CELT, 2.5 ms): Silence covers
+	// multiples of it.
+	MinFrameSamples = 120
 )
 
-var errEmptyPacket = errors.New("opus: empty packet")
+// ErrEmptyPacket is returned by PacketSamples for a packet of no bytes.
+var ErrEmptyPacket = errors.New("opus: empty packet")
 
-// frameSamples returns the duration at 48 kHz of each frame of a packet
-// with this TOC byte (RFC 6716 section 3.1, table 2).
-func frameSamples(toc byte) int {
+// FrameSamples returns the duration of each frame of a packet with this TOC
+// byte (RFC 6716 section 3.1, table 2).
+func FrameSamples(toc byte) int {
 	config := toc >> 3
 	switch {
 	case config < 12: // SILK-only: 10, 20, 40, 60 ms
@@ -33,20 +40,20 @@ func frameSamples(toc byte) int {
 	}
 }
 
-// PacketSamples returns the number of 48 kHz samples an Opus packet decodes
-// to, from its TOC byte and frame count (RFC 6716 section 3.1). It rejects
-// packets that break the framing rules R1-R7 of section 3.4, since a
-// decoder would reject them too.
+// PacketSamples returns the number of samples an Opus packet decodes to,
+// from its TOC byte and frame count. It rejects packets that break the
+// framing rules R1-R7 of RFC 6716 section 3.4, since a decoder would reject
+// them too.
 func PacketSamples(p []byte) (int, error) {
 	if len(p) == 0 {
-		return 0, errEmptyPacket
+		return 0, ErrEmptyPacket
 	}
 	frames, err := frameCount(p)
 	if err != nil {
 		return 0, fmt.Errorf("opus: TOC %#02x, %d bytes: %w", p[0], len(p), err)
 	}
-	n := frames * frameSamples(p[0])
-	if n > maxPacketSamples {
+	n := frames * FrameSamples(p[0])
+	if n > MaxPacketSamples {
 		return 0, fmt.Errorf("opus: TOC %#02x: %d frames last %d samples, over 120 ms", p[0], frames, n)
 	}
 	return n, nil
@@ -139,8 +146,8 @@ func frameLength(b []byte) (n, size int, err error) {
 }
 
 func checkFrame(n int) error {
-	if n > maxFrameBytes {
-		return fmt.Errorf("frame of %d bytes, over %d", n, maxFrameBytes)
+	if n > MaxFrameBytes {
+		return fmt.Errorf("frame of %d bytes, over %d", n, MaxFrameBytes)
 	}
 	return nil
 }
@@ -148,20 +155,16 @@ func checkFrame(n int) error {
 // Stereo reports whether the packet's TOC byte signals stereo.
 func Stereo(p []byte) bool { return len(p) > 0 && p[0]&0x04 != 0 }
 
-// Silence returns Opus packets that decode to digital silence and together
-// last samples rounded down to a multiple of SilenceGranularity (2.5 ms);
-// callers keep the remainder. Packets are CELT-only fullband: 20 ms frames,
-// up to six per packet (120 ms, code 3), then at most one 10, one 5 and one
-// 2.5 ms packet for the rest. Each frame is the two bytes FF FE, whose first
-// range-coded symbol is CELT's silence flag, so F8 FF FE is 20 ms of mono
-// silence and a 120 ms packet costs 14 bytes.
+// Silence returns packets that decode to digital silence and together last
+// samples rounded down to a multiple of MinFrameSamples (see the package
+// doc).
 func Silence(samples int, stereo bool) [][]byte {
 	var out [][]byte
 	var buf []byte
 	for {
 		start := len(buf)
 		var n int
-		buf, n = appendSilence(buf, samples, stereo)
+		buf, n = AppendSilence(buf, samples, stereo)
 		if n == 0 {
 			return out
 		}
@@ -170,20 +173,20 @@ func Silence(samples int, stereo bool) [][]byte {
 	}
 }
 
-// appendSilence appends to dst the one silence packet that Silence puts
-// first for samples, and returns the samples it covers (0 if samples is
-// below 2.5 ms, in which case nothing is appended).
-func appendSilence(dst []byte, samples int, stereo bool) ([]byte, int) {
+// AppendSilence appends to dst the one silence packet that Silence puts
+// first for samples, and returns the samples it covers: 0, with nothing
+// appended, when samples is under MinFrameSamples.
+func AppendSilence(dst []byte, samples int, stereo bool) ([]byte, int) {
 	var config byte
 	frames := 1
 	switch {
 	case samples >= 960:
-		config, frames = 31, min(samples/960, maxPacketSamples/960)
+		config, frames = 31, min(samples/960, MaxPacketSamples/960)
 	case samples >= 480:
 		config = 30
 	case samples >= 240:
 		config = 29
-	case samples >= 120:
+	case samples >= MinFrameSamples:
 		config = 28
 	default:
 		return dst, 0
@@ -200,34 +203,51 @@ func appendSilence(dst []byte, samples int, stereo bool) ([]byte, int) {
 	for range frames {
 		dst = append(dst, 0xFF, 0xFE)
 	}
-	return dst, frames * frameSamples(toc)
+	return dst, frames * FrameSamples(toc)
 }
 
-// appendPLC appends to dst the first packet of a run of frames that request
-// packet loss concealment (RFC 7845 section 4.1): the configuration and
-// stereo flag of toc, with zero-length frames, as many as fit in 120 ms and
-// at most frames. One frame is the TOC byte alone (code 0); several are code
-// 3 with a frame count and no frame data (CBR, every frame 0 bytes). It
-// returns the frames the packet holds.
-func appendPLC(dst []byte, toc byte, frames int) ([]byte, int) {
+// PLC returns the packets that request loss concealment of frames frames of
+// toc's configuration and channels (see the package doc; the frame count
+// code of toc does not matter).
+func PLC(toc byte, frames int) [][]byte {
+	var out [][]byte
+	for frames > 0 {
+		p, n := AppendPLC(nil, toc, frames)
+		out = append(out, p)
+		frames -= n
+	}
+	return out
+}
+
+// AppendPLC appends to dst the first packet that PLC returns for toc and
+// frames: as many zero-length frames as fit in 120 ms, at most frames. It
+// returns the frames the packet holds: 0, with nothing appended, when frames
+// is under 1.
+func AppendPLC(dst []byte, toc byte, frames int) ([]byte, int) {
+	if frames < 1 {
+		return dst, 0
+	}
 	toc &^= 3
-	n := min(frames, maxPacketSamples/frameSamples(toc))
+	n := min(frames, MaxPacketSamples/FrameSamples(toc))
 	if n == 1 {
 		return append(dst, toc), 1
 	}
 	return append(dst, toc|3, byte(n)), n
 }
 
-// PLC returns the packets that request loss concealment of frames frames
-// of toc's configuration and channels, as a Track fills short holes: the TOC
-// byte alone for one frame (code 0), else code 3 with a frame count and
-// zero-length frames, up to 120 ms per packet (RFC 7845 section 4.1).
-func PLC(toc byte, frames int) [][]byte {
-	var out [][]byte
-	for frames > 0 {
-		p, n := appendPLC(nil, toc, frames)
-		out = append(out, p)
-		frames -= n
+// Duration returns how long samples last, truncated to the nanosecond
+// (toward zero; exact for multiples of 3 samples).
+func Duration(samples int64) time.Duration {
+	return time.Duration(samples/ClockRate)*time.Second + time.Duration(samples%ClockRate)*time.Second/ClockRate
+}
+
+// Samples returns the number of samples in d, rounded to the nearest (half
+// away from zero).
+func Samples(d time.Duration) int64 {
+	sec, rem := int64(d/time.Second), int64(d%time.Second)
+	half := int64(time.Second / 2)
+	if rem < 0 {
+		half = -half
 	}
-	return out
+	return sec*ClockRate + (rem*ClockRate+half)/int64(time.Second)
 }
