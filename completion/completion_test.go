@@ -401,7 +401,7 @@ func (s *store) Put(ctx context.Context, key, path, contentType string, sha256 [
 	return nil
 }
 
-func (s *store) Get(context.Context, string, io.Writer) error { return uploader.ErrNotFound }
+func (s *store) Get(context.Context, string, io.Writer) error   { return uploader.ErrNotFound }
 func (s *store) List(context.Context, string) ([]string, error) { return nil, nil }
 func (s *store) String() string                                 { return "fake://" }
 
