@@ -753,3 +753,26 @@ func TestShutdownRacesSettleTimers(t *testing.T) {
 		}
 	})
 }
+
+// A run waiting to retry gives its turn back: other rooms run meanwhile.
+func TestRetryGivesBackTheTurn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := pipe{answer: func(_ context.Context, room string, _ int) ([]string, error) {
+			if room == "down" {
+				return nil, fmt.Errorf("webhook: %w", ErrRetryLater)
+			}
+			return nil, nil
+		}}
+		r := newRooms(&p, nil, Options{Concurrency: 1, RetryDelay: time.Hour})
+		defer r.Close()
+		r.TrackClosed("down", sealed("down", "a"))
+		time.Sleep(time.Second)
+		r.TrackClosed("up", sealed("up", "a"))
+		time.Sleep(settle)
+		synctest.Wait()
+		want := []string{"down:" + StateRetrying, "up:" + StateDone}
+		if got := states(r); !slices.Equal(got, want) {
+			t.Errorf("runs %v, want %v", got, want)
+		}
+	})
+}
