@@ -1,6 +1,11 @@
 # The two commands a new user needs:
 #   make demo   record a demo participant locally (dev LiveKit server, embedded defaults)
 #   make test   run every test against the real components (installs what is missing)
+# `make tools` (which `make test` runs first) installs what the tests use: the
+# Debian tools with apt-get, the pinned livekit-server and versitygw into
+# ~/.cache/trackrec; once they are there it only looks. `make demo` installs
+# the part it needs the same way. Tests never install anything: a missing
+# tool fails them with a message naming `make tools`.
 
 GO ?= go
 # How long each fuzz target runs within `make test`; longer by hand:
@@ -12,16 +17,20 @@ GO ?= go
 FUZZTIME ?=
 fuzztime = $(if $(FUZZTIME),$(FUZZTIME),$(1))
 
-.PHONY: demo test build bench fuzz
+.PHONY: demo test tools build bench fuzz
 
 build:
 	$(GO) build -o bin/recorder ./cmd/recorder
 	$(GO) build -o bin/publisher ./cmd/publisher
 
+tools:
+	$(GO) run ./cmd/testbed install
+
 demo: build
+	$(GO) run ./cmd/testbed install debian livekit-server
 	$(GO) run ./cmd/demo -recorder bin/recorder
 
-test:
+test: tools
 	$(GO) vet ./...
 	$(GO) test -race -timeout 18m ./...
 	$(MAKE) fuzz

@@ -4,9 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"net"
 	"net/http"
 	"os"
@@ -19,58 +18,118 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/trackrec/trackrec/recorder"
 	"github.com/trackrec/trackrec/testbed"
 )
 
-// Shared by every test: one livekit-server and the recorder binary.
+// Shared by the tests that need them: the race-built recorder binary and one
+// livekit-server. Each is made on first use, so a run that selects none of
+// those tests builds and starts nothing, and TestMain tears them down after
+// m.Run. lk and recorderBin are set only once needLiveKit / needRecorder
+// returned: startService, publish, apiToken and runBinary call them, and a
+// test that reads lk before any of those calls needLiveKit(t) first.
 var (
 	lk          *testbed.LiveKit
 	recorderBin string
-	toneFile    string
+	toneFile    = absPath("../testdata/tone.ogg")
+
+	shared sharedSetup
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
+	code := m.Run()
+	if err := shared.close(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e teardown:", err)
+	}
+	os.Exit(code)
 }
 
-func run(m *testing.M) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	if err := testbed.EnsureTools(ctx, "ffmpeg", "ffprobe"); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	tmp, err := os.MkdirTemp("", "trackrec-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-	recorderBin = filepath.Join(tmp, "recorder")
-	build := exec.CommandContext(ctx, "go", "build", "-race", "-o", recorderBin, "../cmd/recorder")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: build recorder:", err)
-		return 1
-	}
-	toneFile, _ = filepath.Abs("../testdata/tone.ogg")
+// sharedSetup makes lk and recorderBin once each; a failure is kept and
+// fails every test that needs the part.
+type sharedSetup struct {
+	recorderOnce sync.Once
+	recorderErr  error
+	dir          string // holds the recorder binary
 
-	var logw *os.File
-	if os.Getenv("E2E_LIVEKIT_LOG") != "" {
-		logw = os.Stderr
+	liveKitOnce sync.Once
+	liveKitErr  error
+}
+
+// needRecorder builds the recorder binary (with -race) on first use.
+func needRecorder(t testing.TB) {
+	t.Helper()
+	if err := shared.recorder(); err != nil {
+		t.Fatal(err)
 	}
-	opts := testbed.LiveKitOptions{}
-	if logw != nil {
-		opts.LogWriter = logw
+}
+
+// needLiveKit starts the shared livekit-server on first use.
+func needLiveKit(t testing.TB) {
+	t.Helper()
+	if err := shared.liveKit(); err != nil {
+		t.Fatal(err)
 	}
-	lk, err = testbed.StartLiveKit(ctx, opts)
+}
+
+func (s *sharedSetup) recorder() error {
+	s.recorderOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "trackrec-e2e-")
+		if err != nil {
+			s.recorderErr = fmt.Errorf("e2e: %w", err)
+			return
+		}
+		s.dir = dir
+		bin := filepath.Join(dir, "recorder")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "go", "build", "-race", "-o", bin, "../cmd/recorder").CombinedOutput()
+		if err != nil {
+			s.recorderErr = fmt.Errorf("e2e: build recorder: %w\n%s", err, out)
+			return
+		}
+		recorderBin = bin
+	})
+	return s.recorderErr
+}
+
+func (s *sharedSetup) liveKit() error {
+	s.liveKitOnce.Do(func() {
+		var opts testbed.LiveKitOptions
+		if os.Getenv("E2E_LIVEKIT_LOG") != "" {
+			opts.LogWriter = os.Stderr
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		server, err := testbed.StartLiveKit(ctx, opts)
+		if err != nil {
+			s.liveKitErr = fmt.Errorf("e2e: %w", err)
+			return
+		}
+		lk = server
+	})
+	return s.liveKitErr
+}
+
+// close stops what was started; it runs after every test has ended.
+func (s *sharedSetup) close() error {
+	var err error
+	if lk != nil {
+		err = lk.Close()
+	}
+	if s.dir != "" {
+		err = errors.Join(err, os.RemoveAll(s.dir))
+	}
+	return err
+}
+
+func absPath(rel string) string {
+	p, err := filepath.Abs(rel)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
+		panic(err) // only if the working directory is gone
 	}
-	defer lk.Close()
-	return m.Run()
+	return p
 }
 
 // service is one recorder process.
@@ -111,10 +170,20 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// startService runs the recorder binary against the shared LiveKit server;
-// extra overrides its environment.
+// startService runs the recorder binary against the shared LiveKit server,
+// or the one extra names (LIVEKIT_URL, LIVEKIT_API_KEY and
+// LIVEKIT_API_SECRET all set); extra overrides its environment.
 func startService(t *testing.T, extra map[string]string) *service {
 	t.Helper()
+	// The recorder's built-in mixdown runs ffmpeg and ffprobe.
+	if err := testbed.CheckTools("ffmpeg", "ffprobe"); err != nil {
+		t.Fatal(err)
+	}
+	own := extra["LIVEKIT_URL"] != "" && extra["LIVEKIT_API_KEY"] != "" && extra["LIVEKIT_API_SECRET"] != ""
+	if !own {
+		needLiveKit(t)
+	}
+	needRecorder(t)
 	port := freePort(t)
 	s := &service{
 		t:    t,
@@ -124,14 +193,14 @@ func startService(t *testing.T, extra map[string]string) *service {
 		done: make(chan error, 1),
 	}
 	env := map[string]string{
-		"LIVEKIT_URL":        lk.URL,
-		"LIVEKIT_API_KEY":    lk.APIKey,
-		"LIVEKIT_API_SECRET": lk.APISecret,
-		"APP_HOST":           "127.0.0.1",
-		"APP_PORT":           strconv.Itoa(port),
-		"LOCAL_DIRECTORY":    s.dir,
-		"LOG_LEVEL":          "debug",
-		"REJOIN_TIMEOUT":     "3s",
+		"APP_HOST":        "127.0.0.1",
+		"APP_PORT":        strconv.Itoa(port),
+		"LOCAL_DIRECTORY": s.dir,
+		"LOG_LEVEL":       "debug",
+		"REJOIN_TIMEOUT":  "3s",
+	}
+	if !own {
+		env["LIVEKIT_URL"], env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"] = lk.URL, lk.APIKey, lk.APISecret
 	}
 	for k, v := range extra {
 		env[k] = v
@@ -192,6 +261,7 @@ func (s *service) get(path string) (*http.Response, error) {
 // apiToken asks the recorder binary for an API token, as a script would.
 func apiToken(t *testing.T, key, secret string) string {
 	t.Helper()
+	needRecorder(t)
 	cmd := exec.Command(recorderBin, "token", "-valid", "1h")
 	cmd.Env = []string{"LIVEKIT_API_KEY=" + key, "LIVEKIT_API_SECRET=" + secret}
 	out, err := cmd.Output()
@@ -310,6 +380,7 @@ func (s *service) waitRecording(room, participant string, within time.Duration, 
 // publish starts a looping publisher of the test tone.
 func publish(t *testing.T, room, identity string) *testbed.Publisher {
 	t.Helper()
+	needLiveKit(t)
 	return publishOn(t, lk, room, identity)
 }
 
@@ -333,6 +404,9 @@ func publishOn(t *testing.T, lk *testbed.LiveKit, room, identity string) *testbe
 // of the audio it produced; any decoder complaint fails the test.
 func decodedDuration(t *testing.T, path string) time.Duration {
 	t.Helper()
+	if err := testbed.CheckTools("ffmpeg"); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command("ffmpeg", "-v", "error", "-i", path, "-f", "s16le", "-ac", "1", "-ar", "48000", "-")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -348,6 +422,9 @@ func decodedDuration(t *testing.T, path string) time.Duration {
 // probeDuration is the container's own idea of its duration (ffprobe).
 func probeDuration(t *testing.T, path string) time.Duration {
 	t.Helper()
+	if err := testbed.CheckTools("ffprobe"); err != nil {
+		t.Fatal(err)
+	}
 	out, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ffprobe %s: %v: %s", path, err, out)
@@ -363,6 +440,9 @@ func itoa(n int) string { return strconv.Itoa(n) }
 
 // runBinary runs the recorder with exactly env and returns its output.
 func runBinary(env []string) (string, error) {
+	if err := shared.recorder(); err != nil {
+		return "", err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, recorderBin)

@@ -305,6 +305,7 @@ type pipelineReceiver struct {
 
 func newPipelineReceiver(t *testing.T, status func(attempt int) int) *pipelineReceiver {
 	t.Helper()
+	needLiveKit(t)
 	pr := &pipelineReceiver{status: status}
 	keys := auth.NewSimpleKeyProvider(lk.APIKey, lk.APISecret)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

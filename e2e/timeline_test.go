@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
@@ -127,7 +126,7 @@ func TestTracksLineUpByFileName(t *testing.T) {
 // payloads in order, on the second its name carries, validated by mkvinfo.
 func TestWebMRecording(t *testing.T) {
 	t.Parallel()
-	if err := testbed.EnsureTools(context.Background(), "mkvinfo"); err != nil {
+	if err := testbed.CheckTools("mkvinfo"); err != nil {
 		t.Fatal(err)
 	}
 	s := startService(t, map[string]string{"FILE_FORMAT": "webm"})

@@ -19,6 +19,7 @@ import (
 // mixdown follows. The recorder's own bot is never recorded.
 func TestWebhooksRecordWithoutAnAPICall(t *testing.T) {
 	t.Parallel()
+	needRecorder(t) // before ctx: a first build must not use up its time
 	port := freePort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

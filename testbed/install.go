@@ -1,23 +1,77 @@
-// Package testbed runs the real components that trackrec's tests and demo
-// depend on: a loopback livekit-server, a scripted Opus publisher and the
-// Debian tools used to inspect recordings.
 package testbed
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 )
 
+// InstallCommand is what installs every tool tests and the demo use. Lookups
+// that fail name it.
+const InstallCommand = "make tools (or: go run ./cmd/testbed install)"
+
+// ErrNotInstalled is wrapped by the lookups (CheckTools, LiveKitServerBin,
+// VersityBin) when a tool is missing: tests never install anything.
+var ErrNotInstalled = errors.New("not installed")
+
 // LiveKitServerVersion is the pinned livekit-server release. Newer ones need
 // replace directives and protocol pseudo-versions the module proxy lacks.
 const LiveKitServerVersion = "v1.13.5"
+
+// A Component is one part Install can install.
+type Component string
+
+const (
+	// DebianTools are the Debian packages whose tools tests use to judge
+	// recordings (ffmpeg, opus-tools, oggz-tools, mkvtoolnix).
+	DebianTools Component = "debian"
+	// LiveKitServer is the pinned livekit-server, built into the cache.
+	LiveKitServer Component = "livekit-server"
+	// Versity is the pinned Versity S3 Gateway, built into the cache.
+	Versity Component = "versitygw"
+)
+
+// Components lists everything Install knows, in the order it installs them.
+func Components() []Component { return []Component{DebianTools, LiveKitServer, Versity} }
+
+// Install installs the given components (all of them when none is given)
+// where they are missing; what is there already costs a lookup only.
+func Install(ctx context.Context, parts ...Component) error {
+	if len(parts) == 0 {
+		parts = Components()
+	}
+	for _, p := range parts {
+		if !slices.Contains(Components(), p) {
+			return fmt.Errorf("unknown component %q (known: %v)", p, Components())
+		}
+	}
+	for _, p := range Components() {
+		if !slices.Contains(parts, p) {
+			continue
+		}
+		var err error
+		switch p {
+		case DebianTools:
+			err = InstallDebianTools(ctx)
+		case LiveKitServer:
+			_, err = InstallLiveKitServer(ctx)
+		case Versity:
+			_, err = InstallVersity(ctx)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // CacheDir returns $TRACKREC_CACHE, else $XDG_CACHE_HOME/trackrec, else
 // ~/.cache/trackrec. It does not create the directory.
@@ -35,88 +89,66 @@ func CacheDir() (string, error) {
 	return filepath.Join(home, ".cache", "trackrec"), nil
 }
 
-// EnsureLiveKitServer returns the path of the pinned livekit-server binary,
-// building it with `go install` (about 90 s) if it is not in the cache yet.
-// Concurrent callers, in this or other processes, serialise on a file lock and
-// the binary appears only complete (built in a temporary directory, renamed).
-func EnsureLiveKitServer(ctx context.Context) (string, error) {
-	cache, err := CacheDir()
-	if err != nil {
-		return "", err
-	}
-	dir := filepath.Join(cache, "livekit-server-"+LiveKitServerVersion)
-	bin := filepath.Join(dir, "server")
-	if isExecutable(bin) {
-		return bin, nil
-	}
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		return "", fmt.Errorf("create cache dir: %w", err)
-	}
-	unlock, err := lockFile(ctx, filepath.Join(cache, "livekit-server-"+LiveKitServerVersion+".lock"))
-	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	// Another process may have finished the install while we waited.
-	if isExecutable(bin) {
-		return bin, nil
-	}
-
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return "", fmt.Errorf("install livekit-server: go toolchain not found: %w", err)
-	}
-	tmp, err := os.MkdirTemp(cache, ".livekit-server-build-")
-	if err != nil {
-		return "", fmt.Errorf("install livekit-server: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-
-	pkg := "github.com/livekit/livekit-server/cmd/server@" + LiveKitServerVersion
-	slog.InfoContext(ctx, "installing livekit-server (takes about 90 s)", "pkg", pkg, "dir", dir)
-	cmd := exec.CommandContext(ctx, goBin, "install", pkg)
-	// Run outside any module and without the caller's GOFLAGS (-mod=mod is
-	// rejected by `go install pkg@version`).
-	cmd.Dir = tmp
-	cmd.Env = append(os.Environ(), "GOBIN="+tmp, "GOFLAGS=", "GOWORK=off")
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("go install %s: %w: %s", pkg, err, tail(out.String(), 2000))
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("install livekit-server: %w", err)
-	}
-	if err := os.Rename(filepath.Join(tmp, "server"), bin); err != nil {
-		return "", fmt.Errorf("install livekit-server: %w", err)
-	}
-	return bin, nil
+// debianPackage is one Debian package tests need and the binaries of it
+// they run.
+type debianPackage struct {
+	name string
+	bins []string
 }
 
-// debianPackage names the Debian package that ships a tool tests use.
-func debianPackage(bin string) (string, bool) {
-	switch bin {
-	case "ffmpeg", "ffprobe":
-		return "ffmpeg", true
-	case "opusinfo", "opusdec", "opusenc":
-		return "opus-tools", true
-	case "oggz-validate", "oggz-dump", "oggz-info":
-		return "oggz-tools", true
-	case "mkvinfo", "mkvmerge", "mkvextract":
-		return "mkvtoolnix", true
-	case "sox":
-		return "sox", true
+func debianPackages() []debianPackage {
+	return []debianPackage{
+		{"ffmpeg", []string{"ffmpeg", "ffprobe"}},
+		{"opus-tools", []string{"opusinfo", "opusdec", "opusenc"}},
+		{"oggz-tools", []string{"oggz-validate", "oggz-dump", "oggz-info"}},
+		{"mkvtoolnix", []string{"mkvinfo", "mkvmerge", "mkvextract"}},
+	}
+}
+
+// packageOf names the Debian package that ships bin.
+func packageOf(bin string) (string, bool) {
+	for _, p := range debianPackages() {
+		if slices.Contains(p.bins, bin) {
+			return p.name, true
+		}
 	}
 	return "", false
 }
 
-// EnsureTools makes sure the named binaries are on PATH. Missing ones are
-// installed with apt-get when running as root; otherwise the error names them.
-// Callers are serialised with a file lock because apt holds its own lock and
-// fails rather than waits.
-func EnsureTools(ctx context.Context, bins ...string) error {
-	if len(missingTools(bins)) == 0 {
+// CheckTools reports, wrapping ErrNotInstalled, every binary in bins that is
+// not on PATH, with the package that ships it and the command that installs
+// it. It only looks.
+func CheckTools(bins ...string) error {
+	var missing []string
+	for _, b := range bins {
+		if _, err := exec.LookPath(b); err == nil {
+			continue
+		}
+		if p, ok := packageOf(b); ok {
+			missing = append(missing, b+" (Debian package "+p+")")
+		} else {
+			missing = append(missing, b)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("missing tools %s: %w; install them with %s",
+		strings.Join(missing, ", "), ErrNotInstalled, InstallCommand)
+}
+
+// EnsureTools is CheckTools: it no longer installs anything.
+//
+// Deprecated: use CheckTools, and install with InstallCommand.
+func EnsureTools(_ context.Context, bins ...string) error { return CheckTools(bins...) }
+
+// InstallDebianTools apt-gets the Debian packages of DebianTools that are
+// missing. When none is, it runs nothing; otherwise `apt-get update` once,
+// then one `apt-get install` of exactly the missing packages. It needs root.
+// Concurrent callers serialise on a file lock because apt holds its own lock
+// and fails rather than waits.
+func InstallDebianTools(ctx context.Context) error {
+	if len(missingPackages(onPath)) == 0 {
 		return nil
 	}
 	cache, err := CacheDir()
@@ -131,41 +163,50 @@ func EnsureTools(ctx context.Context, bins ...string) error {
 		return err
 	}
 	defer unlock()
+	return installPackages(ctx, onPath, runApt)
+}
 
-	missing := missingTools(bins)
+// installPackages is InstallDebianTools with its lookups and apt-get
+// replaceable.
+func installPackages(ctx context.Context, have func(bin string) bool, apt func(ctx context.Context, args ...string) error) error {
+	missing := missingPackages(have)
 	if len(missing) == 0 {
 		return nil
 	}
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("missing tools %s (not root, so not installing them)", strings.Join(missing, ", "))
-	}
-	var pkgs []string
-	seen := map[string]bool{}
-	for _, b := range missing {
-		p, ok := debianPackage(b)
-		if !ok {
-			return fmt.Errorf("missing tool %s: no known Debian package", b)
-		}
-		if !seen[p] {
-			seen[p] = true
-			pkgs = append(pkgs, p)
-		}
-	}
-	slog.InfoContext(ctx, "installing Debian packages", "tools", missing, "packages", pkgs)
-	if err := runApt(ctx, "update"); err != nil {
+	slog.InfoContext(ctx, "installing Debian packages", "packages", missing)
+	if err := apt(ctx, "update"); err != nil {
 		return err
 	}
-	if err := runApt(ctx, append([]string{"install", "-y", "--no-install-recommends"}, pkgs...)...); err != nil {
+	if err := apt(ctx, append([]string{"install", "-y", "--no-install-recommends"}, missing...)...); err != nil {
 		return err
 	}
-	if still := missingTools(bins); len(still) > 0 {
-		return fmt.Errorf("tools still missing after apt-get install %s: %s",
-			strings.Join(pkgs, " "), strings.Join(still, ", "))
+	if still := missingPackages(have); len(still) > 0 {
+		return fmt.Errorf("packages %s still lack their tools after apt-get install", strings.Join(still, ", "))
 	}
 	return nil
 }
 
+// missingPackages names the packages with a binary have does not find.
+func missingPackages(have func(bin string) bool) []string {
+	var out []string
+	for _, p := range debianPackages() {
+		if !slices.ContainsFunc(p.bins, func(b string) bool { return !have(b) }) {
+			continue
+		}
+		out = append(out, p.name)
+	}
+	return out
+}
+
+func onPath(bin string) bool {
+	_, err := exec.LookPath(bin)
+	return err == nil
+}
+
 func runApt(ctx context.Context, args ...string) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("apt-get %s needs root: run it as root, or run %s as root", strings.Join(args, " "), InstallCommand)
+	}
 	// Wait for dpkg's lock rather than fail when another apt is running.
 	args = append([]string{"-o", "DPkg::Lock::Timeout=300"}, args...)
 	cmd := exec.CommandContext(ctx, "apt-get", args...)
@@ -177,14 +218,111 @@ func runApt(ctx context.Context, args ...string) error {
 	return nil
 }
 
-func missingTools(bins []string) []string {
-	var missing []string
-	for _, b := range bins {
-		if _, err := exec.LookPath(b); err != nil {
-			missing = append(missing, b)
-		}
+// cachedBinary is a pinned binary that lives in the cache folder as
+// CACHE/name-version/file.
+type cachedBinary struct {
+	name, version, file string
+}
+
+func (c cachedBinary) path() (string, error) {
+	cache, err := CacheDir()
+	if err != nil {
+		return "", err
 	}
-	return missing
+	return filepath.Join(cache, c.name+"-"+c.version, c.file), nil
+}
+
+// lookup returns the binary's path, or an error wrapping ErrNotInstalled
+// that names InstallCommand.
+func (c cachedBinary) lookup() (string, error) {
+	bin, err := c.path()
+	if err != nil {
+		return "", err
+	}
+	if !isExecutable(bin) {
+		return "", fmt.Errorf("%s %s: %w at %s; install it with %s", c.name, c.version, ErrNotInstalled, bin, InstallCommand)
+	}
+	return bin, nil
+}
+
+// install returns the binary's path, running build if it is not in the cache
+// yet. build leaves the binary as file in the empty folder it is given.
+// Concurrent callers, in this or other processes, serialise on a file lock,
+// and the binary appears only complete (built aside, then renamed).
+func (c cachedBinary) install(ctx context.Context, build func(ctx context.Context, dir string) error) (string, error) {
+	bin, err := c.path()
+	if err != nil {
+		return "", err
+	}
+	if isExecutable(bin) {
+		return bin, nil
+	}
+	cache := filepath.Dir(filepath.Dir(bin))
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return "", fmt.Errorf("create cache dir: %w", err)
+	}
+	unlock, err := lockFile(ctx, filepath.Join(cache, c.name+"-"+c.version+".lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	// Another process may have finished the install while we waited.
+	if isExecutable(bin) {
+		return bin, nil
+	}
+	tmp, err := os.MkdirTemp(cache, "."+c.name+"-build-")
+	if err != nil {
+		return "", fmt.Errorf("install %s: %w", c.name, err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := build(ctx, tmp); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		return "", fmt.Errorf("install %s: %w", c.name, err)
+	}
+	if err := os.Rename(filepath.Join(tmp, c.file), bin); err != nil {
+		return "", fmt.Errorf("install %s: %w", c.name, err)
+	}
+	return bin, nil
+}
+
+// goInstall runs `go install pkg` with its binaries going to gobin.
+func goInstall(ctx context.Context, pkg, gobin string) error {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return fmt.Errorf("go install %s: go toolchain not found: %w", pkg, err)
+	}
+	cmd := exec.CommandContext(ctx, goBin, "install", pkg)
+	// Run outside any module and without the caller's GOFLAGS (-mod=mod is
+	// rejected by `go install pkg@version`).
+	cmd.Dir = gobin
+	cmd.Env = append(os.Environ(), "GOBIN="+gobin, "GOFLAGS=", "GOWORK=off")
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go install %s: %w: %s", pkg, err, tail(out.String(), 2000))
+	}
+	return nil
+}
+
+func liveKitServerBinary() cachedBinary {
+	return cachedBinary{name: "livekit-server", version: LiveKitServerVersion, file: "server"}
+}
+
+// LiveKitServerBin returns the path of the installed pinned livekit-server.
+// It never installs: a missing one is an error wrapping ErrNotInstalled.
+func LiveKitServerBin() (string, error) { return liveKitServerBinary().lookup() }
+
+// InstallLiveKitServer returns the path of the pinned livekit-server binary,
+// building it with `go install` (about 90 s) if it is not in the cache yet.
+func InstallLiveKitServer(ctx context.Context) (string, error) {
+	return liveKitServerBinary().install(ctx, func(ctx context.Context, dir string) error {
+		pkg := "github.com/livekit/livekit-server/cmd/server@" + LiveKitServerVersion
+		slog.InfoContext(ctx, "installing livekit-server (takes about 90 s)", "pkg", pkg)
+		return goInstall(ctx, pkg, dir)
+	})
 }
 
 func isExecutable(path string) bool {

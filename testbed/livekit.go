@@ -22,7 +22,7 @@ const (
 	devAPIKey    = "devkey"
 	devAPISecret = "secret"
 
-	// How long StartLiveKit waits for the server to answer, after install.
+	// How long StartLiveKit and StartS3 wait for the server to answer.
 	startTimeout = 30 * time.Second
 	// Close signals twice (graceful, then forced stop) before killing.
 	forceAfter = 500 * time.Millisecond
@@ -61,10 +61,10 @@ type LiveKit struct {
 	closeErr  error
 }
 
-// StartLiveKit installs livekit-server if needed and starts it in dev mode on
-// loopback, on free ports, returning once it answers API calls.
+// StartLiveKit starts the installed livekit-server (see LiveKitServerBin) in
+// dev mode on loopback, on free ports, returning once it answers API calls.
 func StartLiveKit(ctx context.Context, o LiveKitOptions) (*LiveKit, error) {
-	bin, err := EnsureLiveKitServer(ctx)
+	bin, err := LiveKitServerBin()
 	if err != nil {
 		return nil, err
 	}

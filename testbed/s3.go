@@ -1,7 +1,6 @@
 package testbed
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"debug/buildinfo"
@@ -33,73 +32,30 @@ const versityModule = "github.com/versity/versitygw"
 // exactly that version, so a stale or half-written file is ignored.
 const prebuiltVersity = "/tmp/vgw/versitygw"
 
-// EnsureVersity returns the path of the pinned versitygw binary, building it
-// with `go install` (about 70 s) if it is not in the cache yet. Concurrent
-// callers serialise on a file lock; the binary appears only complete.
-func EnsureVersity(ctx context.Context) (string, error) {
-	cache, err := CacheDir()
-	if err != nil {
-		return "", err
-	}
-	dir := filepath.Join(cache, "versitygw-"+VersityVersion)
-	bin := filepath.Join(dir, "versitygw")
-	if isExecutable(bin) {
-		return bin, nil
-	}
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		return "", fmt.Errorf("create cache dir: %w", err)
-	}
-	unlock, err := lockFile(ctx, filepath.Join(cache, "versitygw-"+VersityVersion+".lock"))
-	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	if isExecutable(bin) {
-		return bin, nil
-	}
-
-	tmp, err := os.MkdirTemp(cache, ".versitygw-build-")
-	if err != nil {
-		return "", fmt.Errorf("install versitygw: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	built := filepath.Join(tmp, "versitygw")
-
-	if src := findPrebuiltVersity(); src != "" {
-		slog.InfoContext(ctx, "copying prebuilt versitygw", "from", src, "dir", dir)
-		if err := copyExecutable(src, built); err != nil {
-			return "", fmt.Errorf("install versitygw: %w", err)
-		}
-	} else if err := goInstallVersity(ctx, tmp); err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("install versitygw: %w", err)
-	}
-	if err := os.Rename(built, bin); err != nil {
-		return "", fmt.Errorf("install versitygw: %w", err)
-	}
-	return bin, nil
+func versityBinary() cachedBinary {
+	return cachedBinary{name: "versitygw", version: VersityVersion, file: "versitygw"}
 }
 
-func goInstallVersity(ctx context.Context, gobin string) error {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return fmt.Errorf("install versitygw: go toolchain not found: %w", err)
-	}
-	pkg := versityModule + "/cmd/versitygw@" + VersityVersion
-	slog.InfoContext(ctx, "installing versitygw (takes about 70 s)", "pkg", pkg)
-	cmd := exec.CommandContext(ctx, goBin, "install", pkg)
-	// Outside any module and without the caller's GOFLAGS, as for livekit-server.
-	cmd.Dir = gobin
-	cmd.Env = append(os.Environ(), "GOBIN="+gobin, "GOFLAGS=", "GOWORK=off")
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go install %s: %w: %s", pkg, err, tail(out.String(), 2000))
-	}
-	return nil
+// VersityBin returns the path of the installed pinned versitygw. It never
+// installs: a missing one is an error wrapping ErrNotInstalled.
+func VersityBin() (string, error) { return versityBinary().lookup() }
+
+// InstallVersity returns the path of the pinned versitygw binary, building it
+// with `go install` (about 70 s) if it is not in the cache yet, or copying a
+// warm build of exactly that version from prebuiltVersity.
+func InstallVersity(ctx context.Context) (string, error) {
+	return versityBinary().install(ctx, func(ctx context.Context, dir string) error {
+		if src := findPrebuiltVersity(); src != "" {
+			slog.InfoContext(ctx, "copying prebuilt versitygw", "from", src)
+			if err := copyExecutable(src, filepath.Join(dir, "versitygw")); err != nil {
+				return fmt.Errorf("install versitygw: %w", err)
+			}
+			return nil
+		}
+		pkg := versityModule + "/cmd/versitygw@" + VersityVersion
+		slog.InfoContext(ctx, "installing versitygw (takes about 70 s)", "pkg", pkg)
+		return goInstall(ctx, pkg, dir)
+	})
 }
 
 func findPrebuiltVersity() string {
@@ -151,10 +107,10 @@ type S3 struct {
 	proc *childProc // nil while stopped
 }
 
-// StartS3 installs versitygw if needed, starts it over a new temporary folder
-// on a free loopback port and creates the bucket.
+// StartS3 starts the installed versitygw (see VersityBin) over a new
+// temporary folder on a free loopback port and creates the bucket.
 func StartS3(ctx context.Context) (*S3, error) {
-	bin, err := EnsureVersity(ctx)
+	bin, err := VersityBin()
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package testbed
 import (
 	"bytes"
 	"context"
-	"debug/buildinfo"
 	"errors"
 	"io"
 	"os"
@@ -19,7 +18,7 @@ import (
 
 func startS3(t *testing.T) *S3 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), installTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), startupTimeout)
 	defer cancel()
 	s, err := StartS3(ctx)
 	if err != nil {
@@ -31,27 +30,6 @@ func startS3(t *testing.T) *S3 {
 		}
 	})
 	return s
-}
-
-func TestEnsureVersity(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), installTimeout)
-	defer cancel()
-	bin, err := EnsureVersity(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := buildinfo.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.Main.Path != versityModule || info.Main.Version != VersityVersion {
-		t.Fatalf("%s is %s@%s, want %s@%s", bin, info.Main.Path, info.Main.Version, versityModule, VersityVersion)
-	}
-	// A second call finds it in the cache.
-	again, err := EnsureVersity(ctx)
-	if err != nil || again != bin {
-		t.Fatalf("second EnsureVersity = %q, %v; want %q", again, err, bin)
-	}
 }
 
 // TestS3StopStart checks what failure tests rely on: a stopped store refuses

@@ -28,8 +28,8 @@ import (
 
 const toneFile = "../testdata/tone.ogg"
 
-// installTimeout covers a first-time livekit-server build (about 90 s).
-const installTimeout = 5 * time.Minute
+// startupTimeout bounds starting a server; nothing is installed by tests.
+const startupTimeout = time.Minute
 
 func TestMain(m *testing.M) {
 	// The SDK logs every signalling step at info; keep test output readable.
@@ -48,7 +48,7 @@ func serverLog(t *testing.T) io.Writer {
 
 func startServer(t *testing.T, o LiveKitOptions) *LiveKit {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), installTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), startupTimeout)
 	defer cancel()
 	if o.LogWriter == nil {
 		o.LogWriter = serverLog(t)
@@ -86,11 +86,11 @@ func TestReadOpusFile(t *testing.T) {
 	}
 
 	// Cross-check packet boundaries with an independent demuxer.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if err := EnsureTools(ctx, "ffprobe"); err != nil {
-		t.Skipf("no ffprobe: %v", err)
+	if err := CheckTools("ffprobe"); err != nil {
+		t.Fatal(err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	out, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-select_streams", "a:0",
 		"-show_entries", "packet=size", "-of", "csv=p=0", toneFile).Output()
 	if err != nil {
@@ -253,8 +253,9 @@ func nonBlank(rs []received) (real []received, blanks int) {
 	return real, blanks
 }
 
+// Not parallel: checkPacing measures real-time scheduling, which other tests
+// starting servers alongside would disturb.
 func TestPublishSubscribeMuteRepublish(t *testing.T) {
-	t.Parallel()
 	lk := startServer(t, LiveKitOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -454,23 +455,36 @@ func fileIndex(t *testing.T, f *OpusFile, payload []byte) int {
 	return -1
 }
 
-// checkPacing verifies slots sit on an exact 20 ms grid and that each packet
-// left close to its slot.
+// checkPacing verifies slots sit on an exact 20 ms grid, that no packet left
+// before its slot, and that packets left close to their slots. A loaded
+// machine stalls the sender now and then (the packets after a stall leave
+// late, then it catches up), so a few late ones are allowed, not a drift.
 func checkPacing(t *testing.T, sent []SentPacket) {
 	t.Helper()
+	const lateAfter = 50 * time.Millisecond
 	var worst time.Duration
+	late := 0
 	for i, s := range sent {
 		if i > 0 {
 			if d := s.RTPTime.Sub(sent[i-1].RTPTime); d != 20*time.Millisecond {
 				t.Fatalf("slot %d is %v after the previous one", i, d)
 			}
 		}
-		if lag := s.At.Sub(s.RTPTime); lag > worst {
-			worst = lag
+		lag := s.At.Sub(s.RTPTime)
+		worst = max(worst, lag)
+		if lag < 0 {
+			t.Errorf("packet %d handed over %v before its slot", i, -lag)
 		}
-		if lag := s.At.Sub(s.RTPTime); lag < 0 || lag > 50*time.Millisecond {
-			t.Errorf("packet %d handed over %v after its slot", i, lag)
+		if lag > lateAfter {
+			late++
+			t.Logf("packet %d handed over %v after its slot", i, lag)
 		}
+	}
+	if late > len(sent)/20 {
+		t.Errorf("%d of %d packets handed over more than %v after their slots", late, len(sent), lateAfter)
+	}
+	if last := sent[len(sent)-1]; last.At.Sub(last.RTPTime) > lateAfter {
+		t.Errorf("the sender fell behind: the last packet left %v after its slot", last.At.Sub(last.RTPTime))
 	}
 	span := sent[len(sent)-1].At.Sub(sent[0].At)
 	t.Logf("pacing: %d packets over %v (ideal %v), worst lag %v",
@@ -574,60 +588,4 @@ func verifyWebhook(r *http.Request, key, secret string) (*livekit.WebhookEvent, 
 		return nil, fmt.Errorf("decode event: %w", err)
 	}
 	return &ev, nil
-}
-
-// TestEnsureLiveKitServerInstall builds livekit-server into an empty cache
-// from two goroutines at once. It takes about 90 s, so it runs only with
-// TESTBED_INSTALL_TEST=1.
-func TestEnsureLiveKitServerInstall(t *testing.T) {
-	if os.Getenv("TESTBED_INSTALL_TEST") == "" {
-		t.Skip("set TESTBED_INSTALL_TEST=1 to build livekit-server from scratch")
-	}
-	t.Setenv("TRACKREC_CACHE", t.TempDir())
-	ctx, cancel := context.WithTimeout(context.Background(), installTimeout)
-	defer cancel()
-	paths := make([]string, 2)
-	errs := make([]error, 2)
-	var wg sync.WaitGroup
-	for i := range paths {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			paths[i], errs[i] = EnsureLiveKitServer(ctx)
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if paths[0] != paths[1] {
-		t.Fatalf("paths differ: %v", paths)
-	}
-	out, err := exec.CommandContext(ctx, paths[0], "--version").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), strings.TrimPrefix(LiveKitServerVersion, "v")) {
-		t.Fatalf("%s --version: %s %v", paths[0], out, err)
-	}
-}
-
-func TestEnsureTools(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if err := EnsureTools(ctx, "ffmpeg", "ffprobe"); err != nil {
-		t.Fatal(err)
-	}
-	err := EnsureTools(ctx, "no-such-tool-trackrec")
-	if err == nil || !strings.Contains(err.Error(), "no-such-tool-trackrec") {
-		t.Fatalf("missing unknown tool: %v", err)
-	}
-	if tool := os.Getenv("TESTBED_APT_TOOL"); tool != "" {
-		// Exercises the apt-get path, e.g. TESTBED_APT_TOOL=sox.
-		if err := EnsureTools(ctx, tool); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatal(err)
-		}
-	}
 }

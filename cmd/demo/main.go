@@ -46,8 +46,8 @@ func main() {
 func run(ctx context.Context, recorderBin, tone, dir string, length time.Duration) error {
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	bot.UseSDKLogger(slog.Default())
-	say("checking ffmpeg and the pinned livekit-server (first run installs them)")
-	if err := testbed.EnsureTools(ctx, "ffmpeg"); err != nil {
+	// `make demo` installs them first (testbed.InstallCommand).
+	if err := testbed.CheckTools("ffmpeg", "ffprobe"); err != nil {
 		return err
 	}
 	lk, err := testbed.StartLiveKit(ctx, testbed.LiveKitOptions{})
