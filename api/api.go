@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/trackrec/trackrec/completion"
+	"github.com/trackrec/trackrec/spool"
 	"io"
 	"log/slog"
 	"mime"
@@ -41,8 +43,8 @@ type Recorder interface {
 	Start(ctx context.Context, room, participant string, opts ...recorder.StartOption) (recorder.RecordingInfo, bool, error)
 	Stop(ctx context.Context, room, participant string) (recorder.RecordingInfo, error)
 	List() []recorder.RecordingInfo
-	Recovered() []recorder.RecoveredFile
-	Completions() []recorder.Completion
+	Recovered() []spool.RecoveredFile
+	Completions() []completion.Run
 }
 
 // Options configure the API beyond its recorder.

@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/trackrec/trackrec/completion"
+	"github.com/trackrec/trackrec/spool"
 	"io"
 	"log/slog"
 	"net/http"
@@ -53,9 +55,9 @@ func (f *fakeRecorder) Stop(_ context.Context, room, p string) (recorder.Recordi
 	return recorder.RecordingInfo{Room: room, Participant: p, State: recorder.StateStopped}, nil
 }
 
-func (f *fakeRecorder) List() []recorder.RecordingInfo      { return nil }
-func (f *fakeRecorder) Recovered() []recorder.RecoveredFile { return nil }
-func (f *fakeRecorder) Completions() []recorder.Completion  { return nil }
+func (f *fakeRecorder) List() []recorder.RecordingInfo   { return nil }
+func (f *fakeRecorder) Recovered() []spool.RecoveredFile { return nil }
+func (f *fakeRecorder) Completions() []completion.Run    { return nil }
 
 func TestRequests(t *testing.T) {
 	long := strings.Repeat("a", MaxNameBytes+1)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"github.com/trackrec/trackrec/completion"
 	"net/http"
 	"time"
 
@@ -142,12 +143,12 @@ func (c *recorderCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *recorderCollector) Collect(ch chan<- prometheus.Metric) {
 	// Known states are shown at zero too: a series that appears only when
 	// something fails cannot be alerted on reliably.
-	recordings := zeros(recorder.StateStarting, recorder.StateWaiting, recorder.StateRecording,
-		recorder.StateAway, recorder.StateStopping, recorder.StateStopped)
+	recordings := zeros(string(recorder.StateStarting), string(recorder.StateWaiting), string(recorder.StateRecording),
+		string(recorder.StateAway), string(recorder.StateStopping), string(recorder.StateStopped))
 	uploads := zeros("pending", "uploading", "uploaded", "failed")
-	pipelines := zeros(recorder.CompletionWaiting, recorder.CompletionRunning, recorder.CompletionRetrying, recorder.CompletionDone, recorder.CompletionFailed)
+	pipelines := zeros(completion.StateWaiting, completion.StateQueued, completion.StateRunning, completion.StateRetrying, completion.StateDone, completion.StateFailed)
 	for _, r := range c.rec.List() {
-		recordings[r.State]++
+		recordings[string(r.State)]++
 		for _, t := range r.Tracks {
 			if t.Upload != "" {
 				uploads[t.Upload]++

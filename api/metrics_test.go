@@ -3,6 +3,8 @@ package api
 import (
 	"bytes"
 	"errors"
+	"github.com/trackrec/trackrec/completion"
+	"github.com/trackrec/trackrec/spool"
 	"io"
 	"log/slog"
 	"net/http"
@@ -28,15 +30,15 @@ import (
 type statsRecorder struct {
 	fakeRecorder
 	recs        []recorder.RecordingInfo
-	recovered   []recorder.RecoveredFile
-	completions []recorder.Completion
+	recovered   []spool.RecoveredFile
+	completions []completion.Run
 	stats       recorder.Stats
 }
 
-func (s *statsRecorder) List() []recorder.RecordingInfo      { return s.recs }
-func (s *statsRecorder) Recovered() []recorder.RecoveredFile { return s.recovered }
-func (s *statsRecorder) Completions() []recorder.Completion  { return s.completions }
-func (s *statsRecorder) Stats() recorder.Stats               { return s.stats }
+func (s *statsRecorder) List() []recorder.RecordingInfo   { return s.recs }
+func (s *statsRecorder) Recovered() []spool.RecoveredFile { return s.recovered }
+func (s *statsRecorder) Completions() []completion.Run    { return s.completions }
+func (s *statsRecorder) Stats() recorder.Stats            { return s.stats }
 
 // scrape GETs /metrics and parses the text exposition.
 func scrape(t *testing.T, e *echo.Echo) map[string]*dto.MetricFamily {
@@ -96,9 +98,9 @@ func TestMetricsReadTheRecorder(t *testing.T) {
 			{State: recorder.StateStopped, Tracks: []recorder.TrackInfo{{Upload: "uploading"}, {Upload: "failed"}}},
 			{State: recorder.StateStopped, Tracks: []recorder.TrackInfo{{Upload: "uploaded"}}},
 		},
-		recovered: []recorder.RecoveredFile{{Uploads: []uploader.UploadInfo{{State: "uploaded"}, {State: "failed"}}}},
-		completions: []recorder.Completion{
-			{State: recorder.CompletionDone}, {State: recorder.CompletionDone}, {State: recorder.CompletionFailed},
+		recovered: []spool.RecoveredFile{{Uploads: []uploader.UploadInfo{{State: "uploaded"}, {State: "failed"}}}},
+		completions: []completion.Run{
+			{State: completion.StateDone}, {State: completion.StateDone}, {State: completion.StateFailed},
 		},
 		stats: recorder.Stats{ActiveRecordings: 1, Bots: 2, OpenTracks: 3, Tracks: recorder.TrackTotals{Bytes: 123456, Counts: muxer.Counts{
 			Packets: 1000, ConcealmentPackets: 7, SilencePackets: 11,
@@ -154,7 +156,7 @@ func TestMetricsReadTheRecorder(t *testing.T) {
 		}
 	}
 	// Only the states above: nothing else appears in the families.
-	for name, n := range map[string]int{"trackrec_recordings": 6, "trackrec_track_uploads": 4, "trackrec_room_pipelines": 5,
+	for name, n := range map[string]int{"trackrec_recordings": 6, "trackrec_track_uploads": 4, "trackrec_room_pipelines": 6,
 		"trackrec_gap_fill_packets_total": 2, "trackrec_dropped_packets_total": 3} {
 		if got := len(fams[name].GetMetric()); got != n {
 			t.Errorf("%s has %d series, want %d", name, got, n)

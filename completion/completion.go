@@ -207,6 +207,18 @@ func (r *Rooms) Runs() []Run {
 	return out
 }
 
+// Retained is how many rooms and tracks are held for completions to come:
+// what a long-running instance keeps in memory besides its run history.
+func (r *Rooms) Retained() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := len(r.rooms)
+	for _, rm := range r.rooms {
+		n += len(rm.tracks)
+	}
+	return n
+}
+
 // Stop begins shutdown: settle timers stop, and those rooms complete in the
 // next process (their markers stay); no room completes from now on. Runs
 // already started go on until Close.

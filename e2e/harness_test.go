@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/trackrec/trackrec/completion"
 	"net"
 	"net/http"
 	"os"
@@ -334,7 +335,7 @@ func (s *service) mustStop(room, participant string) recorder.RecordingInfo {
 // listing is GET /recordings.
 type listing struct {
 	Recordings []recorder.RecordingInfo `json:"recordings"`
-	Rooms      []recorder.Completion    `json:"rooms"`
+	Rooms      []completion.Run         `json:"rooms"`
 }
 
 func (s *service) listing() listing {
@@ -354,7 +355,7 @@ func (s *service) listing() listing {
 func (s *service) list() []recorder.RecordingInfo { return s.listing().Recordings }
 
 // rooms is the rooms' pipeline runs.
-func (s *service) rooms() []recorder.Completion { return s.listing().Rooms }
+func (s *service) rooms() []completion.Run { return s.listing().Rooms }
 
 // waitRecording polls the list until cond holds for the recording of
 // room/participant (the latest one).

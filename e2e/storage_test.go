@@ -290,9 +290,27 @@ func checkMixdownOf(t *testing.T, s3 *testbed.S3, room string, track time.Durati
 	}
 }
 
+// The pair that signs pipeline webhooks in these tests: receivers hold it
+// alone, never the LiveKit secret.
+const (
+	pipelineKey    = "pipeline-key"
+	pipelineSecret = "pipeline-secret-not-the-livekit-one"
+)
+
+// pipelineEnv configures the recorder to sign pipeline webhooks with the
+// pipeline pair.
+func pipelineEnv(recv *pipelineReceiver, extra map[string]string) map[string]string {
+	env := map[string]string{"PIPELINE_WEBHOOK_URL": recv.url, "PIPELINE_WEBHOOK_KEY": pipelineKey, "PIPELINE_WEBHOOK_SECRET": pipelineSecret}
+	for k, v := range extra {
+		env[k] = v
+	}
+	return env
+}
+
 // pipelineReceiver is a pipeline webhook endpoint. It verifies every
-// delivery with LiveKit's own webhook.Receive and answers status(attempt);
-// a 2xx answer accepts the event.
+// delivery with LiveKit's own webhook.Receive and a key provider holding
+// only the pipeline pair, and answers status(attempt); a 2xx answer accepts
+// the event. A delivery the LiveKit secret would verify counts as a leak.
 type pipelineReceiver struct {
 	url    string
 	status func(attempt int) int
@@ -300,6 +318,7 @@ type pipelineReceiver struct {
 	mu         sync.Mutex
 	attempts   int
 	unverified int
+	leaked     int // deliveries signed with the LiveKit secret
 	events     []map[string]any
 }
 
@@ -307,12 +326,18 @@ func newPipelineReceiver(t *testing.T, status func(attempt int) int) *pipelineRe
 	t.Helper()
 	needLiveKit(t)
 	pr := &pipelineReceiver{status: status}
-	keys := auth.NewSimpleKeyProvider(lk.APIKey, lk.APISecret)
+	keys := auth.NewSimpleKeyProvider(pipelineKey, pipelineSecret)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token := r.Header.Get("Authorization")
 		body, err := webhook.Receive(r, keys)
 		pr.mu.Lock()
 		defer pr.mu.Unlock()
 		pr.attempts++
+		if v, perr := auth.ParseAPIToken(token); perr == nil {
+			if _, _, verr := v.Verify(lk.APISecret); verr == nil {
+				pr.leaked++
+			}
+		}
 		if err != nil {
 			pr.unverified++
 			w.WriteHeader(http.StatusUnauthorized)
@@ -345,7 +370,10 @@ func (pr *pipelineReceiver) checkRoomEvent(t *testing.T, room, trackSID string) 
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	if pr.unverified != 0 {
-		t.Errorf("%d deliveries did not verify", pr.unverified)
+		t.Errorf("%d deliveries did not verify with the pipeline pair", pr.unverified)
+	}
+	if pr.leaked != 0 {
+		t.Errorf("%d deliveries were signed with the LiveKit secret", pr.leaked)
 	}
 	if len(pr.events) != 1 {
 		t.Fatalf("%d events accepted, want 1: %v", len(pr.events), pr.events)
@@ -369,7 +397,7 @@ func TestPipelineWebhookDeliveredOnce(t *testing.T) {
 		}
 		return http.StatusOK
 	})
-	svc := startService(t, map[string]string{"MIXDOWN": "none", "MIXDOWN_SETTLE": "1s", "PIPELINE_WEBHOOK_URL": recv.url})
+	svc := startService(t, pipelineEnv(recv, map[string]string{"MIXDOWN": "none", "MIXDOWN_SETTLE": "1s"}))
 	room := "hook-room"
 	p := publish(t, room, "walt")
 	svc.mustStart(room, "walt")
@@ -473,7 +501,7 @@ func TestPipelineWebhookSurvivesARestart(t *testing.T) {
 		}
 		return http.StatusServiceUnavailable
 	})
-	env := map[string]string{"LOCAL_DIRECTORY": t.TempDir(), "MIXDOWN": "none", "MIXDOWN_SETTLE": "1s", "PIPELINE_WEBHOOK_URL": recv.url}
+	env := pipelineEnv(recv, map[string]string{"LOCAL_DIRECTORY": t.TempDir(), "MIXDOWN": "none", "MIXDOWN_SETTLE": "1s"})
 	first := startService(t, env)
 	room := "restart-hook-room"
 	p := publish(t, room, "yael")

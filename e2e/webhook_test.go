@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"github.com/trackrec/trackrec/completion"
 	"net/http"
 	"strconv"
 	"strings"
@@ -57,7 +58,7 @@ func TestWebhooksRecordWithoutAnAPICall(t *testing.T) {
 	waitFor(t, 30*time.Second, "the room's mixdown", func() bool {
 		resp := s.rooms()
 		for _, c := range resp {
-			if c.Room == room && c.State == recorder.CompletionDone && len(c.Outputs) == 2 {
+			if c.Room == room && c.State == completion.StateDone && len(c.Outputs) == 2 {
 				return true
 			}
 		}

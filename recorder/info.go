@@ -12,7 +12,7 @@ type RecordingInfo struct {
 	ID          string      `json:"id"`
 	Room        string      `json:"room"`
 	Participant string      `json:"participant"`
-	State       string      `json:"state"`
+	State       State       `json:"state"`
 	StopReason  string      `json:"stop_reason,omitempty"`
 	StartedAt   time.Time   `json:"started_at"`
 	StoppedAt   *time.Time  `json:"stopped_at,omitempty"`
@@ -98,11 +98,13 @@ func (t *track) Info() TrackInfo {
 	default:
 	}
 	t.mu.Lock()
-	ti.File, ti.Path, ti.Key = t.key, t.path, t.manifest.File.Key
+	if t.file != nil {
+		ti.File, ti.Path, ti.Key = t.file.Name(), t.file.Path(), t.file.Key()
+	}
 	if t.err != nil {
 		ti.State, ti.Error = "failed", t.err.Error()
 	}
-	ups := t.uploads
+	ups := t.sealed.Uploads
 	t.mu.Unlock()
 	ti.Upload, ti.UploadError = uploadState(ups)
 	return ti

@@ -63,18 +63,6 @@ func TestStartChecksPresence(t *testing.T) {
 	}
 }
 
-func TestAutoStartRecordsWhenTheCheckFails(t *testing.T) {
-	f := newFixture(t, 0)
-	f.s.opts.Auto = AutoRecord{Enabled: true}
-	f.s.opts.Lookup = func(context.Context, string, string) (Presence, error) {
-		return 0, errors.New("LiveKit API down")
-	}
-	f.s.autoStart(context.Background(), "r", "alice")
-	if r := f.state("r", "alice"); r.ID == "" || r.State == StateStopped {
-		t.Errorf("participant_joined with LiveKit's API down recorded nothing: %+v", r)
-	}
-}
-
 // LiveKit reported the participant, but they left before the bot joined:
 // the start is refused after a short grace and the bot does not stay.
 func TestStartRefusedWhenTheBotNeverSeesTheParticipant(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -17,7 +16,6 @@ import (
 	"github.com/trackrec/trackrec/bot"
 	"github.com/trackrec/trackrec/muxer"
 	"github.com/trackrec/trackrec/spool"
-	"github.com/trackrec/trackrec/uploader"
 )
 
 // drainGrace is how long a track that ended keeps reading, so packets the SFU
@@ -37,16 +35,18 @@ type Recording struct {
 	room  *room
 
 	joinDone chan struct{}
-	stopDone chan struct{}
+	stopDone chan struct{} // the files are closed
+	retired  chan struct{} // the supervisor is done with it: ownership released, in the history
 
 	mu         sync.Mutex
-	state      string
+	state      State
 	joinErr    error
 	startedAt  time.Time
 	stoppedAt  time.Time
 	stopReason string
 	tracks     []*track
 	awayTimer  *time.Timer
+	armTimer   *time.Timer
 	wg         sync.WaitGroup
 }
 
@@ -59,16 +59,33 @@ func newRecording(key Key, instance string, log *slog.Logger) *Recording {
 		log:       log.With("room", key.Room, "participant", key.Participant, "recording", id),
 		joinDone:  make(chan struct{}),
 		stopDone:  make(chan struct{}),
+		retired:   make(chan struct{}),
 		state:     StateStarting,
 		startedAt: time.Now().UTC(),
 	}
 }
 
+// to moves r to next if the lifecycle allows it (the caller holds r.mu);
+// it reports whether r is in next now.
+func (r *Recording) to(next State) bool {
+	if r.state == next {
+		return true
+	}
+	if !r.state.can(next) {
+		return false
+	}
+	r.state = next
+	return true
+}
+
 func (r *Recording) joined(err error) {
 	r.mu.Lock()
 	r.joinErr = err
-	if err == nil && r.state == StateStarting {
-		r.state = StateWaiting
+	if err == nil {
+		r.to(StateWaiting)
+	} else if r.to(StateFailed) {
+		r.stopReason = err.Error()
+		r.stoppedAt = time.Now().UTC()
 	}
 	r.mu.Unlock()
 	close(r.joinDone)
@@ -85,10 +102,40 @@ func (r *Recording) waitJoined(ctx context.Context) error {
 	return r.joinErr
 }
 
-func (r *Recording) waitStopped(ctx context.Context) {
+func (r *Recording) waitRetired(ctx context.Context) {
 	select {
-	case <-r.stopDone:
+	case <-r.retired:
 	case <-ctx.Done():
+	}
+}
+
+func (r *Recording) retire() { close(r.retired) }
+
+// arm ends the recording with giveUp if its participant has not come after
+// wait; the participant's arrival or first track disarms it.
+func (r *Recording) arm(wait time.Duration, giveUp func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.state != StateWaiting {
+		return
+	}
+	var t *time.Timer
+	t = time.AfterFunc(wait, func() {
+		r.mu.Lock()
+		current := r.armTimer == t
+		r.mu.Unlock()
+		if current {
+			giveUp()
+		}
+	})
+	r.armTimer = t
+}
+
+// arrived (under r.mu) disarms the arm timer: the participant came.
+func (r *Recording) arrived() {
+	if r.armTimer != nil {
+		r.armTimer.Stop()
+		r.armTimer = nil
 	}
 }
 
@@ -102,7 +149,7 @@ func (r *Recording) addTrack(src *bot.Track, o *Options) bool {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.state == StateStopping || r.state == StateStopped {
+	if r.state != StateRecording && !r.state.can(StateRecording) {
 		return false
 	}
 	// Media from the participant means it is back, whatever the order of
@@ -111,20 +158,21 @@ func (r *Recording) addTrack(src *bot.Track, o *Options) bool {
 		r.awayTimer.Stop()
 		r.awayTimer = nil
 	}
-	t := &track{info: src.Info, src: src, log: log, done: make(chan struct{}), opts: o, format: o.Format}
+	r.arrived()
+	t := &track{info: src.Info, src: src, log: log, done: make(chan struct{}), opts: o}
 	mux, err := muxer.NewTrack(muxer.Options{
-		Open:         t.opener(o.Dir, o.Format),
+		Open:         t.open,
 		Format:       o.Format,
 		JitterWindow: o.JitterWindow,
 		Logger:       log,
 	})
 	if err != nil {
-		t.fail(err)
+		log.Error("not recording track", "err", err)
 		return false
 	}
 	t.mux = mux
 	r.tracks = append(r.tracks, t)
-	r.state = StateRecording
+	r.to(StateRecording)
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -134,12 +182,13 @@ func (r *Recording) addTrack(src *bot.Track, o *Options) bool {
 	return true
 }
 
-// endTrack lets a track that was unpublished drain and close.
-func (r *Recording) endTrack(sid string) {
+// endTrack lets the subscription that ended drain and close; a newer
+// subscription of the same track SID goes on.
+func (r *Recording) endTrack(info bot.TrackInfo) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, t := range r.tracks {
-		if t.info.TrackSID == sid {
+		if t.info.TrackSID == info.TrackSID && t.info.Subscription == info.Subscription {
 			t.end(time.Now().Add(drainGrace))
 		}
 	}
@@ -148,7 +197,7 @@ func (r *Recording) endTrack(sid string) {
 func (r *Recording) participantAway(wait time.Duration, giveUp func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.state == StateStopping || r.state == StateStopped {
+	if !r.state.can(StateAway) && r.state != StateAway {
 		return
 	}
 	r.away(wait, giveUp)
@@ -169,7 +218,7 @@ func (r *Recording) awayIfPresent(wait time.Duration, giveUp func()) {
 // away (under r.mu) arms giveUp after wait. Only the latest timer, still
 // away when it fires, gives up: a return that raced the timer wins.
 func (r *Recording) away(wait time.Duration, giveUp func()) {
-	r.state = StateAway
+	r.to(StateAway)
 	if r.awayTimer != nil {
 		r.awayTimer.Stop()
 	}
@@ -189,6 +238,7 @@ func (r *Recording) away(wait time.Duration, giveUp func()) {
 func (r *Recording) participantBack() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.arrived()
 	if r.state != StateAway {
 		return
 	}
@@ -196,7 +246,7 @@ func (r *Recording) participantBack() {
 		r.awayTimer.Stop()
 		r.awayTimer = nil
 	}
-	r.state = StateWaiting
+	r.to(StateWaiting)
 	r.log.Info("participant reconnected")
 }
 
@@ -207,7 +257,8 @@ func (r *Recording) stop(reason string) {
 	if r.awayTimer != nil {
 		r.awayTimer.Stop()
 	}
-	r.state = StateStopping
+	r.arrived()
+	r.to(StateStopping)
 	r.stopReason = reason
 	// pion refuses to read once a deadline has passed, even packets it holds,
 	// so the deadline leaves the reader time to take what already arrived.
@@ -220,7 +271,7 @@ func (r *Recording) stop(reason string) {
 	r.wg.Wait()
 
 	r.mu.Lock()
-	r.state = StateStopped
+	r.to(StateStopped)
 	r.stoppedAt = time.Now().UTC()
 	r.mu.Unlock()
 	close(r.stopDone)
@@ -234,51 +285,38 @@ type track struct {
 		ReadRTP() (*rtp.Packet, time.Time, error)
 		SetReadDeadline(time.Time) error
 	}
-	mux    *muxer.Track
-	log    *slog.Logger
-	done   chan struct{}
-	opts   *Options
-	format string
+	mux  *muxer.Track
+	log  *slog.Logger
+	done chan struct{}
+	opts *Options
 
-	mu       sync.Mutex
-	key      string // relative file name, set when the file opens
-	path     string
-	manifest spool.Manifest
-	uploads  []*uploader.Upload // the file, then its manifest
-	err      error
+	mu     sync.Mutex
+	file   *spool.File // set when the file opens
+	sealed spool.Sealed
+	err    error
 }
 
-// opener creates the track's file once the timeline has fixed its start.
-// O_EXCL: an existing file is never overwritten; a clash (the same track
-// resubscribed within one second) takes a numbered name instead.
-func (t *track) opener(dir, ext string) func(time.Time, int) (io.WriteCloser, error) {
-	return func(start time.Time, _ int) (io.WriteCloser, error) {
-		key := uploader.TrackKey(t.info.Room, t.info.Participant, t.info.TrackSID, start, ext)
-		path := filepath.Join(dir, filepath.FromSlash(key))
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return nil, fmt.Errorf("track directory: %w", err)
-		}
-		for n := 2; ; n++ {
-			f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-			if err == nil {
-				m := spool.NewManifest(t.info, t.opts.objectKey(key), t.format, t.opts.Instance, start)
-				if err := spool.WriteJSON(spool.PendingPath(path), m); err != nil {
-					// Only crash recovery needs it; the recording goes on.
-					t.log.Warn("pending manifest", "err", err)
-				}
-				t.mu.Lock()
-				t.key, t.path, t.manifest = key, path, m
-				t.mu.Unlock()
-				t.log.Info("track file opened", "file", path, "start", start)
-				return syncCloser{f}, nil
-			}
-			if !errors.Is(err, os.ErrExist) || n > 100 {
-				return nil, fmt.Errorf("create track file: %w", err)
-			}
-			key = uploader.TrackKey(t.info.Room, t.info.Participant, fmt.Sprintf("%s_%d", t.info.TrackSID, n), start, ext)
-			path = filepath.Join(dir, filepath.FromSlash(key))
-		}
+// open creates the track's file in the spool once the timeline has fixed
+// its start.
+func (t *track) open(start time.Time, _ int) (io.WriteCloser, error) {
+	f, err := t.opts.Spool.Create(spool.Track{
+		Room:            t.info.Room,
+		RoomSID:         t.info.RoomSID,
+		Participant:     t.info.Participant,
+		ParticipantName: t.info.ParticipantName,
+		ParticipantSID:  t.info.ParticipantSID,
+		TrackSID:        t.info.TrackSID,
+		Source:          t.info.Source,
+		MimeType:        t.info.MimeType,
+	}, start, t.opts.Format)
+	if err != nil {
+		return nil, err
 	}
+	t.mu.Lock()
+	t.file = f
+	t.mu.Unlock()
+	t.log.Info("track file opened", "file", f.Path(), "start", start)
+	return f, nil
 }
 
 // run copies packets into the file until the track ends, then closes it.
@@ -308,71 +346,31 @@ func (t *track) run() {
 		t.fail(err)
 	}
 	st := t.mux.Stats()
-	t.log.Info("track closed", "file", t.path, "packets", st.Packets, "duration", samplesDuration(st.Samples))
+	t.log.Info("track closed", "packets", st.Packets, "duration", samplesDuration(st.Samples))
 	if err := t.finish(st); err != nil {
 		t.fail(err)
 	}
 }
 
-// finish writes the track's manifest beside its file and hands both to the
-// upload queue, the file first. A file that never opened has neither.
+// finish seals the closed file (manifest, marker, uploads) and tells room
+// completion. A file that never opened has nothing to seal.
 func (t *track) finish(st muxer.Stats) error {
 	t.mu.Lock()
-	path, m := t.path, t.manifest
+	f := t.file
 	t.mu.Unlock()
-	if path == "" {
+	if f == nil {
 		return nil
 	}
-	m, ups, err := publish(t.opts, path, m, func(m *spool.Manifest, size int64, sum []byte) { m.Complete(st, size, sum) })
+	sealed, err := t.opts.Spool.Seal(f, st)
 	t.mu.Lock()
-	t.manifest, t.uploads = m, ups
+	t.sealed = sealed
 	t.mu.Unlock()
+	if sealed.Manifest.File.SHA256 != "" && t.opts.Rooms != nil {
+		// Sealed, even if its upload could not be queued: its marker makes
+		// the next start retry it.
+		t.opts.Rooms.TrackClosed(t.info.Room, sealed)
+	}
 	return err
-}
-
-// publish completes a closed file's manifest, writes it beside the file, and
-// submits both for upload (the file first). It serves closed tracks and
-// files recovered at start-up alike.
-func publish(o *Options, path string, m spool.Manifest, fill func(*spool.Manifest, int64, []byte)) (spool.Manifest, []*uploader.Upload, error) {
-	sum, err := uploader.FileSHA256(path)
-	if err != nil {
-		return m, nil, err
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return m, nil, fmt.Errorf("track file: %w", err)
-	}
-	fill(&m, fi.Size(), sum)
-	// The marker goes first: a crash before the manifest leaves a file
-	// that recovery publishes (and marks) again, never a closed file
-	// without a marker.
-	if err := markPending(o, path, m); err != nil {
-		return m, nil, fmt.Errorf("pending-room marker: %w", err)
-	}
-	mpath := spool.ManifestPath(path)
-	if err := spool.WriteJSON(mpath, m); err != nil {
-		return m, nil, err
-	}
-	_ = os.Remove(spool.PendingPath(path))
-	if o.Uploads == nil {
-		return m, nil, nil
-	}
-	media, err := o.Uploads.Submit(uploader.Item{Key: m.File.Key, Path: path, ContentType: contentType(m.File.Container), SHA256: sum})
-	if err != nil {
-		return m, nil, fmt.Errorf("queue upload: %w", err)
-	}
-	man, err := o.Uploads.Submit(uploader.Item{Key: spool.ManifestPath(m.File.Key), Path: mpath, ContentType: "application/json", After: media})
-	if err != nil {
-		return m, []*uploader.Upload{media}, fmt.Errorf("queue manifest upload: %w", err)
-	}
-	return m, []*uploader.Upload{media, man}, nil
-}
-
-func contentType(container string) string {
-	if container == muxer.FormatWebM {
-		return "audio/webm"
-	}
-	return "audio/ogg"
 }
 
 func (t *track) fail(err error) {
@@ -397,20 +395,6 @@ func (t *track) end(at time.Time) {
 	if err := t.src.SetReadDeadline(at); err != nil {
 		t.log.Warn("set read deadline", "err", err)
 	}
-}
-
-// syncCloser makes Close durable: the file's bytes reach the disk before the
-// recording reports it closed.
-type syncCloser struct{ f *os.File }
-
-func (s syncCloser) Write(p []byte) (int, error) { return s.f.Write(p) }
-
-// Seek lets the WebM writer go back at close to fill in Duration and Cues.
-func (s syncCloser) Seek(off int64, whence int) (int64, error) { return s.f.Seek(off, whence) }
-func (s syncCloser) Close() error {
-	serr := s.f.Sync()
-	cerr := s.f.Close()
-	return errors.Join(serr, cerr)
 }
 
 func samplesDuration(samples int64) time.Duration {

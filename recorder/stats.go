@@ -80,5 +80,5 @@ func (t *track) fileOpen() bool {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.path != ""
+	return t.file != nil
 }

@@ -1,7 +1,3 @@
-// Package recorder is the supervisor: it owns recordings (one participant of
-// one room each), runs one bot per room, routes every subscribed track to its
-// own file writer, and stops recordings when asked, when the participant
-// leaves, or when the room closes.
 package recorder
 
 import (
@@ -12,38 +8,62 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/trackrec/trackrec/bot"
 	"github.com/trackrec/trackrec/muxer"
-	"github.com/trackrec/trackrec/uploader"
+	"github.com/trackrec/trackrec/ownership"
+	"github.com/trackrec/trackrec/spool"
 )
 
-// Recording states, in lifecycle order.
-const (
-	StateStarting  = "starting"  // the bot is joining
-	StateWaiting   = "waiting"   // in the room, no audio from the participant yet
-	StateRecording = "recording" // at least one track is being written
-	StateAway      = "away"      // the participant dropped; waiting for a reconnect
-	StateStopping  = "stopping"  // files are being closed
-	StateStopped   = "stopped"   // every file is closed
-)
+// BotIdentityPrefix starts every bot identity of this service; participants
+// with it are never recorded.
+const BotIdentityPrefix = "recorder-"
 
 // Errors the API maps to status codes.
 var (
 	ErrNotFound     = errors.New("recording not found")
 	ErrOwned        = errors.New("participant is recorded by another instance")
 	ErrShuttingDown = errors.New("recorder is shutting down")
+	ErrFull         = errors.New("recorder is at capacity")
 )
+
+// Key identifies a recording: one participant of one room.
+type Key = ownership.Key
+
+// Owners records which instance records which participant, so that two bots
+// (of this instance or of others sharing the store) never record the same
+// participant at the same moment (ownership.Memory).
+type Owners interface {
+	// Claim makes owner the owner of key. It reports false, without error,
+	// when another owner holds it. Claiming a key one already owns succeeds.
+	Claim(ctx context.Context, key Key, owner string) (bool, error)
+	// Release gives key up if owner holds it.
+	Release(ctx context.Context, key Key, owner string) error
+}
+
+// Spool is where track files are written and sealed (spool.Spool).
+type Spool interface {
+	Create(t spool.Track, start time.Time, container string) (*spool.File, error)
+	Seal(f *spool.File, st muxer.Stats) (spool.Sealed, error)
+}
+
+// Rooms is told what room completion needs to know (completion.Rooms): a
+// track was sealed, a room has recordings, a room has none left.
+type Rooms interface {
+	TrackClosed(room string, t spool.Sealed)
+	RoomBusy(room string)
+	RoomIdle(room string)
+}
 
 // Bot is what the supervisor needs of a room participant (bot.Bot).
 type Bot interface {
 	Record(identity string) bool
 	Forget(identity string)
 	Present(identity string) bool
+	ParticipantSID(identity string) string
 	Leave()
 	SID() string
 }
@@ -53,61 +73,36 @@ type JoinFunc func(ctx context.Context, room string, h bot.Handler) (Bot, error)
 
 // Options configure a Supervisor.
 type Options struct {
-	Dir    string // local directory for track files
+	Spool  Spool  // required
 	Format string // muxer.FormatOgg (default) or muxer.FormatWebM
 	// JitterWindow is how long a missing packet is waited for; zero means
 	// the muxer's default.
 	JitterWindow time.Duration
 	Instance     string // this instance's owner id
 	Join         JoinFunc
-	Owners       Owners // nil = in-memory
+	Owners       Owners // required (ownership.Memory for one instance)
+	// Rooms, if set, is told of sealed tracks and idle rooms.
+	Rooms Rooms
 	// RejoinTimeout is how long a recording waits for a participant whose
 	// connection dropped. Zero stops at once.
 	RejoinTimeout time.Duration
-	// History is how many stopped recordings List keeps showing.
-	History int
-	Logger  *slog.Logger
-
-	// Uploads takes finished files and their manifests; nil keeps them in
-	// Dir only.
-	Uploads Uploader
-	// KeyPrefix is put before a file's path under Dir to make its object
-	// key ("livekit" gives livekit/{room}/{file}); empty for none.
-	KeyPrefix string
-	// SpoolIsStore says the store keeps files where Dir has them (local
-	// storage): a file with a manifest is already stored.
-	SpoolIsStore bool
-	// OnRoomComplete, if set, runs once a room's recordings are all stopped
-	// and stored (the mixdown pipeline); SettleDelay is how long the room
-	// must stay without recordings first.
-	OnRoomComplete RoomComplete
-	SettleDelay    time.Duration
 	// ReconnectTimeout is how long the recordings of a room whose bot lost
 	// LiveKit (a server restart, a network partition) wait for a new bot
 	// to join and their participants to be back; then they stop. Zero
 	// stops them at once.
 	ReconnectTimeout time.Duration
-	// RetryDelay is the first wait before running again a pipeline that
-	// returned ErrRetryLater (doubling to 30 minutes); default 1 minute.
-	RetryDelay time.Duration
-	// Auto is the policy for LiveKit's webhook events (HandleEvent).
-	Auto AutoRecord
+	// ArmTimeout ends a recording whose participant never came (armed with
+	// WaitForParticipant); zero means an hour.
+	ArmTimeout time.Duration
+	// MaxRecordings bounds the recordings running at once; a start beyond
+	// is ErrFull. Zero means no bound.
+	MaxRecordings int
+	// History is how many stopped recordings List keeps showing.
+	History int
+	Logger  *slog.Logger
 	// Lookup, if set, checks with LiveKit that a room and participant exist
 	// before a start joins anything.
 	Lookup LookupFunc
-}
-
-// Uploader queues files for storage (uploader.Queue).
-type Uploader interface {
-	Submit(uploader.Item) (*uploader.Upload, error)
-}
-
-// objectKey is the storage key of a file at rel (slash-separated) under Dir.
-func (o *Options) objectKey(rel string) string {
-	if o.KeyPrefix == "" {
-		return rel
-	}
-	return strings.TrimSuffix(o.KeyPrefix, "/") + "/" + rel
 }
 
 // Supervisor owns every recording of this instance.
@@ -118,22 +113,15 @@ type Supervisor struct {
 	mu       sync.Mutex
 	rooms    map[string]*room
 	active   map[Key]*Recording
-	stopping map[*Recording]bool // left active, files still closing
+	stopping map[Key]*Recording // left active, files still closing
 	history  []*Recording
 	closed   bool
-	retired  TrackTotals // counters of the recordings moved to history (Stats)
+	retired  TrackTotals    // counters of the recordings moved to history (Stats)
+	closing  map[string]int // by room: recordings whose files are closing
 
-	recovered []RecoveredFile
-
-	finished       map[string][]CompletedTrack // by room, since its last completion
-	closing        map[string]int              // by room: recordings whose files are closing
-	settle         map[string]*time.Timer
-	completions    sync.WaitGroup
-	events         sync.WaitGroup // webhook events being acted on
-	rejoins        sync.WaitGroup // rooms whose bot is being replaced
-	completionsLog []*Completion
-	life           context.Context // ends at Shutdown's deadline
-	endLife        context.CancelFunc
+	rejoins sync.WaitGroup // rooms whose bot is being replaced
+	life    context.Context
+	endLife context.CancelFunc
 }
 
 // room is one bot and the recordings it serves.
@@ -165,18 +153,26 @@ func (s *Supervisor) live() []*Recording {
 	for _, r := range s.active {
 		out = append(out, r)
 	}
-	for r := range s.stopping {
+	for _, r := range s.stopping {
 		out = append(out, r)
 	}
 	return out
 }
 
 // New returns a Supervisor.
-func New(o Options) *Supervisor {
-	if o.Owners == nil {
-		o.Owners = NewMemoryOwners()
+func New(o Options) (*Supervisor, error) {
+	switch {
+	case o.Spool == nil:
+		return nil, errors.New("recorder: Options.Spool is required")
+	case o.Owners == nil:
+		return nil, errors.New("recorder: Options.Owners is required")
+	case o.Join == nil:
+		return nil, errors.New("recorder: Options.Join is required")
 	}
-	if o.History == 0 {
+	if err := muxer.CheckFormat(o.Format); err != nil {
+		return nil, fmt.Errorf("recorder: %w", err)
+	}
+	if o.History <= 0 {
 		o.History = 256
 	}
 	if o.Logger == nil {
@@ -185,25 +181,27 @@ func New(o Options) *Supervisor {
 	if o.Format == "" {
 		o.Format = muxer.FormatOgg
 	}
+	if o.ArmTimeout <= 0 {
+		o.ArmTimeout = time.Hour
+	}
 	life, endLife := context.WithCancel(context.Background())
 	return &Supervisor{
 		opts:     o,
 		log:      o.Logger,
 		rooms:    map[string]*room{},
 		active:   map[Key]*Recording{},
-		stopping: map[*Recording]bool{},
-		finished: map[string][]CompletedTrack{},
+		stopping: map[Key]*Recording{},
 		closing:  map[string]int{},
-		settle:   map[string]*time.Timer{},
 		life:     life,
 		endLife:  endLife,
-	}
+	}, nil
 }
 
 // Start records participant in roomName. It returns once the room's bot has
-// joined. Starting a running recording returns it with created false. The
-// participant must be in the room (ErrNoRoom, ErrNoParticipant) unless
-// WaitForParticipant is given.
+// joined. Starting a running recording returns it with created false; a
+// start whose previous recording is still closing its files waits for it,
+// then starts a new one (new files). The participant must be in the room
+// (ErrNoRoom, ErrNoParticipant) unless WaitForParticipant is given.
 func (s *Supervisor) Start(ctx context.Context, roomName, participant string, opts ...StartOption) (info RecordingInfo, created bool, err error) {
 	var o startOptions
 	for _, f := range opts {
@@ -213,104 +211,35 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 	if info, ok, err := s.running(ctx, key); ok || err != nil {
 		return info, false, err
 	}
+	if err := s.afterStop(ctx, key); err != nil {
+		return RecordingInfo{}, false, err
+	}
 	if !o.wait {
 		if err := s.checkPresent(ctx, roomName, participant); err != nil {
 			return RecordingInfo{}, false, err
 		}
 	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return RecordingInfo{}, false, ErrShuttingDown
+	rec, rm, joining, existing, err := s.reserve(ctx, key)
+	if err != nil {
+		return RecordingInfo{}, false, err
 	}
-	if rec, ok := s.active[key]; ok {
-		s.mu.Unlock()
+	if existing != nil {
 		// A concurrent start of the same recording waits for the same join.
-		if err := rec.waitJoined(ctx); err != nil {
+		if err := existing.waitJoined(ctx); err != nil {
 			return RecordingInfo{}, false, err
 		}
-		return rec.Info(), false, nil
-	}
-	rec := newRecording(key, s.opts.Instance, s.log)
-	s.active[key] = rec
-	rm, joining := s.rooms[roomName], false
-	if rm == nil {
-		rm = &room{name: roomName, ready: make(chan struct{}), recs: map[string]*Recording{}}
-		s.rooms[roomName] = rm
-		s.roomResumed(roomName)
-		joining = true
-	}
-	rm.recs[participant] = rec
-	rec.room = rm
-	s.mu.Unlock()
-
-	fail := func(err error) (RecordingInfo, bool, error) {
-		rec.joined(err)
-		s.mu.Lock()
-		delete(s.active, key)
-		delete(rm.recs, participant)
-		if joining && rm.bot == nil && rm.err == nil {
-			// This request was to join and failed before it could (its
-			// claim was refused): release whoever waits on the room.
-			select {
-			case <-rm.ready:
-			default:
-				rm.err = err
-				close(rm.ready)
-			}
-		}
-		var leave Bot
-		if len(rm.recs) == 0 && s.rooms[roomName] == rm {
-			// Nobody else waits on this room: drop it, and its bot if the
-			// join got that far.
-			select {
-			case <-rm.ready:
-				delete(s.rooms, roomName)
-				leave = rm.bot
-			default:
-				// The join is still running; its own request cleans up.
-			}
-		}
-		if s.rooms[roomName] == nil {
-			// A room that was settling settles again.
-			s.roomStopped(roomName)
-		}
-		s.mu.Unlock()
-		if leave != nil {
-			leave.Leave()
-		}
-		_ = s.opts.Owners.Release(context.WithoutCancel(ctx), key, rec.owner)
-		return RecordingInfo{}, false, err
+		return existing.Info(), false, nil
 	}
 
 	ok, err := s.opts.Owners.Claim(ctx, key, rec.owner)
 	if err != nil {
-		return fail(fmt.Errorf("claim %s/%s: %w", roomName, participant, err))
+		return s.abandon(ctx, rec, joining, fmt.Errorf("claim %s/%s: %w", roomName, participant, err))
 	}
 	if !ok {
-		return fail(ErrOwned)
+		return s.abandon(ctx, rec, joining, ErrOwned)
 	}
-
-	if joining {
-		// The bot serves every recording of the room, so its join does not
-		// end with this request; JoinFunc bounds it.
-		b, err := s.opts.Join(context.WithoutCancel(ctx), roomName, &handler{s: s, room: rm})
-		s.mu.Lock()
-		rm.bot, rm.err = b, err
-		if err != nil && s.rooms[roomName] == rm {
-			delete(s.rooms, roomName)
-		}
-		s.mu.Unlock()
-		close(rm.ready)
-	} else {
-		select {
-		case <-rm.ready:
-		case <-ctx.Done():
-			return fail(fmt.Errorf("join room %q: %w", roomName, ctx.Err()))
-		}
-	}
-	if rm.err != nil {
-		return fail(rm.err)
+	if err := s.joinRoom(ctx, rm, joining); err != nil {
+		return s.abandon(ctx, rec, joining, err)
 	}
 	s.mu.Lock()
 	b, rejoining := rm.bot, rm.rejoining
@@ -322,10 +251,15 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 		// waiting for someone gone (no participant_left will come).
 		if present = waitPresent(ctx, b, participant); !present {
 			b.Forget(participant)
-			return fail(fmt.Errorf("%w: %q left %q before the recorder joined", ErrNoParticipant, participant, roomName))
+			return s.abandon(ctx, rec, joining, fmt.Errorf("%w: %q left %q before the recorder joined", ErrNoParticipant, participant, roomName))
 		}
 	}
 	rec.joined(nil)
+	if !present {
+		rec.arm(s.opts.ArmTimeout, func() {
+			s.stop(context.Background(), rec, fmt.Sprintf("participant did not join within ARM_TIMEOUT (%s)", s.opts.ArmTimeout))
+		})
+	}
 	s.log.Info("recording started", "room", roomName, "participant", participant, "recording", rec.id, "present", present)
 	return rec.Info(), true, nil
 }
@@ -349,10 +283,148 @@ func (s *Supervisor) running(ctx context.Context, key Key) (RecordingInfo, bool,
 	return rec.Info(), true, nil
 }
 
+// afterStop waits until no recording of key is closing its files, so a new
+// recording of key never runs beside the end of the old one.
+func (s *Supervisor) afterStop(ctx context.Context, key Key) error {
+	for {
+		s.mu.Lock()
+		old := s.stopping[key]
+		s.mu.Unlock()
+		if old == nil {
+			return nil
+		}
+		select {
+		case <-old.retired:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the previous recording of %q to close: %w", key.Participant, ctx.Err())
+		}
+	}
+}
+
+// reserve makes key's recording and adds it to its room, creating the room
+// (joining true) when it has none. If a concurrent start got there first it
+// returns that recording as existing.
+func (s *Supervisor) reserve(ctx context.Context, key Key) (rec *Recording, rm *room, joining bool, existing *Recording, err error) {
+	for {
+		s.mu.Lock()
+		switch {
+		case s.closed:
+			s.mu.Unlock()
+			return nil, nil, false, nil, ErrShuttingDown
+		case s.active[key] != nil:
+			existing = s.active[key]
+			s.mu.Unlock()
+			return nil, nil, false, existing, nil
+		case s.stopping[key] != nil:
+			// A stop began since afterStop looked: wait for it too.
+			s.mu.Unlock()
+			if err := s.afterStop(ctx, key); err != nil {
+				return nil, nil, false, nil, err
+			}
+			continue
+		case s.opts.MaxRecordings > 0 && len(s.active) >= s.opts.MaxRecordings:
+			s.mu.Unlock()
+			return nil, nil, false, nil, fmt.Errorf("%w: %d recordings running (MAX_RECORDINGS)", ErrFull, s.opts.MaxRecordings)
+		}
+		rec = newRecording(key, s.opts.Instance, s.log)
+		s.active[key] = rec
+		rm = s.rooms[key.Room]
+		if rm == nil {
+			rm = &room{name: key.Room, ready: make(chan struct{}), recs: map[string]*Recording{}}
+			s.rooms[key.Room] = rm
+			joining = true
+			if s.opts.Rooms != nil {
+				s.opts.Rooms.RoomBusy(key.Room)
+			}
+		}
+		rm.recs[key.Participant] = rec
+		rec.room = rm
+		s.mu.Unlock()
+		return rec, rm, joining, nil, nil
+	}
+}
+
+// joinRoom joins the room's bot (joining) or waits for the join another
+// start began.
+func (s *Supervisor) joinRoom(ctx context.Context, rm *room, joining bool) error {
+	if joining {
+		// The bot serves every recording of the room, so its join does not
+		// end with this request; JoinFunc bounds it.
+		b, err := s.opts.Join(context.WithoutCancel(ctx), rm.name, &handler{s: s, room: rm})
+		s.mu.Lock()
+		rm.bot, rm.err = b, err
+		if err != nil && s.rooms[rm.name] == rm {
+			delete(s.rooms, rm.name)
+		}
+		s.mu.Unlock()
+		close(rm.ready)
+	} else {
+		select {
+		case <-rm.ready:
+		case <-ctx.Done():
+			return fmt.Errorf("join room %q: %w", rm.name, ctx.Err())
+		}
+	}
+	return rm.err
+}
+
+// abandon undoes a start that failed before it recorded: the recording
+// fails with err, leaves its room, and the room (and its bot) goes when
+// nobody else waits on it.
+func (s *Supervisor) abandon(ctx context.Context, rec *Recording, joining bool, err error) (RecordingInfo, bool, error) {
+	rec.joined(err)
+	rm, key := rec.room, rec.key
+	s.mu.Lock()
+	delete(s.active, key)
+	delete(rm.recs, key.Participant)
+	if joining && rm.bot == nil && rm.err == nil {
+		// This request was to join and failed before it could (its claim
+		// was refused): release whoever waits on the room.
+		select {
+		case <-rm.ready:
+		default:
+			rm.err = err
+			close(rm.ready)
+		}
+	}
+	var leave Bot
+	if len(rm.recs) == 0 && s.rooms[key.Room] == rm {
+		// Nobody else waits on this room: drop it, and its bot if the join
+		// got that far.
+		select {
+		case <-rm.ready:
+			delete(s.rooms, key.Room)
+			leave = rm.bot
+		default:
+			// The join is still running; its own request cleans up.
+		}
+	}
+	s.roomMaybeIdle(key.Room)
+	s.mu.Unlock()
+	if leave != nil {
+		leave.Leave()
+	}
+	_ = s.opts.Owners.Release(context.WithoutCancel(ctx), key, rec.owner)
+	return RecordingInfo{}, false, err
+}
+
+// roomMaybeIdle tells room completion that room has nothing running or
+// closing any more. The caller holds s.mu.
+func (s *Supervisor) roomMaybeIdle(room string) {
+	if s.opts.Rooms != nil && s.rooms[room] == nil && s.closing[room] == 0 {
+		s.opts.Rooms.RoomIdle(room)
+	}
+}
+
 // Stop ends a recording, closing its files before it returns.
 func (s *Supervisor) Stop(ctx context.Context, roomName, participant string) (RecordingInfo, error) {
+	key := Key{Room: roomName, Participant: participant}
 	s.mu.Lock()
-	rec, ok := s.active[Key{Room: roomName, Participant: participant}]
+	rec, ok := s.active[key]
+	if !ok {
+		// A stop already under way: answer with its end, not a 404.
+		rec, ok = s.stopping[key]
+	}
 	s.mu.Unlock()
 	if !ok {
 		return RecordingInfo{}, ErrNotFound
@@ -369,14 +441,7 @@ func (s *Supervisor) Stop(ctx context.Context, roomName, participant string) (Re
 // oldest first.
 func (s *Supervisor) List() []RecordingInfo {
 	s.mu.Lock()
-	recs := make([]*Recording, 0, len(s.active)+len(s.stopping)+len(s.history))
-	for _, r := range s.active {
-		recs = append(recs, r)
-	}
-	for r := range s.stopping {
-		recs = append(recs, r)
-	}
-	recs = append(recs, s.history...)
+	recs := append(s.live(), s.history...)
 	s.mu.Unlock()
 	out := make([]RecordingInfo, 0, len(recs))
 	for _, r := range recs {
@@ -407,29 +472,61 @@ func (s *Supervisor) Shutdown(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
-	var err error
 	select {
 	case <-done:
+		return nil
 	case <-ctx.Done():
-		err = fmt.Errorf("shutdown: %w", ctx.Err())
+		return fmt.Errorf("shutdown: %w", ctx.Err())
 	}
-	// Rooms that were settling do not complete in this process.
-	s.mu.Lock()
-	for room, t := range s.settle {
-		t.Stop()
-		delete(s.settle, room)
-	}
-	s.mu.Unlock()
-	return err
 }
 
-// Close ends room completions still running (they wait for uploads) and
-// waits for them to return. Call it after Shutdown and the upload drain.
+// Close ends bot replacements still running and waits for them. Call it
+// after Shutdown.
 func (s *Supervisor) Close() {
 	s.endLife()
-	s.completions.Wait()
-	s.events.Wait()
 	s.rejoins.Wait()
+}
+
+// StopRoom stops every recording of room.
+func (s *Supervisor) StopRoom(ctx context.Context, room, reason string) {
+	s.mu.Lock()
+	var recs []*Recording
+	if rm := s.rooms[room]; rm != nil {
+		recs = rm.list()
+	}
+	s.mu.Unlock()
+	for _, r := range recs {
+		if r.waitJoined(ctx) == nil {
+			s.stop(ctx, r, reason)
+		}
+	}
+}
+
+// Refresh makes the room's bot subscribe to any audio of identity it lacks
+// (a track published that the bot has not caught up with).
+func (s *Supervisor) Refresh(room, identity string) {
+	if b := s.botFor(room, identity); b != nil {
+		b.Record(identity)
+	}
+}
+
+// ParticipantSID is the session of identity the bot of room sees now, ""
+// when the room has no bot recording identity or the bot sees no session.
+func (s *Supervisor) ParticipantSID(room, identity string) string {
+	if b := s.botFor(room, identity); b != nil {
+		return b.ParticipantSID(identity)
+	}
+	return ""
+}
+
+// botFor is room's bot if it records identity.
+func (s *Supervisor) botFor(room, identity string) Bot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rm := s.rooms[room]; rm != nil && rm.recs[identity] != nil {
+		return rm.bot
+	}
+	return nil
 }
 
 // stop ends rec: forget the participant, drain and close its tracks, release
@@ -438,11 +535,11 @@ func (s *Supervisor) stop(ctx context.Context, rec *Recording, reason string) {
 	s.mu.Lock()
 	if s.active[rec.key] != rec {
 		s.mu.Unlock()
-		rec.waitStopped(ctx)
+		rec.waitRetired(ctx)
 		return
 	}
 	delete(s.active, rec.key)
-	s.stopping[rec] = true
+	s.stopping[rec.key] = rec
 	s.closing[rec.key.Room]++
 	rm := rec.room
 	delete(rm.recs, rec.key.Participant)
@@ -465,18 +562,30 @@ func (s *Supervisor) stop(ctx context.Context, rec *Recording, reason string) {
 	if err := s.opts.Owners.Release(context.WithoutCancel(ctx), rec.key, rec.owner); err != nil {
 		s.log.Error("release ownership", "room", rec.key.Room, "participant", rec.key.Participant, "recording", rec.id, "err", err)
 	}
-	s.collect(rec)
 	final := rec.totals() // its tracks are closed: final counts
 	s.mu.Lock()
-	delete(s.stopping, rec)
+	delete(s.stopping, rec.key)
 	// In the same critical section as leaving stopping, so Stats counts
 	// the recording's tracks either live or here, never both.
 	s.retired.add(final)
 	s.history = append(s.history, rec)
 	if over := len(s.history) - s.opts.History; over > 0 {
-		s.history = append(s.history[:0:0], s.history[over:]...)
+		clear(s.history[:over])
+		s.history = append(s.history[:0], s.history[over:]...)
 	}
+	if s.closing[rec.key.Room]--; s.closing[rec.key.Room] <= 0 {
+		delete(s.closing, rec.key.Room)
+	}
+	s.roomMaybeIdle(rec.key.Room)
 	s.mu.Unlock()
+	rec.retire()
+}
+
+// HistoryLen is how many stopped recordings are retained.
+func (s *Supervisor) HistoryLen() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.history)
 }
 
 func (s *Supervisor) recording(rm *room, identity string) *Recording {
@@ -515,7 +624,7 @@ func (h *handler) TrackEnded(info bot.TrackInfo) {
 		return
 	}
 	if rec := h.s.recording(h.room, info.Participant); rec != nil {
-		rec.endTrack(info.TrackSID)
+		rec.endTrack(info)
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/trackrec/trackrec/bot"
+	"github.com/trackrec/trackrec/ownership"
+	"github.com/trackrec/trackrec/spool"
 )
 
 // fakeBot stands in for a LiveKit participant in unit tests.
@@ -43,6 +45,15 @@ func (b *fakeBot) Leave() {
 }
 
 func (b *fakeBot) SID() string { return "RM_fake" }
+
+func (b *fakeBot) ParticipantSID(id string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.present[id] {
+		return "PA_" + id
+	}
+	return ""
+}
 
 func (b *fakeBot) Present(id string) bool {
 	b.mu.Lock()
@@ -112,12 +123,21 @@ type fixture struct {
 	joinErr error
 	bots    map[string]*fakeBot
 	hs      map[string]bot.Handler
+	rooms   *fakeRooms
 }
 
 func newFixture(t *testing.T, rejoin time.Duration) *fixture {
 	f := &fixture{t: t, dir: t.TempDir(), bots: map[string]*fakeBot{}, hs: map[string]bot.Handler{}}
-	f.s = New(Options{
-		Dir:           f.dir,
+	sp, err := spool.Open(spool.Options{Dir: f.dir, Instance: "test", SpoolIsStore: true, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sp.Close() })
+	f.rooms = &fakeRooms{}
+	f.s, err = New(Options{
+		Spool:         sp,
+		Owners:        ownership.NewMemory(),
+		Rooms:         f.rooms,
 		Instance:      "test",
 		RejoinTimeout: rejoin,
 		Logger:        discard(),
@@ -133,6 +153,9 @@ func newFixture(t *testing.T, rejoin time.Duration) *fixture {
 			return b, nil
 		},
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Close every file before TempDir removes the folder.
 	t.Cleanup(func() { _ = f.s.Shutdown(context.Background()) })
 	return f
@@ -213,7 +236,7 @@ func (f *fixture) state(room, p string) RecordingInfo {
 	return last
 }
 
-func (f *fixture) waitState(room, p, state string) RecordingInfo {
+func (f *fixture) waitState(room, p string, state State) RecordingInfo {
 	f.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
@@ -366,8 +389,8 @@ func TestFailedJoinLeavesNothingBehind(t *testing.T) {
 
 func TestOwnedElsewhere(t *testing.T) {
 	f := newFixture(t, 0)
-	owners := NewMemoryOwners()
-	owners.Claim(context.Background(), Key{"r", "alice"}, "other-instance")
+	owners := ownership.NewMemory()
+	owners.Claim(context.Background(), Key{Room: "r", Participant: "alice"}, "other-instance")
 	f.s.opts.Owners = owners
 	if _, _, err := f.s.Start(context.Background(), "r", "alice"); !errors.Is(err, ErrOwned) {
 		t.Errorf("start of a participant owned elsewhere: %v", err)
@@ -436,7 +459,7 @@ func TestShutdownWaitsForStopsUnderWay(t *testing.T) {
 
 func TestRestartKeepsItsClaim(t *testing.T) {
 	f := newFixture(t, 0)
-	owners := NewMemoryOwners()
+	owners := ownership.NewMemory()
 	f.s.opts.Owners = owners
 	ctx := context.Background()
 	first, _, _ := f.s.Start(ctx, "r", "alice")
@@ -444,8 +467,8 @@ func TestRestartKeepsItsClaim(t *testing.T) {
 	f.s.Start(ctx, "r", "alice")
 	// The first recording's release, arriving late, must not free the
 	// second one's claim.
-	owners.Release(ctx, Key{"r", "alice"}, "test/"+first.ID)
-	if ok, _ := owners.Claim(ctx, Key{"r", "alice"}, "other-instance"); ok {
+	owners.Release(ctx, Key{Room: "r", Participant: "alice"}, "test/"+first.ID)
+	if ok, _ := owners.Claim(ctx, Key{Room: "r", Participant: "alice"}, "other-instance"); ok {
 		t.Error("a stale release freed the restarted recording's claim")
 	}
 }

@@ -25,7 +25,7 @@ import (
 func record(t *testing.T, s *Spool, tr Track, container string, n int, crash bool, cut int) (*File, muxer.Stats) {
 	t.Helper()
 	var f *File
-	mux := muxer.NewTrack(muxer.Options{
+	mux, err := muxer.NewTrack(muxer.Options{
 		Format: container,
 		Logger: discard(),
 		Open: func(start time.Time, _ int) (io.WriteCloser, error) {
@@ -34,6 +34,9 @@ func record(t *testing.T, s *Spool, tr Track, container string, n int, crash boo
 			return f, err
 		},
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	at := time.Date(2026, 1, 2, 3, 4, 5, 250_000_000, time.UTC)
 	for i := range n {
 		p := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SSRC: 7, SequenceNumber: uint16(i), Timestamp: uint32(i * 960)},

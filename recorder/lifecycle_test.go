@@ -1,0 +1,164 @@
+package recorder
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/trackrec/trackrec/bot"
+)
+
+// A start while the participant's last recording is still closing its
+// files waits for that stop, then records anew in a new file: never
+// refused as owned by another instance, nothing lost between the two.
+func TestStartDuringAStopWaitsThenRecordsAnew(t *testing.T) {
+	f := newFixture(t, 0)
+	ctx := context.Background()
+	first, _, err := f.s.Start(ctx, "r", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := slowReader{newFakeReader()} // closes 1.5 s after its deadline
+	f.handler("r").TrackSubscribed(&bot.Track{Info: bot.TrackInfo{Room: "r", Participant: "alice", TrackSID: "TR_a", MimeType: "audio/opus", Subscription: 1}, Remote: slow})
+	for i := 0; i < 60; i++ {
+		slow.ch <- &rtp.Packet{Header: rtp.Header{SequenceNumber: uint16(i), Timestamp: uint32(960 * i), SSRC: 1}, Payload: []byte{0xF8, 0xFF, 0xFE}}
+	}
+	f.waitState("r", "alice", StateRecording)
+	stopped := make(chan RecordingInfo, 1)
+	go func() {
+		info, _ := f.s.Stop(ctx, "r", "alice")
+		stopped <- info
+	}()
+	f.waitState("r", "alice", StateStopping)
+	second, created, err := f.s.Start(ctx, "r", "alice")
+	if err != nil || !created || second.ID == first.ID {
+		t.Fatalf("start during the stop: %+v created=%v err=%v", second, created, err)
+	}
+	select {
+	case old := <-stopped:
+		if old.State != StateStopped || len(old.Tracks) != 1 || old.Tracks[0].State != "closed" {
+			t.Errorf("the first recording when the second began: %+v", old)
+		}
+	default:
+		t.Fatal("the second recording started before the first one's files closed")
+	}
+	f.feed("r", "alice", "TR_a", 60)
+	f.waitState("r", "alice", StateRecording)
+	final, err := f.s.Stop(ctx, "r", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := f.s.List()
+	if len(all) != 2 || all[0].Tracks[0].File == final.Tracks[0].File {
+		t.Errorf("want two recordings in two files: %+v", all)
+	}
+}
+
+// A stop of a recording already stopping answers with its end.
+func TestStopWhileStoppingAnswersTheEnd(t *testing.T) {
+	f := newFixture(t, 0)
+	ctx := context.Background()
+	f.s.Start(ctx, "r", "alice")
+	f.feed("r", "alice", "TR_a", 60)
+	f.waitState("r", "alice", StateRecording)
+	f.handler("r").ParticipantLeft("alice", true)
+	info, err := f.s.Stop(ctx, "r", "alice")
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+	if err == nil && info.State != StateStopped {
+		t.Errorf("stop answered %s before the files closed", info.State)
+	}
+}
+
+// An armed recording whose participant never comes stops after
+// ARM_TIMEOUT with the reason; one whose participant came stays.
+func TestArmTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, 0)
+		f.s.opts.ArmTimeout = time.Hour
+		ctx := context.Background()
+		if _, _, err := f.s.Start(ctx, "r", "carol", WaitForParticipant()); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := f.s.Start(ctx, "r", "dave", WaitForParticipant()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(30 * time.Minute)
+		f.handler("r").ParticipantJoined("dave")
+		time.Sleep(30*time.Minute - time.Nanosecond)
+		synctest.Wait()
+		if r := f.state("r", "carol"); r.State != StateWaiting {
+			t.Fatalf("carol before ARM_TIMEOUT: %s", r.State)
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		r := f.state("r", "carol")
+		if r.State != StateStopped || !strings.Contains(r.StopReason, "ARM_TIMEOUT") {
+			t.Errorf("carol after ARM_TIMEOUT: %s %q", r.State, r.StopReason)
+		}
+		if r := f.state("r", "dave"); r.State != StateWaiting {
+			t.Errorf("dave, who came, after ARM_TIMEOUT: %s %q", r.State, r.StopReason)
+		}
+		if f.bots["r"].hasLeft() {
+			t.Error("the bot left while dave is recorded")
+		}
+		f.s.Shutdown(ctx)
+	})
+}
+
+// MAX_RECORDINGS bounds what runs at once: the start beyond is ErrFull and
+// changes nothing; a stop frees a place.
+func TestMaxRecordings(t *testing.T) {
+	f := newFixture(t, 0)
+	f.s.opts.MaxRecordings = 2
+	ctx := context.Background()
+	for _, p := range []string{"alice", "bob"} {
+		if _, _, err := f.s.Start(ctx, "r", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := f.s.Start(ctx, "r2", "carol", WaitForParticipant()); !errors.Is(err, ErrFull) {
+		t.Fatalf("third start: %v, want ErrFull", err)
+	}
+	if n := len(f.s.List()); n != 2 || f.joins != 1 {
+		t.Errorf("a refused start left %d recordings, %d joins", n, f.joins)
+	}
+	if _, _, err := f.s.Start(ctx, "r", "alice"); err != nil {
+		t.Errorf("a running recording's start when full: %v", err)
+	}
+	f.s.Stop(ctx, "r", "bob")
+	if _, _, err := f.s.Start(ctx, "r2", "carol", WaitForParticipant()); err != nil {
+		t.Errorf("start after a stop freed a place: %v", err)
+	}
+}
+
+// The end of an old subscription never ends a newer one of the same track.
+func TestTrackEndedEndsOnlyItsSubscription(t *testing.T) {
+	f := newFixture(t, 0)
+	ctx := context.Background()
+	f.s.Start(ctx, "r", "alice")
+	info := bot.TrackInfo{Room: "r", Participant: "alice", TrackSID: "TR_a", MimeType: "audio/opus", Subscription: 7}
+	r := newFakeReader()
+	f.handler("r").TrackSubscribed(&bot.Track{Info: info, Remote: r})
+	f.waitState("r", "alice", StateRecording)
+	old := info
+	old.Subscription = 6
+	f.handler("r").TrackEnded(old)
+	time.Sleep(3 * drainGrace)
+	if st := f.state("r", "alice").Tracks[0].State; st != "recording" {
+		t.Fatalf("an old subscription's end closed the new one: %s", st)
+	}
+	f.handler("r").TrackEnded(info)
+	deadline := time.Now().Add(5 * time.Second)
+	for f.state("r", "alice").Tracks[0].State != "closed" {
+		if time.Now().After(deadline) {
+			t.Fatal("its own end did not close the track")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
