@@ -426,7 +426,13 @@ func TestHostileIdentitiesStayUnderThePrefix(t *testing.T) {
 		publish(t, room, id)
 		svc.mustStart(room, id)
 	}
-	time.Sleep(2 * time.Second)
+	// Each has a file open before it stops (a loaded machine may take a
+	// while to subscribe).
+	for _, id := range ids {
+		svc.waitRecording(room, id, 20*time.Second, func(r recorder.RecordingInfo) bool {
+			return len(r.Tracks) == 1 && r.Tracks[0].Path != "" && r.Tracks[0].Packets > 50
+		})
+	}
 	for _, id := range ids {
 		svc.mustStop(room, id)
 	}

@@ -19,10 +19,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	err := testbed.EnsureTools(ctx, "ffmpeg", "ffprobe")
-	cancel()
-	if err != nil {
+	if err := testbed.CheckTools("ffmpeg", "ffprobe"); err != nil {
 		fmt.Fprintln(os.Stderr, "mixdown tests need ffmpeg:", err)
 		os.Exit(1)
 	}

@@ -137,11 +137,6 @@ func CheckTools(bins ...string) error {
 		strings.Join(missing, ", "), ErrNotInstalled, InstallCommand)
 }
 
-// EnsureTools is CheckTools: it no longer installs anything.
-//
-// Deprecated: use CheckTools, and install with InstallCommand.
-func EnsureTools(_ context.Context, bins ...string) error { return CheckTools(bins...) }
-
 // InstallDebianTools apt-gets the Debian packages of DebianTools that are
 // missing. When none is, it runs nothing; otherwise `apt-get update` once,
 // then one `apt-get install` of exactly the missing packages. It needs root.

@@ -165,43 +165,19 @@ func debianPackage(tool string) string {
 	return tool
 }
 
-// RequireTools makes sure the named tools are on PATH: missing ones are
-// installed with apt-get when running as root, otherwise the test fails. A
-// test that depends on them never skips silently.
+// RequireTools fails the test, naming each missing tool and its Debian
+// package, unless every named tool is on PATH: a test that depends on them
+// never skips silently. Tests install nothing; `make tools` does.
 func RequireTools(t testing.TB, tools ...string) {
 	t.Helper()
-	var pkgs []string
+	var missing []string
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			pkgs = append(pkgs, debianPackage(tool))
+			missing = append(missing, tool+" (Debian package "+debianPackage(tool)+")")
 		}
 	}
-	if len(pkgs) == 0 {
-		return
-	}
-	if os.Geteuid() != 0 {
-		t.Fatalf("missing %v: install Debian packages %v", tools, pkgs)
-	}
-	install := func() ([]byte, error) {
-		args := append([]string{"-o", "DPkg::Lock::Timeout=600", "install", "-y", "--no-install-recommends"}, pkgs...)
-		cmd := exec.Command("apt-get", args...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		return cmd.CombinedOutput()
-	}
-	t.Logf("installing %v", pkgs)
-	if out, err := install(); err != nil {
-		// The package lists may be missing or stale on a fresh machine.
-		if upd, uerr := exec.Command("apt-get", "-o", "DPkg::Lock::Timeout=600", "update").CombinedOutput(); uerr != nil {
-			t.Fatalf("apt-get update: %v\n%s", uerr, upd)
-		}
-		if out, err = install(); err != nil {
-			t.Fatalf("apt-get install %v: %v\n%s", pkgs, err, out)
-		}
-	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s still missing after installing %v", tool, pkgs)
-		}
+	if len(missing) > 0 {
+		t.Fatalf("missing %s; install with make tools (or: go run ./cmd/testbed install)", strings.Join(missing, ", "))
 	}
 }
 
