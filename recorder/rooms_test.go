@@ -25,9 +25,11 @@ func (f *fakeRooms) add(e string) {
 	defer f.mu.Unlock()
 	f.events = append(f.events, e)
 }
-func (f *fakeRooms) TrackClosed(room string, t spool.Sealed) { f.add("track " + room + " " + t.Manifest.Track.SID) }
-func (f *fakeRooms) RoomBusy(room string)                    { f.add("busy " + room) }
-func (f *fakeRooms) RoomIdle(room string)                    { f.add("idle " + room) }
+func (f *fakeRooms) TrackClosed(room string, t spool.Sealed) {
+	f.add("track " + room + " " + t.Manifest.Track.SID)
+}
+func (f *fakeRooms) RoomBusy(room string) { f.add("busy " + room) }
+func (f *fakeRooms) RoomIdle(room string) { f.add("idle " + room) }
 func (f *fakeRooms) log() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
