@@ -60,7 +60,15 @@ type Policy struct {
 	// tail is the last queued event of each participant: the next one of
 	// the same participant waits for it.
 	tail map[ownership.Key]chan struct{}
+	// joined is the session (participant SID) of each participant's last
+	// participant_joined acted on, so that a participant_left of an older
+	// session that arrives after it stops nothing.
+	joined map[ownership.Key]string
 }
+
+// maxJoined bounds the sessions remembered; past it an arbitrary one is
+// forgotten (its participant then relies on the bot's view alone).
+const maxJoined = 10000
 
 // New returns a Policy driving rec.
 func New(rec Recorder, o Options) *Policy {
@@ -71,7 +79,7 @@ func New(rec Recorder, o Options) *Policy {
 		o.Logger = slog.Default()
 	}
 	life, cancel := context.WithCancel(context.Background())
-	return &Policy{rec: rec, opts: o, log: o.Logger, life: life, cancel: cancel, tail: map[ownership.Key]chan struct{}{}}
+	return &Policy{rec: rec, opts: o, log: o.Logger, life: life, cancel: cancel, tail: map[ownership.Key]chan struct{}{}, joined: map[ownership.Key]string{}}
 }
 
 // Close ends the events being acted on and waits for them.
@@ -96,7 +104,10 @@ func (p *Policy) HandleEvent(ev *livekit.WebhookEvent) bool {
 		if !p.opts.Enabled || !p.Recordable(room, pi) {
 			return false
 		}
-		act = func(ctx context.Context) { p.start(ctx, room, pi.GetIdentity()) }
+		act = func(ctx context.Context) {
+			p.remember(key, pi.GetSid())
+			p.start(ctx, room, pi.GetIdentity())
+		}
 	case "participant_left":
 		if pi.GetIdentity() == "" || room == "" {
 			return false
@@ -206,11 +217,47 @@ func (p *Policy) start(ctx context.Context, room, identity string) {
 	}
 }
 
-// stop ends identity's recording unless the bot sees a newer session of the
-// participant than the one that left (its participant_joined overtook this
-// participant_left): that session is being recorded and must go on.
+// remember notes sid as key's latest joined session.
+func (p *Policy) remember(key ownership.Key, sid string) {
+	if sid == "" {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.joined[key]; !ok && len(p.joined) >= maxJoined {
+		for k := range p.joined {
+			delete(p.joined, k)
+			break
+		}
+	}
+	p.joined[key] = sid
+}
+
+// newerSession reports the session that joined after sid left, if any, and
+// forgets sid's entry when it is the latest.
+func (p *Policy) newerSession(key ownership.Key, sid string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch j := p.joined[key]; {
+	case j == "" || sid == "":
+		return ""
+	case j != sid:
+		return j
+	}
+	delete(p.joined, key)
+	return ""
+}
+
+// stop ends identity's recording unless a newer session of the participant
+// than the one that left is known, from its participant_joined (which
+// overtook this participant_left) or from the bot's view: that session is
+// being recorded and must go on.
 func (p *Policy) stop(ctx context.Context, room, identity, sid string) {
 	log := p.log.With("room", room, "participant", identity)
+	if newer := p.newerSession(ownership.Key{Room: room, Participant: identity}, sid); newer != "" {
+		log.Info("webhook: participant_left of an older session; recording goes on", "left", sid, "current", newer)
+		return
+	}
 	if cur := p.rec.ParticipantSID(room, identity); sid != "" && cur != "" && cur != sid {
 		log.Info("webhook: participant_left of an older session; recording goes on", "left", sid, "current", cur)
 		return

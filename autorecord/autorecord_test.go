@@ -210,3 +210,36 @@ func TestJoinedForSomeoneGone(t *testing.T) {
 		t.Errorf("calls %q, want %q", got, want)
 	}
 }
+
+// A participant_joined of a new session that overtook the participant_left
+// of the old one: the left stops nothing. In arrival order, it does.
+func TestLeftOfAnOlderSession(t *testing.T) {
+	s1 := &livekit.ParticipantInfo{Identity: "alice", Sid: "PA_1"}
+	s2 := &livekit.ParticipantInfo{Identity: "alice", Sid: "PA_2"}
+	cases := []struct {
+		name   string
+		events []*livekit.WebhookEvent
+		want   []string
+	}{
+		{"in order", []*livekit.WebhookEvent{event("participant_joined", "r", s1), event("participant_left", "r", s1), event("participant_joined", "r", s2)},
+			[]string{"start r/alice", "stop r/alice", "start r/alice"}},
+		{"joined overtook left", []*livekit.WebhookEvent{event("participant_joined", "r", s1), event("participant_joined", "r", s2), event("participant_left", "r", s1)},
+			[]string{"start r/alice", "start r/alice"}},
+		{"the new session leaves too", []*livekit.WebhookEvent{event("participant_joined", "r", s2), event("participant_left", "r", s1), event("participant_left", "r", s2)},
+			[]string{"start r/alice", "stop r/alice"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &fakeRecorder{} // the bot sees nobody yet
+			p := New(rec, Options{Enabled: true, Logger: quiet()})
+			defer p.Close()
+			for _, ev := range tc.events {
+				p.HandleEvent(ev)
+			}
+			p.Wait()
+			if got := rec.got(); !same(got, tc.want) {
+				t.Errorf("calls %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -322,6 +322,18 @@ func (r *Rooms) run(run *Run, tracks []spool.Sealed) {
 			r.set(run, StateFailed, nil, fmt.Errorf("shutdown while queued: %w", r.ctx.Err()))
 			return
 		}
+		r.mu.Lock()
+		stopped := r.stopped
+		r.mu.Unlock()
+		if stopped {
+			// Shutdown began while it waited: the upload queue is closing,
+			// so a mix could not be stored and the webhook would go out
+			// without it. The markers stay; the next process runs it whole.
+			r.releaseTurn()
+			log.Warn("room pipeline not started: shutdown began; it runs in the next process")
+			r.set(run, StateFailed, nil, errors.New("shutdown began before the pipeline started; it runs in the next process"))
+			return
+		}
 		r.set(run, StateRunning, nil, nil)
 		log.Info("room complete: pipeline running")
 		outs, err := r.o.Pipeline(r.ctx, run.Room, tracks)

@@ -776,3 +776,33 @@ func TestRetryGivesBackTheTurn(t *testing.T) {
 		}
 	})
 }
+
+// Uploads that finish during the drain, after Stop, do not start the
+// pipeline: the queue is closing, so a mix could not be stored and the
+// webhook would go out without it. The markers stay for the next process.
+func TestUploadsDoneAfterStopDoNotRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := &store{release: make(chan struct{})}
+		q := uploader.NewQueue(st, uploader.QueueOptions{Logger: discard()})
+		var p pipe
+		var m markers
+		r := newRooms(&p, &m, Options{})
+		r.TrackClosed("r", upload(t, q, "r", "a"))
+		time.Sleep(settle)
+		synctest.Wait()
+		r.Stop()
+		close(st.release) // stored during the drain
+		if err := q.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		r.Close()
+		runs := r.Runs()
+		if len(runs) != 1 || runs[0].State != StateFailed || !strings.Contains(runs[0].Error, "next process") {
+			t.Errorf("runs %+v", runs)
+		}
+		if len(p.got()) != 0 || len(m.paths()) != 0 {
+			t.Errorf("calls %+v, markers cleared %v", p.got(), m.paths())
+		}
+	})
+}

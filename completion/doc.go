@@ -47,8 +47,11 @@
 //
 // Stop: settle timers stop and rooms still settling are dropped from memory
 // (their markers stay; they complete in the next process); from then on no
-// room completes and new tracks are not kept. Runs already started go on, so
-// the upload drain that follows can let them finish. Close (after Stop and
+// room completes and new tracks are not kept. A pipeline already running
+// goes on, so the upload drain that follows can let it finish; a run still
+// waiting for its uploads or its turn does not start its pipeline (the
+// upload queue is closing, so a mix could not be stored): it fails with its
+// markers kept and runs whole in the next process. Close (after Stop and
 // the upload drain) cancels the pipelines' context, ends runs still waiting
 // (uploads, their turn, a retry delay) as failed with their markers kept,
 // and returns once every run has returned. Close implies Stop.

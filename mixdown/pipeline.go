@@ -77,6 +77,11 @@ func (p *Pipeline) Run(ctx context.Context, room, roomSID string, tracks []RoomT
 			log.Info("mixdown stored", "key", keys[0])
 		}
 	}
+	if mixErr != nil && (ctx.Err() != nil || errors.Is(mixErr, uploader.ErrQueueClosed)) {
+		// Shutdown cut the mix short: the next process reruns the room and
+		// sends the webhook once, with the mix (receivers drop repeated ids).
+		return outs, mixErr
+	}
 	if p.Notifier != nil {
 		keys := make([]string, 0, len(tracks))
 		ev := RoomEvent{Event: EventRecordingsComplete, Room: room, RoomSID: roomSID, CreatedAt: time.Now().Unix(), Mixdown: mixManifest}

@@ -11,7 +11,7 @@
 //
 // A recording's State moves only along the transitions table (state.go):
 //
-//	starting  -> waiting | failed
+//	starting  -> waiting | recording | failed
 //	waiting   -> recording | away | stopping
 //	recording -> waiting | away | stopping
 //	away      -> waiting | recording | stopping

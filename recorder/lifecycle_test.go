@@ -3,6 +3,7 @@ package recorder
 import (
 	"context"
 	"errors"
+	"github.com/trackrec/trackrec/ownership"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -160,5 +161,81 @@ func TestTrackEndedEndsOnlyItsSubscription(t *testing.T) {
 			t.Fatal("its own end did not close the track")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The room goes away while a start still waits for the bot to see its
+// participant: the start finishes first, then its recording is stopped like
+// the others, reaching a final state and releasing its claim.
+func TestStopWhileStarting(t *testing.T) {
+	for _, arrives := range []bool{true, false} {
+		t.Run(map[bool]string{true: "participant arrives", false: "participant never seen"}[arrives], func(t *testing.T) {
+			f := newFixture(t, 0)
+			owners := ownership.NewMemory()
+			f.s.opts.Owners = owners
+			f.s.opts.Lookup = func(context.Context, string, string) (Presence, error) { return Present, nil }
+			ctx := context.Background()
+			if _, _, err := f.s.Start(ctx, "r", "alice"); err != nil {
+				t.Fatal(err)
+			}
+			f.bots["r"].setPresent("carol", false)
+			started := make(chan error, 1)
+			go func() {
+				_, _, err := f.s.Start(ctx, "r", "carol")
+				started <- err
+			}()
+			f.waitState("r", "carol", StateStarting) // in the presence grace
+			f.handler("r").Disconnected("room deleted", false)
+			if arrives {
+				f.bots["r"].setPresent("carol", true)
+			}
+			err := <-started
+			if arrives {
+				if err != nil {
+					t.Fatalf("start: %v", err)
+				}
+				if r := f.waitState("r", "carol", StateStopped); !strings.Contains(r.StopReason, "room deleted") {
+					t.Errorf("carol stopped for %q", r.StopReason)
+				}
+			} else if !errors.Is(err, ErrNoParticipant) {
+				t.Fatalf("start: %v, want ErrNoParticipant", err)
+			}
+			f.waitState("r", "alice", StateStopped)
+			deadline := time.Now().Add(5 * time.Second)
+			for owners.Len() != 0 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if owners.Len() != 0 {
+				t.Errorf("%d claims left after every recording ended", owners.Len())
+			}
+			for _, r := range f.s.List() {
+				if !r.State.Final() {
+					t.Errorf("%s left in %s", r.Participant, r.State)
+				}
+			}
+		})
+	}
+}
+
+// A track that arrives while the start is still finishing is recorded.
+func TestTrackDuringTheStartIsKept(t *testing.T) {
+	f := newFixture(t, 0)
+	f.s.opts.Lookup = func(context.Context, string, string) (Presence, error) { return Present, nil }
+	ctx := context.Background()
+	f.s.Start(ctx, "r", "alice") // the room's bot
+	f.bots["r"].setPresent("carol", false)
+	started := make(chan error, 1)
+	go func() {
+		_, _, err := f.s.Start(ctx, "r", "carol")
+		started <- err
+	}()
+	f.waitState("r", "carol", StateStarting)
+	took := f.handler("r").TrackSubscribed(&bot.Track{Info: bot.TrackInfo{Room: "r", Participant: "carol", TrackSID: "TR_c", MimeType: "audio/opus", Subscription: 9}, Remote: newFakeReader()})
+	f.bots["r"].setPresent("carol", true)
+	if err := <-started; err != nil || !took {
+		t.Fatalf("start %v, track taken %v", err, took)
+	}
+	if r := f.state("r", "carol"); r.State != StateRecording || len(r.Tracks) != 1 {
+		t.Errorf("after the start: %s with %d tracks", r.State, len(r.Tracks))
 	}
 }

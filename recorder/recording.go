@@ -82,7 +82,9 @@ func (r *Recording) joined(err error) {
 	r.mu.Lock()
 	r.joinErr = err
 	if err == nil {
-		r.to(StateWaiting)
+		if r.state == StateStarting { // a track may have come already
+			r.to(StateWaiting)
+		}
 	} else if r.to(StateFailed) {
 		r.stopReason = err.Error()
 		r.stoppedAt = time.Now().UTC()

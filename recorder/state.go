@@ -19,7 +19,7 @@ const (
 // cannot follow it: a stopped recording never records again, a stopping one
 // never takes a new track.
 var transitions = map[State][]State{
-	StateStarting:  {StateWaiting, StateFailed},
+	StateStarting:  {StateWaiting, StateRecording, StateFailed}, // a track can come before the start returns
 	StateWaiting:   {StateRecording, StateAway, StateStopping},
 	StateRecording: {StateWaiting, StateAway, StateStopping},
 	StateAway:      {StateWaiting, StateRecording, StateStopping},

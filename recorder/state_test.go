@@ -5,7 +5,7 @@ import "testing"
 func TestTransitions(t *testing.T) {
 	all := []State{StateStarting, StateWaiting, StateRecording, StateAway, StateStopping, StateStopped, StateFailed}
 	allowed := map[[2]State]bool{
-		{StateStarting, StateWaiting}: true, {StateStarting, StateFailed}: true,
+		{StateStarting, StateWaiting}: true, {StateStarting, StateRecording}: true, {StateStarting, StateFailed}: true,
 		{StateWaiting, StateRecording}: true, {StateWaiting, StateAway}: true, {StateWaiting, StateStopping}: true,
 		{StateRecording, StateWaiting}: true, {StateRecording, StateAway}: true, {StateRecording, StateStopping}: true,
 		{StateAway, StateWaiting}: true, {StateAway, StateRecording}: true, {StateAway, StateStopping}: true,

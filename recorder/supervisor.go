@@ -219,24 +219,27 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 			return RecordingInfo{}, false, err
 		}
 	}
-	rec, rm, joining, existing, err := s.reserve(ctx, key)
-	if err != nil {
-		return RecordingInfo{}, false, err
-	}
-	if existing != nil {
-		// A concurrent start of the same recording waits for the same join.
-		if err := existing.waitJoined(ctx); err != nil {
-			return RecordingInfo{}, false, err
-		}
-		return existing.Info(), false, nil
-	}
-
+	// The claim comes before the recording joins its room, so a refused
+	// claim fails this start alone, never the others waiting on the room.
+	rec := newRecording(key, s.opts.Instance, s.log)
 	ok, err := s.opts.Owners.Claim(ctx, key, rec.owner)
 	if err != nil {
-		return s.abandon(ctx, rec, joining, fmt.Errorf("claim %s/%s: %w", roomName, participant, err))
+		return RecordingInfo{}, false, fmt.Errorf("claim %s/%s: %w", roomName, participant, err)
 	}
 	if !ok {
-		return s.abandon(ctx, rec, joining, ErrOwned)
+		// Ours after all when a concurrent start of the same recording won.
+		if existing := s.activeRecording(key); existing != nil {
+			return s.joinedInfo(ctx, existing)
+		}
+		return RecordingInfo{}, false, ErrOwned
+	}
+	rm, joining, existing, err := s.reserve(ctx, rec)
+	if err != nil || existing != nil {
+		_ = s.opts.Owners.Release(context.WithoutCancel(ctx), key, rec.owner)
+		if err != nil {
+			return RecordingInfo{}, false, err
+		}
+		return s.joinedInfo(ctx, existing)
 	}
 	if err := s.joinRoom(ctx, rm, joining); err != nil {
 		return s.abandon(ctx, rec, joining, err)
@@ -259,6 +262,10 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 		rec.arm(s.opts.ArmTimeout, func() {
 			s.stop(context.Background(), rec, fmt.Sprintf("participant did not join within ARM_TIMEOUT (%s)", s.opts.ArmTimeout))
 		})
+		if b.Present(participant) {
+			// They arrived while the timer was being set.
+			rec.participantBack()
+		}
 	}
 	s.log.Info("recording started", "room", roomName, "participant", participant, "recording", rec.id, "present", present)
 	return rec.Info(), true, nil
@@ -283,6 +290,22 @@ func (s *Supervisor) running(ctx context.Context, key Key) (RecordingInfo, bool,
 	return rec.Info(), true, nil
 }
 
+// activeRecording is key's recording if one is active.
+func (s *Supervisor) activeRecording(key Key) *Recording {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.active[key]
+}
+
+// joinedInfo answers a start that found rec (a concurrent start of the same
+// recording) once rec's join is done.
+func (s *Supervisor) joinedInfo(ctx context.Context, rec *Recording) (RecordingInfo, bool, error) {
+	if err := rec.waitJoined(ctx); err != nil {
+		return RecordingInfo{}, false, err
+	}
+	return rec.Info(), false, nil
+}
+
 // afterStop waits until no recording of key is closing its files, so a new
 // recording of key never runs beside the end of the old one.
 func (s *Supervisor) afterStop(ctx context.Context, key Key) error {
@@ -301,32 +324,32 @@ func (s *Supervisor) afterStop(ctx context.Context, key Key) error {
 	}
 }
 
-// reserve makes key's recording and adds it to its room, creating the room
-// (joining true) when it has none. If a concurrent start got there first it
-// returns that recording as existing.
-func (s *Supervisor) reserve(ctx context.Context, key Key) (rec *Recording, rm *room, joining bool, existing *Recording, err error) {
+// reserve makes rec the active recording of its key and adds it to its
+// room, creating the room (joining true) when it has none. If a concurrent
+// start got there first it returns that recording as existing.
+func (s *Supervisor) reserve(ctx context.Context, rec *Recording) (rm *room, joining bool, existing *Recording, err error) {
+	key := rec.key
 	for {
 		s.mu.Lock()
 		switch {
 		case s.closed:
 			s.mu.Unlock()
-			return nil, nil, false, nil, ErrShuttingDown
+			return nil, false, nil, ErrShuttingDown
 		case s.active[key] != nil:
 			existing = s.active[key]
 			s.mu.Unlock()
-			return nil, nil, false, existing, nil
+			return nil, false, existing, nil
 		case s.stopping[key] != nil:
 			// A stop began since afterStop looked: wait for it too.
 			s.mu.Unlock()
 			if err := s.afterStop(ctx, key); err != nil {
-				return nil, nil, false, nil, err
+				return nil, false, nil, err
 			}
 			continue
 		case s.opts.MaxRecordings > 0 && len(s.active) >= s.opts.MaxRecordings:
 			s.mu.Unlock()
-			return nil, nil, false, nil, fmt.Errorf("%w: %d recordings running (MAX_RECORDINGS)", ErrFull, s.opts.MaxRecordings)
+			return nil, false, nil, fmt.Errorf("%w: %d recordings running (MAX_RECORDINGS)", ErrFull, s.opts.MaxRecordings)
 		}
-		rec = newRecording(key, s.opts.Instance, s.log)
 		s.active[key] = rec
 		rm = s.rooms[key.Room]
 		if rm == nil {
@@ -340,7 +363,7 @@ func (s *Supervisor) reserve(ctx context.Context, key Key) (rec *Recording, rm *
 		rm.recs[key.Participant] = rec
 		rec.room = rm
 		s.mu.Unlock()
-		return rec, rm, joining, nil, nil
+		return rm, joining, nil, nil
 	}
 }
 
@@ -373,19 +396,14 @@ func (s *Supervisor) joinRoom(ctx context.Context, rm *room, joining bool) error
 // nobody else waits on it.
 func (s *Supervisor) abandon(ctx context.Context, rec *Recording, joining bool, err error) (RecordingInfo, bool, error) {
 	rec.joined(err)
+	defer rec.retire() // a stop that found it waiting is done too
 	rm, key := rec.room, rec.key
 	s.mu.Lock()
-	delete(s.active, key)
-	delete(rm.recs, key.Participant)
-	if joining && rm.bot == nil && rm.err == nil {
-		// This request was to join and failed before it could (its claim
-		// was refused): release whoever waits on the room.
-		select {
-		case <-rm.ready:
-		default:
-			rm.err = err
-			close(rm.ready)
-		}
+	if s.active[key] == rec {
+		delete(s.active, key)
+	}
+	if rm.recs[key.Participant] == rec {
+		delete(rm.recs, key.Participant)
 	}
 	var leave Bot
 	if len(rm.recs) == 0 && s.rooms[key.Room] == rm {
@@ -532,6 +550,11 @@ func (s *Supervisor) botFor(room, identity string) Bot {
 // stop ends rec: forget the participant, drain and close its tracks, release
 // ownership, and let the bot go when it records nobody.
 func (s *Supervisor) stop(ctx context.Context, rec *Recording, reason string) {
+	// A recording still starting finishes its start first: it then either
+	// records (and is stopped here) or failed (and is already gone).
+	if rec.waitJoined(ctx) != nil {
+		return
+	}
 	s.mu.Lock()
 	if s.active[rec.key] != rec {
 		s.mu.Unlock()
