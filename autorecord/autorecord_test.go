@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -73,18 +74,6 @@ func event(name, room string, p *livekit.ParticipantInfo) *livekit.WebhookEvent 
 	return &livekit.WebhookEvent{Event: name, Room: &livekit.Room{Name: room}, Participant: p}
 }
 
-func same(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func TestFilters(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -150,7 +139,7 @@ func TestEvents(t *testing.T) {
 				t.Errorf("HandleEvent = %v, want %v", got, tc.accepted)
 			}
 			p.Wait()
-			if got := rec.got(); !same(got, tc.want) {
+			if got := rec.got(); !slices.Equal(got, tc.want) {
 				t.Errorf("calls %q, want %q", got, tc.want)
 			}
 		})
@@ -170,7 +159,7 @@ func TestOneParticipantsEventsInOrder(t *testing.T) {
 	}
 	p.Wait()
 	want := []string{"stop r/alice", "start r/alice", "stop r/alice", "start r/alice", "stop r/alice", "start r/alice"}
-	if got := rec.got(); !same(got, want) {
+	if got := rec.got(); !slices.Equal(got, want) {
 		t.Errorf("calls %q, want %q", got, want)
 	}
 	p.mu.Lock()
@@ -194,7 +183,7 @@ func TestJoinedRecordsWhenTheCheckFails(t *testing.T) {
 	defer p.Close()
 	p.HandleEvent(event("participant_joined", "r", &livekit.ParticipantInfo{Identity: "alice"}))
 	p.Wait()
-	if got, want := rec.got(), []string{"start r/alice", "start-wait r/alice"}; !same(got, want) {
+	if got, want := rec.got(), []string{"start r/alice", "start-wait r/alice"}; !slices.Equal(got, want) {
 		t.Errorf("calls %q, want %q", got, want)
 	}
 }
@@ -206,7 +195,7 @@ func TestJoinedForSomeoneGone(t *testing.T) {
 	defer p.Close()
 	p.HandleEvent(event("participant_joined", "r", &livekit.ParticipantInfo{Identity: "alice"}))
 	p.Wait()
-	if got, want := rec.got(), []string{"start r/alice"}; !same(got, want) {
+	if got, want := rec.got(), []string{"start r/alice"}; !slices.Equal(got, want) {
 		t.Errorf("calls %q, want %q", got, want)
 	}
 }
@@ -237,7 +226,7 @@ func TestLeftOfAnOlderSession(t *testing.T) {
 				p.HandleEvent(ev)
 			}
 			p.Wait()
-			if got := rec.got(); !same(got, tc.want) {
+			if got := rec.got(); !slices.Equal(got, tc.want) {
 				t.Errorf("calls %q, want %q", got, tc.want)
 			}
 		})

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net/http"
 	"os"
@@ -22,20 +21,7 @@ import (
 // files, and the first file holds every packet of the first stretch.
 func TestLeaveAndRejoinWithinASecondRecordsBoth(t *testing.T) {
 	t.Parallel()
-	port := freePort(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	server, err := testbed.StartLiveKit(ctx, testbed.LiveKitOptions{
-		WebhookURLs: []string{"http://127.0.0.1:" + strconv.Itoa(port) + "/recordings/webhooks"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
-	s := startService(t, map[string]string{
-		"LIVEKIT_URL": server.URL, "LIVEKIT_API_KEY": server.APIKey, "LIVEKIT_API_SECRET": server.APISecret,
-		"APP_PORT": strconv.Itoa(port), "MIXDOWN": "none",
-	})
+	server, s := webhookService(t, map[string]string{"MIXDOWN": "none"})
 	room, who := "refresh-room", "uma"
 	first := publishOn(t, server, room, who)
 	rec1 := s.waitRecording(room, who, 20*time.Second, func(r recorder.RecordingInfo) bool {

@@ -20,21 +20,9 @@ import (
 // mixdown follows. The recorder's own bot is never recorded.
 func TestWebhooksRecordWithoutAnAPICall(t *testing.T) {
 	t.Parallel()
-	needRecorder(t) // before ctx: a first build must not use up its time
-	port := freePort(t)
+	server, s := webhookService(t, map[string]string{"MIXDOWN_SETTLE": "1s"})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	server, err := testbed.StartLiveKit(ctx, testbed.LiveKitOptions{
-		WebhookURLs: []string{"http://127.0.0.1:" + strconv.Itoa(port) + "/recordings/webhooks"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
-	s := startService(t, map[string]string{
-		"LIVEKIT_URL": server.URL, "LIVEKIT_API_KEY": server.APIKey, "LIVEKIT_API_SECRET": server.APISecret,
-		"APP_PORT": strconv.Itoa(port), "MIXDOWN_SETTLE": "1s",
-	})
 	room := "auto-room"
 	p := publishOn(t, server, room, "yuri")
 	rec := s.waitRecording(room, "yuri", 20*time.Second, func(r recorder.RecordingInfo) bool {
@@ -105,4 +93,29 @@ func joinToken(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+// webhookService starts a livekit-server of the test's own whose webhooks go
+// to a recorder started with extra settings, and returns both.
+func webhookService(t *testing.T, extra map[string]string) (*testbed.LiveKit, *service) {
+	t.Helper()
+	needRecorder(t) // before ctx: a first build must not use up its time
+	port := freePort(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	server, err := testbed.StartLiveKit(ctx, testbed.LiveKitOptions{
+		WebhookURLs: []string{"http://127.0.0.1:" + strconv.Itoa(port) + "/recordings/webhooks"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = server.Close() })
+	env := map[string]string{
+		"LIVEKIT_URL": server.URL, "LIVEKIT_API_KEY": server.APIKey, "LIVEKIT_API_SECRET": server.APISecret,
+		"APP_PORT": strconv.Itoa(port),
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	return server, startService(t, env)
 }

@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"github.com/trackrec/trackrec/muxer/opus"
 	"time"
 
 	"github.com/trackrec/trackrec/muxer"
@@ -80,7 +81,7 @@ func (t *track) Info() TrackInfo {
 		Source:     t.info.Source,
 		State:      "recording",
 		PreSkip:    st.PreSkip,
-		DurationMS: samplesDuration(st.Samples).Milliseconds(),
+		DurationMS: opus.Duration(st.Samples).Milliseconds(),
 		Bytes:      st.Bytes,
 		Counts:     st.Counts,
 	}

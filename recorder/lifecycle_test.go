@@ -239,3 +239,43 @@ func TestTrackDuringTheStartIsKept(t *testing.T) {
 		t.Errorf("after the start: %s with %d tracks", r.State, len(r.Tracks))
 	}
 }
+
+// A dropped participant has exactly REJOIN_TIMEOUT to come back: back in
+// time, the recording goes on; not back, it stops with the reason.
+func TestRejoinTimeout(t *testing.T) {
+	for _, back := range []bool{true, false} {
+		t.Run(map[bool]string{true: "back in time", false: "not back"}[back], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFixture(t, 10*time.Second)
+				ctx := context.Background()
+				if _, _, err := f.s.Start(ctx, "r", "alice"); err != nil {
+					t.Fatal(err)
+				}
+				f.bots["r"].setPresent("alice", false)
+				f.handler("r").ParticipantLeft("alice", false)
+				if r := f.state("r", "alice"); r.State != StateAway {
+					t.Fatalf("after the drop: %s", r.State)
+				}
+				time.Sleep(10*time.Second - time.Nanosecond)
+				synctest.Wait()
+				if r := f.state("r", "alice"); r.State != StateAway {
+					t.Fatalf("before REJOIN_TIMEOUT: %s", r.State)
+				}
+				if back {
+					f.bots["r"].setPresent("alice", true)
+					f.handler("r").ParticipantJoined("alice")
+				}
+				time.Sleep(time.Nanosecond)
+				synctest.Wait()
+				r := f.state("r", "alice")
+				switch {
+				case back && r.State != StateWaiting:
+					t.Errorf("back in time, then: %s %q", r.State, r.StopReason)
+				case !back && (r.State != StateStopped || r.StopReason != "participant did not reconnect"):
+					t.Errorf("not back: %s %q", r.State, r.StopReason)
+				}
+				f.s.Shutdown(ctx)
+			})
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/trackrec/trackrec/muxer/opus"
 	"io"
 	"log/slog"
 	"net"
@@ -348,7 +349,7 @@ func (t *track) run() {
 		t.fail(err)
 	}
 	st := t.mux.Stats()
-	t.log.Info("track closed", "packets", st.Packets, "duration", samplesDuration(st.Samples))
+	t.log.Info("track closed", "packets", st.Packets, "duration", opus.Duration(st.Samples))
 	if err := t.finish(st); err != nil {
 		t.fail(err)
 	}
@@ -397,8 +398,4 @@ func (t *track) end(at time.Time) {
 	if err := t.src.SetReadDeadline(at); err != nil {
 		t.log.Warn("set read deadline", "err", err)
 	}
-}
-
-func samplesDuration(samples int64) time.Duration {
-	return time.Duration(samples) * time.Second / 48000
 }

@@ -3,6 +3,7 @@ package recorder
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -36,18 +37,6 @@ func (f *fakeRooms) log() []string {
 	return append([]string(nil), f.events...)
 }
 
-func equalEvents(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // A start refused by Owners (409) leaves a room whose ready is never closed.
 func TestRefusedClaimDoesNotBlockTheRoom(t *testing.T) {
 	f := newFixture(t, 0)
@@ -74,7 +63,7 @@ func TestFailedStartLeavesTheRoomIdle(t *testing.T) {
 		t.Fatal("start should fail")
 	}
 	want := []string{"busy r", "track r TR_a", "idle r", "busy r", "idle r"}
-	if got := f.rooms.log(); !equalEvents(got, want) {
+	if got := f.rooms.log(); !slices.Equal(got, want) {
 		t.Errorf("room events %q, want %q", got, want)
 	}
 }

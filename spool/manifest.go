@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/trackrec/trackrec/muxer/opus"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -104,7 +105,7 @@ func (m *Manifest) complete(st muxer.Stats, size int64, sum []byte) {
 		at := st.Anchor.UTC().Truncate(time.Microsecond)
 		m.Timeline.Anchor = &at
 	}
-	m.Timeline.DurationMS = (time.Duration(st.Samples) * time.Second / 48000).Milliseconds()
+	m.Timeline.DurationMS = opus.Duration(st.Samples).Milliseconds()
 	m.Timeline.PreSkip = st.PreSkip
 	m.Counts = st.Counts
 }
