@@ -56,61 +56,120 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	instance := instanceID()
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.Log.Level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	store, err := openStorage(ctx, cfg)
+	a, err := start(ctx, cfg)
 	if err != nil {
 		return err
+	}
+	defer a.spool.Close()
+	select {
+	case err := <-a.served:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	stop() // a second signal kills the process the default way
+	return a.shutdown()
+}
+
+// app is the running service, as start assembled it.
+type app struct {
+	cfg    configs.Config
+	log    *slog.Logger
+	queue  *uploader.Queue
+	spool  *spool.Spool
+	rooms  *completion.Rooms
+	sup    *recorder.Supervisor
+	policy *autorecord.Policy
+	srv    *http.Server
+	served chan error
+}
+
+// start builds the service and serves its API. Nothing is written to
+// LOCAL_DIRECTORY, nor logged, before its lock is held: a second process on
+// it stops with one line, leaving the first one's files alone.
+func start(ctx context.Context, cfg configs.Config) (*app, error) {
+	a := &app{cfg: cfg, log: slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.Log.Level})), served: make(chan error, 1)}
+	instance := instanceID()
+	store, err := openStorage(ctx, cfg)
+	if err != nil {
+		return nil, err
 	}
 	// With S3 the spool is emptied as files are confirmed; the local store
 	// is the spool itself.
 	metrics := api.NewMetrics()
-	queue := uploader.NewQueue(store, uploader.QueueOptions{DeleteAfter: cfg.S3.Enabled(), Logger: log, Observe: metrics.ObserveUpload})
-	// Nothing is written to LOCAL_DIRECTORY, nor logged, before its lock is
-	// held: a second process on it stops here with one line, leaving the
-	// first one's files alone.
-	sp, err := openSpool(cfg, instance, queue, log)
-	if err != nil {
-		return err
+	a.queue = uploader.NewQueue(store, uploader.QueueOptions{DeleteAfter: cfg.S3.Enabled(), Logger: a.log, Observe: metrics.ObserveUpload})
+	if a.spool, err = openSpool(cfg, instance, a.queue, a.log); err != nil {
+		return nil, err
 	}
-	defer sp.Close()
-	slog.SetDefault(log)
-	bot.UseSDKLogger(log)
+	fail := func(err error) (*app, error) {
+		_ = a.spool.Close()
+		return nil, err
+	}
+	slog.SetDefault(a.log)
+	bot.UseSDKLogger(a.log)
 	ln, err := net.Listen("tcp", cfg.ListenAddr())
 	if err != nil {
-		return fmt.Errorf("APP_PORT: %w", err)
+		return fail(fmt.Errorf("APP_PORT: %w", err))
 	}
-	rooms := completion.New(completion.Options{
-		Pipeline:    roomPipeline(cfg, store, queue, log),
+	a.rooms = completion.New(completion.Options{
+		Pipeline:    roomPipeline(cfg, store, a.queue, a.log),
 		Settle:      cfg.Mixdown.Settle,
 		Concurrency: cfg.Mixdown.Concurrency,
-		Markers:     sp,
-		Logger:      log,
+		Markers:     a.spool,
+		Logger:      a.log,
 	})
 	// Files an earlier process left behind go first: repaired, described,
 	// queued; the rooms it did not complete complete in this one.
-	recovery, err := sp.Recover(ctx)
+	recovery, err := a.spool.Recover(ctx)
 	if err != nil {
-		return fmt.Errorf("LOCAL_DIRECTORY: recover spool: %w", err)
+		return fail(fmt.Errorf("LOCAL_DIRECTORY: recover spool: %w", err))
 	}
 	if len(recovery.Files) > 0 {
-		log.Info("spool recovered", "files", len(recovery.Files), "rooms", len(recovery.Rooms))
+		a.log.Info("spool recovered", "files", len(recovery.Files), "rooms", len(recovery.Rooms))
 	}
-	rooms.Restore(recovery.Rooms)
+	a.rooms.Restore(recovery.Rooms)
 
 	rs := lksdk.NewRoomServiceClient(cfg.LiveKit.HTTPURL(), cfg.LiveKit.APIKey, cfg.LiveKit.APISecret)
+	ready, err := probe.NewReadiness(rs, a.spool.Writable, 2*time.Second)
+	if err != nil {
+		return fail(err)
+	}
+	if a.sup, err = newSupervisor(cfg, a.spool, a.rooms, rs, instance, a.log); err != nil {
+		return fail(err)
+	}
+	a.policy = autorecord.New(a.sup, autorecord.Options{
+		Enabled:          cfg.AutoRecord.Enabled,
+		Rooms:            cfg.AutoRecord.Rooms,
+		IgnoreIdentities: cfg.AutoRecord.IgnoreIdentities,
+		Logger:           a.log,
+	})
+	keys := auth.NewSimpleKeyProvider(cfg.LiveKit.APIKey, cfg.LiveKit.APISecret)
+	apiOpts := api.Options{Webhooks: api.Webhooks{Keys: keys, Events: a.policy}, Ready: ready.Check, Metrics: metrics}
+	if cfg.HTTP.Auth {
+		apiOpts.Auth = keys
+	} else {
+		a.log.Warn("API_AUTH=off: anyone who reaches the port can start and stop recordings; for local development only")
+	}
+	a.srv = &http.Server{
+		Handler:           api.New(service{a.sup, a.rooms, recovery.Files}, a.log, apiOpts),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	go func() { a.served <- a.srv.Serve(ln) }()
+	a.log.Info("recorder listening", "addr", ln.Addr().String(), "livekit", cfg.LiveKit.URL, "dir", a.spool.Dir(), "store", store.String(), "instance", instance)
+	return a, nil
+}
+
+// newSupervisor makes the supervisor of this instance's recordings.
+func newSupervisor(cfg configs.Config, sp *spool.Spool, rooms *completion.Rooms, rs probe.RoomService, instance string, log *slog.Logger) (*recorder.Supervisor, error) {
 	// The lookup is bounded by JOIN_TIMEOUT like the join it comes before.
 	lookup, err := probe.NewLookup(rs, cfg.Limits.JoinTimeout)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ready, err := probe.NewReadiness(rs, sp.Writable, 2*time.Second)
-	if err != nil {
-		return err
-	}
-	sup, err := recorder.New(recorder.Options{
+	return recorder.New(recorder.Options{
 		Spool:            sp,
 		Rooms:            rooms,
 		Owners:           ownership.NewMemory(),
@@ -125,62 +184,32 @@ func run() error {
 		Instance:         instance,
 		Join:             joiner(cfg, instance, log),
 	})
-	if err != nil {
-		return err
-	}
-	policy := autorecord.New(sup, autorecord.Options{
-		Enabled:          cfg.AutoRecord.Enabled,
-		Rooms:            cfg.AutoRecord.Rooms,
-		IgnoreIdentities: cfg.AutoRecord.IgnoreIdentities,
-		Logger:           log,
-	})
+}
 
-	keys := auth.NewSimpleKeyProvider(cfg.LiveKit.APIKey, cfg.LiveKit.APISecret)
-	apiOpts := api.Options{Webhooks: api.Webhooks{Keys: keys, Events: policy}, Ready: ready.Check, Metrics: metrics}
-	if cfg.HTTP.Auth {
-		apiOpts.Auth = keys
-	} else {
-		log.Warn("API_AUTH=off: anyone who reaches the port can start and stop recordings; for local development only")
-	}
-	srv := &http.Server{
-		Handler:           api.New(service{sup, rooms, recovery.Files}, log, apiOpts),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	log.Info("recorder listening", "addr", ln.Addr().String(), "livekit", cfg.LiveKit.URL, "dir", sp.Dir(), "store", store.String(), "instance", instance)
-
-	select {
-	case err := <-served:
-		return fmt.Errorf("http server: %w", err)
-	case <-ctx.Done():
-	}
-	stop() // a second signal kills the process the default way
-	log.Info("shutting down: stopping recordings")
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.Limits.ShutdownTimeout)
+// shutdown refuses new work first, then closes every file, then finishes
+// requests, then gives uploads their drain time: what is left stays in the
+// spool, and rooms not yet complete complete in the next process.
+func (a *app) shutdown() error {
+	a.log.Info("shutting down: stopping recordings")
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.Limits.ShutdownTimeout)
 	defer cancel()
-	// Refuse new work first, then close every file, then finish requests,
-	// then give uploads their drain time: what is left stays in the spool,
-	// and rooms not yet complete complete in the next process.
-	errs := []error{sup.Shutdown(sctx)}
-	rooms.Stop()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	errs := []error{a.sup.Shutdown(sctx)}
+	a.rooms.Stop()
+	if err := a.srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		errs = append(errs, err)
 	}
-	policy.Close()
-	dctx, dcancel := context.WithTimeout(context.Background(), cfg.Storage.DrainTimeout)
+	a.policy.Close()
+	dctx, dcancel := context.WithTimeout(context.Background(), a.cfg.Storage.DrainTimeout)
 	defer dcancel()
-	if err := queue.Drain(dctx); err != nil {
-		log.Warn("uploads unfinished; they stay in the spool for the next start", "err", err)
+	if err := a.queue.Drain(dctx); err != nil {
+		a.log.Warn("uploads unfinished; they stay in the spool for the next start", "err", err)
 	}
-	rooms.Close()
-	sup.Close()
+	a.rooms.Close()
+	a.sup.Close()
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	log.Info("shut down cleanly")
+	a.log.Info("shut down cleanly")
 	return nil
 }
 
