@@ -10,14 +10,16 @@ import (
 
 // RecordingInfo is a snapshot of a recording, as the API shows it.
 type RecordingInfo struct {
-	ID          string      `json:"id"`
-	Room        string      `json:"room"`
-	Participant string      `json:"participant"`
-	State       State       `json:"state"`
-	StopReason  string      `json:"stop_reason,omitempty"`
-	StartedAt   time.Time   `json:"started_at"`
-	StoppedAt   *time.Time  `json:"stopped_at,omitempty"`
-	Tracks      []TrackInfo `json:"tracks"`
+	ID          string `json:"id"`
+	Room        string `json:"room"`
+	Participant string `json:"participant"`
+	// Instance is the recorder instance that holds the recording.
+	Instance   string      `json:"instance,omitempty"`
+	State      State       `json:"state"`
+	StopReason string      `json:"stop_reason,omitempty"`
+	StartedAt  time.Time   `json:"started_at"`
+	StoppedAt  *time.Time  `json:"stopped_at,omitempty"`
+	Tracks     []TrackInfo `json:"tracks"`
 }
 
 // TrackInfo is a snapshot of one track's file.
@@ -56,6 +58,7 @@ func (r *Recording) Info() RecordingInfo {
 		ID:          r.id,
 		Room:        r.key.Room,
 		Participant: r.key.Participant,
+		Instance:    r.instance,
 		State:       r.state,
 		StopReason:  r.stopReason,
 		StartedAt:   r.startedAt,

@@ -29,15 +29,17 @@ const maxReadErrors = 50
 
 // Recording is one participant of one room, written as one file per track.
 type Recording struct {
-	id    string
-	key   Key
-	owner string // ownership token: instance and recording, so a stale release cannot free a newer claim
-	log   *slog.Logger
-	room  *room
+	id       string
+	key      Key
+	owner    string // ownership token: instance and recording, so a stale release cannot free a newer claim
+	instance string
+	log      *slog.Logger
+	room     *room
 
 	joinDone chan struct{}
 	stopDone chan struct{} // the files are closed
 	retired  chan struct{} // the supervisor is done with it: ownership released, in the history
+	keeper   chan struct{} // closed when its claim renewal ends; nil without one
 
 	mu         sync.Mutex
 	state      State
@@ -57,6 +59,7 @@ func newRecording(key Key, instance string, log *slog.Logger) *Recording {
 		id:        id,
 		key:       key,
 		owner:     instance + "/" + id,
+		instance:  instance,
 		log:       log.With("room", key.Room, "participant", key.Participant, "recording", id),
 		joinDone:  make(chan struct{}),
 		stopDone:  make(chan struct{}),

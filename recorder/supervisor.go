@@ -258,6 +258,10 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 		}
 	}
 	rec.joined(nil)
+	if r, ok := s.opts.Owners.(Renewer); ok {
+		rec.keeper = make(chan struct{})
+		go s.keepClaim(rec, r)
+	}
 	if !present {
 		rec.arm(s.opts.ArmTimeout, func() {
 			s.stop(context.Background(), rec, fmt.Sprintf("participant did not join within ARM_TIMEOUT (%s)", s.opts.ArmTimeout))
@@ -576,6 +580,9 @@ func (s *Supervisor) stop(ctx context.Context, rec *Recording, reason string) {
 	// Drain and close the files first, then unsubscribe: unsubscribing makes
 	// the SFU end the track with silence frames that are not the recording's.
 	rec.stop(reason)
+	if rec.keeper != nil {
+		<-rec.keeper // no renewal may follow the release
+	}
 	if b != nil {
 		b.Forget(rec.key.Participant)
 		if leave {

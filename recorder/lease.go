@@ -1,0 +1,60 @@
+package recorder
+
+import (
+	"context"
+	"time"
+)
+
+// Renewer is implemented by Owners whose claims expire unless renewed (a
+// fleet's leases in Redis, so that the claims of an instance that died
+// lapse and another instance can take its recordings over). The supervisor
+// renews each recording's claim every TTL/3 while it records.
+type Renewer interface {
+	// Renew extends owner's claim on key. It reports false, without error,
+	// when the claim is no longer owner's (it lapsed and another owner
+	// took it); an error means the store could not be asked.
+	Renew(ctx context.Context, key Key, owner string) (bool, error)
+	// TTL is how long a claim lasts without renewal.
+	TTL() time.Duration
+}
+
+// keepClaim renews rec's claim until rec is stopped. A store that cannot be
+// reached changes nothing: nobody else can claim through it either, so the
+// recording goes on and the claim is renewed once the store is back (or
+// claimed again if it lapsed meanwhile and is still free). A claim taken by
+// another owner stops the recording at once: two instances never write the
+// same participant's audio at the same moment.
+func (s *Supervisor) keepClaim(rec *Recording, r Renewer) {
+	defer close(rec.keeper)
+	ttl := r.TTL()
+	if ttl <= 0 {
+		return
+	}
+	tick := time.NewTicker(ttl / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-rec.stopDone:
+			return
+		case <-s.life.Done():
+			return
+		case <-tick.C:
+		}
+		ctx, cancel := context.WithTimeout(s.life, ttl/3)
+		ok, err := r.Renew(ctx, rec.key, rec.owner)
+		if err == nil && !ok {
+			// Lapsed (the store was away longer than its TTL): claim it
+			// again unless someone else holds it now.
+			ok, err = s.opts.Owners.Claim(ctx, rec.key, rec.owner)
+		}
+		cancel()
+		switch {
+		case err != nil:
+			rec.log.Warn("claim not renewed; recording goes on", "err", err)
+		case !ok:
+			rec.log.Error("claim taken by another owner; recording stops")
+			go s.stop(context.Background(), rec, "claim lost to another instance")
+			return
+		}
+	}
+}
