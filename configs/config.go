@@ -25,6 +25,8 @@ type Config struct {
 	Pipeline   Pipeline
 	AutoRecord AutoRecord
 	Limits     Limits
+	Redis      Redis
+	Fleet      Fleet
 }
 
 // LiveKit is the server the bots join and whose key pair signs and verifies
@@ -97,6 +99,27 @@ type Limits struct {
 	ShutdownTimeout  time.Duration
 	ArmTimeout       time.Duration
 	MaxRecordings    int
+}
+
+// Redis is the server instances share to run as a fleet, in the shape of
+// livekit-server's own redis block: one address, Sentinels (with the
+// master's name) or cluster nodes. Nothing set: the instance runs alone.
+type Redis struct {
+	Address            string // host:port
+	Username           string
+	Password           string
+	DB                 int
+	UseTLS             bool
+	SentinelMasterName string
+	SentinelAddresses  []string // host:port each
+	ClusterAddresses   []string // host:port each
+}
+
+// Fleet bounds how instances sharing Redis hand work to each other.
+type Fleet struct {
+	LeaseTTL       time.Duration // how long a recording's claim outlives its instance
+	MaxTracks      int           // tracks this instance records at once
+	CompletionWait time.Duration // how long completion waits for files on a dead instance
 }
 
 // configFileEnv names the optional YAML file laid over the environment.
@@ -199,6 +222,12 @@ func (c Config) ListenAddr() string {
 
 // Enabled says whether files go to S3 (bucket and region set).
 func (s S3) Enabled() bool { return s.Bucket != "" && s.Region != "" }
+
+// Enabled says fleet mode is on: an address, sentinels or cluster nodes are
+// set.
+func (r Redis) Enabled() bool {
+	return r.Address != "" || len(r.SentinelAddresses) > 0 || len(r.ClusterAddresses) > 0
+}
 
 // SigningKeys returns the pair that signs the pipeline webhook: Key/Secret
 // when set, else the LiveKit pair with shared=true (the caller logs a

@@ -64,6 +64,7 @@ func TestDefault(t *testing.T) {
 		AutoRecord: AutoRecord{Enabled: true},
 		Limits: Limits{JoinTimeout: 15 * time.Second, RejoinTimeout: 10 * time.Second, ReconnectTimeout: 60 * time.Second,
 			ShutdownTimeout: 30 * time.Second, ArmTimeout: time.Hour, MaxRecordings: 500},
+		Fleet: Fleet{LeaseTTL: 5 * time.Second, MaxTracks: 400, CompletionWait: 15 * time.Minute},
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", got, want)
@@ -91,6 +92,8 @@ func TestEverySettingFromEachSource(t *testing.T) {
 		"PIPELINE_WEBHOOK_URL": "https://hooks.example/x", "PIPELINE_WEBHOOK_KEY": "pk", "PIPELINE_WEBHOOK_SECRET": "ps",
 		"AUTO_RECORD": "false", "AUTO_RECORD_ROOMS": "team-*, standup", "AUTO_RECORD_IGNORE_IDENTITIES": "bot-?",
 		"JOIN_TIMEOUT": "20s", "REJOIN_TIMEOUT": "0s", "RECONNECT_TIMEOUT": "2m", "SHUTDOWN_TIMEOUT": "45s", "ARM_TIMEOUT": "30m", "MAX_RECORDINGS": "50",
+		"REDIS_ADDRESS": "redis.internal:6380", "REDIS_USERNAME": "rec", "REDIS_PASSWORD": "rpw", "REDIS_DB": "3", "REDIS_USE_TLS": "true",
+		"LEASE_TTL": "10s", "MAX_TRACKS": "40", "COMPLETION_WAIT": "0s",
 	}
 	file := `
 livekit: {url: "wss://lk.example", api_key: k, api_secret: s}
@@ -102,6 +105,8 @@ mixdown: {mode: none, directory: mixes, format: opus, settle: 0s, concurrency: 4
 pipeline: {webhook_url: "https://hooks.example/x", key: pk, secret: ps}
 auto_record: {enabled: false, rooms: [team-*, standup], ignore_identities: ['bot-?']}
 limits: {join_timeout: 20s, rejoin_timeout: 0s, reconnect_timeout: 2m, shutdown_timeout: 45s, arm_timeout: 30m, max_recordings: 50}
+redis: {address: "redis.internal:6380", username: rec, password: rpw, db: 3, use_tls: true}
+fleet: {lease_ttl: 10s, max_tracks: 40, completion_wait: 0s}
 `
 	want := Config{
 		LiveKit:    LiveKit{URL: "wss://lk.example", APIKey: "k", APISecret: "s"},
@@ -114,10 +119,14 @@ limits: {join_timeout: 20s, rejoin_timeout: 0s, reconnect_timeout: 2m, shutdown_
 		AutoRecord: AutoRecord{Enabled: false, Rooms: []string{"team-*", "standup"}, IgnoreIdentities: []string{"bot-?"}},
 		Limits: Limits{JoinTimeout: 20 * time.Second, RejoinTimeout: 0, ReconnectTimeout: 2 * time.Minute,
 			ShutdownTimeout: 45 * time.Second, ArmTimeout: 30 * time.Minute, MaxRecordings: 50},
+		Redis: Redis{Address: "redis.internal:6380", Username: "rec", Password: "rpw", DB: 3, UseTLS: true},
+		Fleet: Fleet{LeaseTTL: 10 * time.Second, MaxTracks: 40, CompletionWait: 0},
 	}
 	for _, s := range table() {
-		if _, ok := envs[s.env]; !ok {
-			t.Errorf("%s is not set by this test", s.env)
+		_, ok := envs[s.env]
+		inMode := slices.ContainsFunc(redisModes, func(m redisMode) bool { _, ok := m.env[s.env]; return ok })
+		if !ok && !inMode {
+			t.Errorf("%s is not set by this test or TestRedisModesFromEachSource", s.env)
 		}
 	}
 	sources := map[string]map[string]string{
@@ -134,6 +143,50 @@ limits: {join_timeout: 20s, rejoin_timeout: 0s, reconnect_timeout: 2m, shutdown_
 				t.Errorf("got\n%+v\nwant\n%+v", c, want)
 			}
 		})
+	}
+}
+
+type redisMode struct {
+	name string
+	env  map[string]string // over base
+	file string
+	want Redis
+}
+
+// redisModes are the ways to reach Redis other than one address, which
+// exclude it and each other, so TestEverySettingFromEachSource cannot set
+// them.
+var redisModes = []redisMode{
+	{"sentinel",
+		map[string]string{"REDIS_SENTINEL_MASTER_NAME": "mymaster", "REDIS_SENTINEL_ADDRESSES": "s1:26379, 10.0.0.2:26379,[fd00::3]:26379", "REDIS_PASSWORD": "pw"},
+		`redis: {sentinel_master_name: mymaster, sentinel_addresses: ["s1:26379", "10.0.0.2:26379", "[fd00::3]:26379"], password: pw}`,
+		Redis{SentinelMasterName: "mymaster", SentinelAddresses: []string{"s1:26379", "10.0.0.2:26379", "[fd00::3]:26379"}, Password: "pw"}},
+	{"cluster",
+		map[string]string{"REDIS_CLUSTER_ADDRESSES": "redis-1:6379,redis-2:6379", "REDIS_USE_TLS": "true"},
+		`redis: {cluster_addresses: ["redis-1:6379", "redis-2:6379"], use_tls: true}`,
+		Redis{ClusterAddresses: []string{"redis-1:6379", "redis-2:6379"}, UseTLS: true}},
+}
+
+func TestRedisModesFromEachSource(t *testing.T) {
+	for _, m := range redisModes {
+		sources := map[string]map[string]string{
+			"environment": with(m.env),
+			"file":        with(map[string]string{"CONFIG_FILE": writeFile(t, m.file)}),
+		}
+		for source, e := range sources {
+			t.Run(m.name+"/"+source, func(t *testing.T) {
+				c, err := Load(env(e))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(c.Redis, m.want) {
+					t.Errorf("got %+v\nwant %+v", c.Redis, m.want)
+				}
+				if !c.Redis.Enabled() {
+					t.Error("Redis is not enabled")
+				}
+			})
+		}
 	}
 }
 
@@ -194,6 +247,43 @@ var errorCases = []struct {
 	{"max recordings zero", map[string]string{"MAX_RECORDINGS": "0"}, "MAX_RECORDINGS: 0 must be at least 1"},
 	{"max recordings text", map[string]string{"MAX_RECORDINGS": "many"}, `MAX_RECORDINGS: "many" is not a whole number`},
 	{"config file", map[string]string{"CONFIG_FILE": "/nonexistent/recorder.yaml"}, "CONFIG_FILE: open /nonexistent/recorder.yaml"},
+
+	{"redis no port", map[string]string{"REDIS_ADDRESS": "redis"}, `REDIS_ADDRESS: "redis" is not host:port`},
+	{"redis url", map[string]string{"REDIS_ADDRESS": "redis://h:6379"}, `REDIS_ADDRESS: "redis://h:6379" is not host:port`},
+	{"redis no host", map[string]string{"REDIS_ADDRESS": ":6379"}, `REDIS_ADDRESS: ":6379" is not host:port`},
+	{"redis host blank", map[string]string{"REDIS_ADDRESS": "a b:6379"}, `REDIS_ADDRESS: "a b:6379" is not host:port`},
+	{"redis host path", map[string]string{"REDIS_ADDRESS": "h/x:6379"}, `REDIS_ADDRESS: "h/x:6379" is not host:port`},
+	{"redis ipv6 bare", map[string]string{"REDIS_ADDRESS": "::1:6379"}, `REDIS_ADDRESS: "::1:6379" is not host:port`},
+	{"redis port name", map[string]string{"REDIS_ADDRESS": "h:redis"}, `REDIS_ADDRESS: "h:redis": port "redis" is not a number from 1 to 65535`},
+	{"redis port empty", map[string]string{"REDIS_ADDRESS": "h:"}, `REDIS_ADDRESS: "h:": port "" is not a number from 1 to 65535`},
+	{"redis port zero", map[string]string{"REDIS_ADDRESS": "h:0"}, `REDIS_ADDRESS: "h:0": port "0" is not a number from 1 to 65535`},
+	{"redis port high", map[string]string{"REDIS_ADDRESS": "h:65536"}, `REDIS_ADDRESS: "h:65536": port "65536" is not a number from 1 to 65535`},
+	{"redis port sign", map[string]string{"REDIS_ADDRESS": "h:+6379"}, `REDIS_ADDRESS: "h:+6379": port "+6379" is not a number from 1 to 65535`},
+	{"redis user info", map[string]string{"REDIS_ADDRESS": "u:pw@h:6379"}, "REDIS_ADDRESS: holds user info (user:password@): give host:port, and the credentials in REDIS_USERNAME and REDIS_PASSWORD"},
+	{"sentinel address", map[string]string{"REDIS_SENTINEL_MASTER_NAME": "m", "REDIS_SENTINEL_ADDRESSES": "s1:26379,s2"}, `REDIS_SENTINEL_ADDRESSES: "s2" is not host:port`},
+	{"sentinel port", map[string]string{"REDIS_SENTINEL_MASTER_NAME": "m", "REDIS_SENTINEL_ADDRESSES": "s1:99999"}, `REDIS_SENTINEL_ADDRESSES: "s1:99999": port "99999" is not a number from 1 to 65535`},
+	{"sentinels without master", map[string]string{"REDIS_SENTINEL_ADDRESSES": "s1:26379"}, "REDIS_SENTINEL_ADDRESSES is set but REDIS_SENTINEL_MASTER_NAME is not: set both or neither"},
+	{"master without sentinels", map[string]string{"REDIS_SENTINEL_MASTER_NAME": "m"}, "REDIS_SENTINEL_MASTER_NAME is set but REDIS_SENTINEL_ADDRESSES is not: set both or neither"},
+	{"sentinels with address", map[string]string{"REDIS_ADDRESS": "h:6379", "REDIS_SENTINEL_MASTER_NAME": "m", "REDIS_SENTINEL_ADDRESSES": "s1:26379"}, "REDIS_SENTINEL_ADDRESSES cannot be combined with REDIS_ADDRESS: the Sentinels tell where the master is, so for Sentinel drop REDIS_ADDRESS"},
+	{"cluster address", map[string]string{"REDIS_CLUSTER_ADDRESSES": "n1:6379,n2:port"}, `REDIS_CLUSTER_ADDRESSES: "n2:port": port "port" is not a number from 1 to 65535`},
+	{"cluster user info", map[string]string{"REDIS_CLUSTER_ADDRESSES": "pw@n1:6379"}, "REDIS_CLUSTER_ADDRESSES: holds user info"},
+	{"cluster with address", map[string]string{"REDIS_ADDRESS": "h:6379", "REDIS_CLUSTER_ADDRESSES": "n1:6379"}, "REDIS_CLUSTER_ADDRESSES cannot be combined with REDIS_ADDRESS: for a cluster, drop REDIS_ADDRESS"},
+	{"cluster with sentinels", map[string]string{"REDIS_SENTINEL_MASTER_NAME": "m", "REDIS_SENTINEL_ADDRESSES": "s1:26379", "REDIS_CLUSTER_ADDRESSES": "n1:6379"}, "REDIS_CLUSTER_ADDRESSES cannot be combined with Sentinel: for a cluster, drop REDIS_SENTINEL_ADDRESSES and REDIS_SENTINEL_MASTER_NAME"},
+	{"username without redis", map[string]string{"REDIS_USERNAME": "rec"}, "REDIS_USERNAME is set without REDIS_ADDRESS (or REDIS_SENTINEL_ADDRESSES, REDIS_CLUSTER_ADDRESSES): set one to run in a fleet, or unset REDIS_USERNAME"},
+	{"password without redis", map[string]string{"REDIS_PASSWORD": "pw"}, "REDIS_PASSWORD is set without REDIS_ADDRESS"},
+	{"db without redis", map[string]string{"REDIS_DB": "2"}, "REDIS_DB is set without REDIS_ADDRESS"},
+	{"tls without redis", map[string]string{"REDIS_USE_TLS": "true"}, "REDIS_USE_TLS is set without REDIS_ADDRESS"},
+	{"db negative", map[string]string{"REDIS_ADDRESS": "h:6379", "REDIS_DB": "-1"}, "REDIS_DB: -1 must be at least 0"},
+	{"db text", map[string]string{"REDIS_ADDRESS": "h:6379", "REDIS_DB": "one"}, `REDIS_DB: "one" is not a whole number`},
+	{"db of a cluster", map[string]string{"REDIS_CLUSTER_ADDRESSES": "n1:6379", "REDIS_DB": "1"}, "REDIS_DB: 1 is not 0, the only database of a Redis Cluster (REDIS_CLUSTER_ADDRESSES)"},
+	{"tls text", map[string]string{"REDIS_ADDRESS": "h:6379", "REDIS_USE_TLS": "yes"}, `REDIS_USE_TLS: "yes" is not true or false`},
+	{"lease short", map[string]string{"LEASE_TTL": "500ms"}, "LEASE_TTL: 500ms is not between 1s and 1m0s"},
+	{"lease long", map[string]string{"LEASE_TTL": "2m"}, "LEASE_TTL: 2m0s is not between 1s and 1m0s"},
+	{"lease text", map[string]string{"LEASE_TTL": "5"}, `LEASE_TTL: "5" is not a duration (for example 10s)`},
+	{"max tracks zero", map[string]string{"MAX_TRACKS": "0"}, "MAX_TRACKS: 0 must be at least 1"},
+	{"max tracks text", map[string]string{"MAX_TRACKS": "lots"}, `MAX_TRACKS: "lots" is not a whole number`},
+	{"completion wait negative", map[string]string{"COMPLETION_WAIT": "-1m"}, "COMPLETION_WAIT: -1m0s must not be negative"},
+	{"completion wait text", map[string]string{"COMPLETION_WAIT": "long"}, `COMPLETION_WAIT: "long" is not a duration (for example 10s)`},
 }
 
 func TestLoadErrors(t *testing.T) {
@@ -249,6 +339,9 @@ func TestFirstErrorInTableOrder(t *testing.T) {
 			"MAX_RECORDINGS": "0", "ARM_TIMEOUT": "0s", "AUTO_RECORD_ROOMS": "[", "PIPELINE_WEBHOOK_KEY": "k", "MIXDOWN": "x",
 			"S3_ENDPOINT": "x", "JITTER_WINDOW": "9s", "FILE_FORMAT": "x", "API_AUTH": "x", "APP_PORT": "0",
 		}, "", "APP_PORT:"},
+		{"redis before fleet", map[string]string{"REDIS_ADDRESS": "x", "LEASE_TTL": "0s"}, "", "REDIS_ADDRESS:"},
+		{"every way to redis", map[string]string{"REDIS_ADDRESS": "h:1", "REDIS_SENTINEL_MASTER_NAME": "m", "REDIS_SENTINEL_ADDRESSES": "s:2", "REDIS_CLUSTER_ADDRESSES": "n:3"}, "", "REDIS_SENTINEL_ADDRESSES cannot be combined with REDIS_ADDRESS"},
+		{"bad address before the missing redis", map[string]string{"REDIS_SENTINEL_ADDRESSES": "s", "REDIS_PASSWORD": "pw"}, "", "REDIS_SENTINEL_ADDRESSES:"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -305,6 +398,36 @@ func TestEnvironmentAndFilePrecedence(t *testing.T) {
 		{"file duration", map[string]string{"REJOIN_TIMEOUT": "1s"}, "limits: {rejoin_timeout: 1m30s}", func(c Config) any { return c.Limits.RejoinTimeout }, 90 * time.Second},
 		{"file bool", map[string]string{"AUTO_RECORD": "true"}, "auto_record: {enabled: false}", func(c Config) any { return c.AutoRecord.Enabled }, false},
 		{"file secret wins", nil, "livekit: {api_secret: other}", func(c Config) any { return c.LiveKit.APISecret }, "other"},
+
+		{"redis off", nil, "", func(c Config) any { return c.Redis }, Redis{}},
+		{"env redis", map[string]string{"REDIS_ADDRESS": "10.0.0.1:6379", "REDIS_DB": "2"}, "", func(c Config) any { return c.Redis }, Redis{Address: "10.0.0.1:6379", DB: 2}},
+		{"env redis ipv6", map[string]string{"REDIS_ADDRESS": "[::1]:6379"}, "", func(c Config) any { return c.Redis.Address }, "[::1]:6379"},
+		{"file address wins", map[string]string{"REDIS_ADDRESS": "a:1"}, "redis: {address: 'b:2'}", func(c Config) any { return c.Redis.Address }, "b:2"},
+		{"file address null", map[string]string{"REDIS_ADDRESS": "a:1"}, "redis: {address: ~}", func(c Config) any { return c.Redis.Address }, "a:1"},
+		{"file empty address wins", map[string]string{"REDIS_ADDRESS": "a:1"}, `redis: {address: ""}`, func(c Config) any { return c.Redis.Enabled() }, false},
+		{"file password wins", map[string]string{"REDIS_ADDRESS": "a:1", "REDIS_PASSWORD": "env"}, "redis: {password: file}", func(c Config) any { return c.Redis.Password }, "file"},
+		{"env password under file address", map[string]string{"REDIS_PASSWORD": "env"}, "redis: {address: 'a:1'}", func(c Config) any { return c.Redis }, Redis{Address: "a:1", Password: "env"}},
+		{"file db wins", map[string]string{"REDIS_ADDRESS": "a:1", "REDIS_DB": "2"}, "redis: {db: 0}", func(c Config) any { return c.Redis.DB }, 0},
+		{"file tls wins", map[string]string{"REDIS_ADDRESS": "a:1", "REDIS_USE_TLS": "true"}, "redis: {use_tls: false}", func(c Config) any { return c.Redis.UseTLS }, false},
+		{"env sentinels", map[string]string{"REDIS_SENTINEL_MASTER_NAME": "m", "REDIS_SENTINEL_ADDRESSES": " s1:1 ,, s2:2 "}, "", func(c Config) any { return c.Redis.SentinelAddresses }, []string{"s1:1", "s2:2"}},
+		{"file sentinels win", map[string]string{"REDIS_SENTINEL_MASTER_NAME": "m", "REDIS_SENTINEL_ADDRESSES": "s1:1"}, "redis: {sentinel_addresses: ['s3:3', 's4:4']}", func(c Config) any { return c.Redis.SentinelAddresses }, []string{"s3:3", "s4:4"}},
+		{"file master wins", map[string]string{"REDIS_SENTINEL_MASTER_NAME": "m", "REDIS_SENTINEL_ADDRESSES": "s1:1"}, "redis: {sentinel_master_name: other}", func(c Config) any { return c.Redis.SentinelMasterName }, "other"},
+		{"file empty cluster wins", map[string]string{"REDIS_CLUSTER_ADDRESSES": "n1:1"}, "redis: {cluster_addresses: []}", func(c Config) any { return c.Redis }, Redis{}},
+		{"file cluster over env address", map[string]string{"REDIS_ADDRESS": "a:1"}, "redis: {address: '', cluster_addresses: ['n1:1', 'n2:2']}", func(c Config) any { return c.Redis }, Redis{ClusterAddresses: []string{"n1:1", "n2:2"}}},
+		{"env cluster, file silent", map[string]string{"REDIS_CLUSTER_ADDRESSES": "n1:1,n2:2"}, "redis: {use_tls: true}", func(c Config) any { return c.Redis }, Redis{ClusterAddresses: []string{"n1:1", "n2:2"}, UseTLS: true}},
+		{"livekit-server block", nil, `
+redis:
+  address: redis.internal:6379
+  username: ""
+  password: lkpw
+  db: 0
+  use_tls: false
+  sentinel_master_name: ""
+  sentinel_addresses: []
+  cluster_addresses: []
+`, func(c Config) any { return c.Redis }, Redis{Address: "redis.internal:6379", Password: "lkpw"}},
+		{"env fleet", map[string]string{"LEASE_TTL": "1s", "MAX_TRACKS": "1", "COMPLETION_WAIT": "0"}, "", func(c Config) any { return c.Fleet }, Fleet{LeaseTTL: time.Second, MaxTracks: 1}},
+		{"file fleet wins", map[string]string{"LEASE_TTL": "1s", "MAX_TRACKS": "1"}, "fleet: {lease_ttl: 1m, max_tracks: 800}", func(c Config) any { return c.Fleet }, Fleet{LeaseTTL: time.Minute, MaxTracks: 800, CompletionWait: 15 * time.Minute}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -347,6 +470,14 @@ func TestFileErrors(t *testing.T) {
 		{"auth word", "http: {auth: maybe}\n", `API_AUTH (http.auth, {file} line 1): "maybe" is not on or off`},
 		{"bad glob", "auto_record: {ignore_identities: ['[']}\n", `AUTO_RECORD_IGNORE_IDENTITIES: "[" is not a glob pattern`},
 		{"validation of a file value", "storage: {file_format: flac}\n", `FILE_FORMAT: "flac" is not ogg or webm`},
+		{"livekit key the recorder does not read", "redis:\n  address: h:6379\n  sentinel_username: u\n", `line 3: unknown key "redis.sentinel_username"`},
+		{"addresses as text", "redis: {sentinel_addresses: 's1:1,s2:2'}\n", "REDIS_SENTINEL_ADDRESSES (redis.sentinel_addresses, {file} line 1): want a list ([a, b])"},
+		{"address as a list", "redis: {address: ['h:1']}\n", "REDIS_ADDRESS (redis.address, {file} line 1): want one value"},
+		{"bad cluster node", "redis: {cluster_addresses: ['n1:1', 'n2']}\n", `REDIS_CLUSTER_ADDRESSES: "n2" is not host:port`},
+		{"db word", "redis: {address: 'h:1', db: first}\n", `REDIS_DB (redis.db, {file} line 1): "first" is not a whole number`},
+		{"tls word", "redis: {address: 'h:1', use_tls: on}\n", `REDIS_USE_TLS (redis.use_tls, {file} line 1): "on" is not true or false`},
+		{"password without redis", "redis: {password: pw}\n", "REDIS_PASSWORD is set without REDIS_ADDRESS"},
+		{"lease of a file", "fleet: {lease_ttl: 0s}\n", "LEASE_TTL: 0s is not between 1s and 1m0s"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -405,12 +536,51 @@ func TestSecretsNeverInErrors(t *testing.T) {
 	}
 }
 
+// The Redis password appears in no error, whatever else is wrong, from
+// either source, and neither does an address that carries it.
+func TestRedisPasswordNeverInErrors(t *testing.T) {
+	const pw = "Redis-Pa55word"
+	checked := 0
+	check := func(name string, m map[string]string) {
+		t.Helper()
+		_, err := Load(env(m))
+		if err != nil {
+			checked++
+			if strings.Contains(err.Error(), pw) {
+				t.Errorf("%s: error %q shows the password", name, err)
+			}
+		}
+	}
+	for _, tc := range errorCases {
+		m := with(tc.set)
+		m["REDIS_PASSWORD"] = pw
+		check(tc.name+" (env)", m)
+		m = with(tc.set)
+		m["CONFIG_FILE"] = writeFile(t, "redis: {password: "+pw+"}\n")
+		check(tc.name+" (file)", m)
+	}
+	for _, addr := range []string{"u:" + pw + "@h:6379", ":" + pw + "@h:6379", pw + "@h:6379", "redis://:" + pw + "@h:6379/0", "rediss://u:" + pw + "@h"} {
+		check("address "+addr, with(map[string]string{"REDIS_ADDRESS": addr}))
+		check("sentinel "+addr, with(map[string]string{"REDIS_SENTINEL_MASTER_NAME": "m", "REDIS_SENTINEL_ADDRESSES": "s:1," + addr}))
+		check("cluster "+addr, with(map[string]string{"CONFIG_FILE": writeFile(t, "redis: {cluster_addresses: ['"+addr+"']}\n")}))
+	}
+	// A password set with nothing else wrong is fine; with Redis off it is
+	// refused by name.
+	if _, err := Load(env(with(map[string]string{"REDIS_ADDRESS": "h:1", "REDIS_PASSWORD": pw}))); err != nil {
+		t.Errorf("a valid Redis config with a password: %v", err)
+	}
+	if checked < 2*len(errorCases) {
+		t.Errorf("only %d of the cases failed to load; the test checks too little", checked)
+	}
+}
+
 // Validate reports and changes nothing, for a valid or an invalid config,
 // built by Load or by hand.
 func TestValidateChangesNothing(t *testing.T) {
 	loaded, err := Load(env(with(map[string]string{
 		"LIVEKIT_URL": "wss://lk.example/", "AUTO_RECORD_ROOMS": "a,b", "AUTO_RECORD_IGNORE_IDENTITIES": "c",
 		"S3_DIRECTORY": "/tracks/", "API_AUTH": "off", "LOG_LEVEL": "warn",
+		"REDIS_SENTINEL_MASTER_NAME": "m", "REDIS_SENTINEL_ADDRESSES": "s1:1,s2:2", "REDIS_PASSWORD": "pw",
 	})))
 	if err != nil {
 		t.Fatal(err)
@@ -418,11 +588,14 @@ func TestValidateChangesNothing(t *testing.T) {
 	invalid := loaded
 	invalid.AutoRecord.Rooms = []string{"["}
 	invalid.HTTP.Port = 0
+	invalid.Redis.SentinelAddresses = []string{"s1:1", "nope"}
 	for name, c := range map[string]Config{"valid": loaded, "invalid": invalid, "zero": {}, "default": Default()} {
 		t.Run(name, func(t *testing.T) {
 			before := c
 			before.AutoRecord.Rooms = slices.Clone(c.AutoRecord.Rooms)
 			before.AutoRecord.IgnoreIdentities = slices.Clone(c.AutoRecord.IgnoreIdentities)
+			before.Redis.SentinelAddresses = slices.Clone(c.Redis.SentinelAddresses)
+			before.Redis.ClusterAddresses = slices.Clone(c.Redis.ClusterAddresses)
 			_ = c.Validate()
 			if !reflect.DeepEqual(c, before) {
 				t.Errorf("Validate changed the config:\n%+v\nwas\n%+v", c, before)
@@ -451,6 +624,23 @@ func TestValidateByHand(t *testing.T) {
 		{"max recordings", func(c *Config) { c.Limits.MaxRecordings = -1 }, "MAX_RECORDINGS: -1 must be at least 1"},
 		{"arm", func(c *Config) { c.Limits.ArmTimeout = 0 }, "ARM_TIMEOUT: 0s must be more than 0"},
 		{"pipeline pair", func(c *Config) { c.Pipeline.Secret = "s" }, "PIPELINE_WEBHOOK_SECRET is set but PIPELINE_WEBHOOK_KEY is not"},
+		{"redis", func(c *Config) { c.Redis = Redis{Address: "h:6379", Username: "u", Password: "p", DB: 1, UseTLS: true} }, ""},
+		{"redis sentinel", func(c *Config) {
+			c.Redis = Redis{SentinelMasterName: "m", SentinelAddresses: []string{"s1:26379", "s2:26379"}}
+		}, ""},
+		{"redis cluster", func(c *Config) { c.Redis = Redis{ClusterAddresses: []string{"n1:6379"}, UseTLS: true} }, ""},
+		{"redis address", func(c *Config) { c.Redis.Address = "h" }, `REDIS_ADDRESS: "h" is not host:port`},
+		{"redis cluster and address", func(c *Config) {
+			c.Redis = Redis{Address: "h:1", ClusterAddresses: []string{"n1:6379"}}
+		}, "REDIS_CLUSTER_ADDRESSES cannot be combined with REDIS_ADDRESS"},
+		{"redis cluster and master", func(c *Config) {
+			c.Redis = Redis{SentinelMasterName: "m", ClusterAddresses: []string{"n1:6379"}}
+		}, "REDIS_SENTINEL_MASTER_NAME is set but REDIS_SENTINEL_ADDRESSES is not"},
+		{"redis tls alone", func(c *Config) { c.Redis.UseTLS = true }, "REDIS_USE_TLS is set without REDIS_ADDRESS"},
+		{"redis db negative", func(c *Config) { c.Redis.DB = -2 }, "REDIS_DB: -2 must be at least 0"},
+		{"fleet lease", func(c *Config) { c.Fleet.LeaseTTL = 0 }, "LEASE_TTL: 0s is not between 1s and 1m0s"},
+		{"fleet tracks", func(c *Config) { c.Fleet.MaxTracks = 0 }, "MAX_TRACKS: 0 must be at least 1"},
+		{"fleet wait", func(c *Config) { c.Fleet.CompletionWait = -time.Second }, "COMPLETION_WAIT: -1s must not be negative"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -513,6 +703,25 @@ func TestS3Enabled(t *testing.T) {
 	} {
 		if got := tc.s.Enabled(); got != tc.want {
 			t.Errorf("%+v.Enabled() = %v", tc.s, got)
+		}
+	}
+}
+
+func TestRedisEnabled(t *testing.T) {
+	for _, tc := range []struct {
+		r    Redis
+		want bool
+	}{
+		{Redis{}, false},
+		{Redis{Username: "u", Password: "p", DB: 1, UseTLS: true, SentinelMasterName: "m"}, false},
+		{Redis{SentinelAddresses: []string{}, ClusterAddresses: []string{}}, false},
+		{Redis{Address: "h:6379"}, true},
+		{Redis{SentinelMasterName: "m", SentinelAddresses: []string{"s:26379"}}, true},
+		{Redis{SentinelAddresses: []string{"s:26379"}}, true},
+		{Redis{ClusterAddresses: []string{"n:6379"}}, true},
+	} {
+		if got := tc.r.Enabled(); got != tc.want {
+			t.Errorf("%+v.Enabled() = %v, want %v", tc.r, got, tc.want)
 		}
 	}
 }

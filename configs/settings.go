@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"net/url"
 	"path"
 	"reflect"
@@ -130,6 +132,49 @@ func table() []setting {
 		{env: "MAX_RECORDINGS", key: "limits.max_recordings", def: "500",
 			doc:  "recordings this instance runs at once; a start beyond is refused with 503",
 			bind: bind(func(c *Config) *int { return &c.Limits.MaxRecordings }, integer, atLeast(1))},
+
+		// Where Redis is comes first, so the settings after it can ask
+		// whether it is on.
+		{env: "REDIS_ADDRESS", key: "redis.address",
+			doc:  "`host:port` of Redis: set, the instances sharing it run as a fleet (livekit-server's own Redis is fine); empty, with no Sentinels or cluster nodes either: this instance runs alone",
+			bind: bind(func(c *Config) *string { return &c.Redis.Address }, text, optional(hostPort))},
+		{env: "REDIS_SENTINEL_MASTER_NAME", key: "redis.sentinel_master_name",
+			doc:  "with `REDIS_SENTINEL_ADDRESSES`, reaches Redis through Sentinel instead of `REDIS_ADDRESS`: the name of the master they watch",
+			bind: bind(func(c *Config) *string { return &c.Redis.SentinelMasterName }, text)},
+		{env: "REDIS_SENTINEL_ADDRESSES", key: "redis.sentinel_addresses",
+			doc:  "comma-separated `host:port` of the Sentinels; set both or neither",
+			bind: bindList(func(c *Config) *[]string { return &c.Redis.SentinelAddresses }, each(hostPort)),
+			also: sentinelAlone},
+		{env: "REDIS_CLUSTER_ADDRESSES", key: "redis.cluster_addresses",
+			doc:  "comma-separated `host:port` of Redis Cluster nodes, instead of `REDIS_ADDRESS` or Sentinel",
+			bind: bindList(func(c *Config) *[]string { return &c.Redis.ClusterAddresses }, each(hostPort)),
+			also: clusterAlone},
+		{env: "REDIS_USERNAME", key: "redis.username",
+			doc:  "Redis ACL user; empty: the default user",
+			bind: bind(func(c *Config) *string { return &c.Redis.Username }, text),
+			also: needsRedis("REDIS_USERNAME", func(c Config) bool { return c.Redis.Username != "" })},
+		{env: "REDIS_PASSWORD", key: "redis.password", secret: true,
+			doc:  "Redis password (of that user)",
+			bind: bind(func(c *Config) *string { return &c.Redis.Password }, text),
+			also: needsRedis("REDIS_PASSWORD", func(c Config) bool { return c.Redis.Password != "" })},
+		{env: "REDIS_DB", key: "redis.db", def: "0",
+			doc:  "Redis database number; every instance of the fleet uses the same; a cluster has only `0`",
+			bind: bind(func(c *Config) *int { return &c.Redis.DB }, integer, atLeast(0)),
+			also: redisDB},
+		{env: "REDIS_USE_TLS", key: "redis.use_tls", def: "false",
+			doc:  "connect to Redis (and Sentinels or cluster nodes) over TLS",
+			bind: bind(func(c *Config) *bool { return &c.Redis.UseTLS }, boolean),
+			also: needsRedis("REDIS_USE_TLS", func(c Config) bool { return c.Redis.UseTLS })},
+
+		{env: "LEASE_TTL", key: "fleet.lease_ttl", def: "5s",
+			doc:  "in a fleet: how long a recording's claim outlives its instance (a crash, a lost Redis) before it is free again, `1s` to `1m`",
+			bind: bind(func(c *Config) *time.Duration { return &c.Fleet.LeaseTTL }, duration, between(time.Second, time.Minute))},
+		{env: "MAX_TRACKS", key: "fleet.max_tracks", def: "400",
+			doc:  "in a fleet: tracks this instance records at once; starts are sent to instances with room for more",
+			bind: bind(func(c *Config) *int { return &c.Fleet.MaxTracks }, integer, atLeast(1))},
+		{env: "COMPLETION_WAIT", key: "fleet.completion_wait", def: "15m",
+			doc:  "in a fleet: how long a room's completion waits for files still on an instance that died; `0`: it does not wait",
+			bind: bind(func(c *Config) *time.Duration { return &c.Fleet.CompletionWait }, duration, notNegative)},
 	}
 }
 
@@ -398,6 +443,61 @@ func cleanPrefix(p string) error {
 	return nil
 }
 
+// optional lets the empty value through check.
+func optional(check func(string) error) func(string) error {
+	return func(s string) error {
+		if s == "" {
+			return nil
+		}
+		return check(s)
+	}
+}
+
+// each applies check to every item of a list.
+func each(check func(string) error) func([]string) error {
+	return func(items []string) error {
+		for _, s := range items {
+			if err := check(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// hostPort accepts host:port with a host name or IP and a numeric port
+// 1..65535, as Redis clients dial it. An address holding user info
+// (user:password@host) is refused without being shown, since it may carry
+// the password.
+func hostPort(addr string) error {
+	if strings.Contains(addr, "@") {
+		return errors.New("holds user info (user:password@): give host:port, and the credentials in REDIS_USERNAME and REDIS_PASSWORD")
+	}
+	shown := strconv.Quote(addr)
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || !hostName(host) {
+		return fmt.Errorf("%s is not host:port", shown)
+	}
+	if n, err := strconv.Atoi(port); err != nil || strings.Trim(port, "0123456789") != "" || n < 1 || n > 65535 {
+		return fmt.Errorf("%s: port %q is not a number from 1 to 65535", shown, port)
+	}
+	return nil
+}
+
+// hostName accepts an IP address or a DNS name (letters, digits, '.', '-',
+// '_').
+func hostName(h string) bool {
+	if h == "" {
+		return false
+	}
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	return strings.IndexFunc(h, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_')
+	}) < 0
+}
+
 func globs(patterns []string) error {
 	for _, g := range patterns {
 		if _, err := path.Match(g, ""); err != nil {
@@ -433,4 +533,68 @@ func mixesApart(c Config) error {
 		return fmt.Errorf("MIXDOWN_DIRECTORY must differ from S3_DIRECTORY (neither empty nor inside the other) so mixes never look like participant tracks")
 	}
 	return nil
+}
+
+// sentinelAlone pairs the Sentinels with their master's name, and keeps
+// them apart from REDIS_ADDRESS: the Sentinels tell where the master is.
+func sentinelAlone(c Config) error {
+	pair := bothOrNeither("REDIS_SENTINEL_MASTER_NAME", "REDIS_SENTINEL_ADDRESSES", func(c Config) (string, string) {
+		return c.Redis.SentinelMasterName, strings.Join(c.Redis.SentinelAddresses, ",")
+	})
+	if err := pair(c); err != nil {
+		return err
+	}
+	if len(c.Redis.SentinelAddresses) > 0 && c.Redis.Address != "" {
+		return errors.New("REDIS_SENTINEL_ADDRESSES cannot be combined with REDIS_ADDRESS: the Sentinels tell where the master is, so for Sentinel drop REDIS_ADDRESS")
+	}
+	return nil
+}
+
+// clusterAlone keeps a cluster's nodes the only way to Redis: a client
+// reaches a cluster, a Sentinel-watched master or one server, never a mix.
+func clusterAlone(c Config) error {
+	if len(c.Redis.ClusterAddresses) == 0 {
+		return nil
+	}
+	var with, drop []string
+	if c.Redis.Address != "" {
+		with, drop = append(with, "REDIS_ADDRESS"), append(drop, "REDIS_ADDRESS")
+	}
+	if len(c.Redis.SentinelAddresses) > 0 || c.Redis.SentinelMasterName != "" {
+		with = append(with, "Sentinel")
+		drop = append(drop, "REDIS_SENTINEL_ADDRESSES", "REDIS_SENTINEL_MASTER_NAME")
+	}
+	if len(with) == 0 {
+		return nil
+	}
+	return fmt.Errorf("REDIS_CLUSTER_ADDRESSES cannot be combined with %s: for a cluster, drop %s",
+		strings.Join(with, " or "), joinAnd(drop))
+}
+
+// redisDB refuses a database a cluster does not have, or one chosen with
+// Redis off.
+func redisDB(c Config) error {
+	if c.Redis.DB != 0 && len(c.Redis.ClusterAddresses) > 0 {
+		return fmt.Errorf("REDIS_DB: %d is not 0, the only database of a Redis Cluster (REDIS_CLUSTER_ADDRESSES)", c.Redis.DB)
+	}
+	return needsRedis("REDIS_DB", func(c Config) bool { return c.Redis.DB != 0 })(c)
+}
+
+// needsRedis refuses a Redis setting that is set while Redis is off, where
+// it would be ignored without a word.
+func needsRedis(name string, set func(Config) bool) func(Config) error {
+	return func(c Config) error {
+		if set(c) && !c.Redis.Enabled() {
+			return fmt.Errorf("%s is set without REDIS_ADDRESS (or REDIS_SENTINEL_ADDRESSES, REDIS_CLUSTER_ADDRESSES): set one to run in a fleet, or unset %s", name, name)
+		}
+		return nil
+	}
+}
+
+// joinAnd joins names as "a", "a and b", "a, b and c".
+func joinAnd(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
