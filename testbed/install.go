@@ -31,7 +31,8 @@ type Component string
 
 const (
 	// DebianTools are the Debian packages whose tools tests use to judge
-	// recordings (ffmpeg, opus-tools, oggz-tools, mkvtoolnix).
+	// recordings (ffmpeg, opus-tools, oggz-tools, mkvtoolnix) and to run a
+	// fleet (redis-server, haproxy).
 	DebianTools Component = "debian"
 	// LiveKitServer is the pinned livekit-server, built into the cache.
 	LiveKitServer Component = "livekit-server"
@@ -102,6 +103,8 @@ func debianPackages() []debianPackage {
 		{"opus-tools", []string{"opusinfo", "opusdec", "opusenc"}},
 		{"oggz-tools", []string{"oggz-validate", "oggz-dump", "oggz-info"}},
 		{"mkvtoolnix", []string{"mkvinfo", "mkvmerge", "mkvextract"}},
+		{"redis-server", []string{"redis-server"}},
+		{"haproxy", []string{"haproxy"}},
 	}
 }
 
