@@ -2,7 +2,10 @@ package ownership
 
 import (
 	"context"
+	"github.com/trackrec/trackrec/fleetstore"
+	"github.com/trackrec/trackrec/testbed"
 	"testing"
+	"time"
 )
 
 func TestMemoryClaims(t *testing.T) {
@@ -37,5 +40,65 @@ func TestMemoryClaims(t *testing.T) {
 	}
 	if o.Len() != 1 {
 		t.Errorf("Len = %d, want 1", o.Len())
+	}
+}
+
+// Two instances over one real Redis: one owner at a time; a claim whose
+// instance stopped renewing lapses after the TTL and the other takes it;
+// the first one's renewal then fails and its late release frees nothing.
+func TestSharedClaimsAcrossInstances(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rd, err := testbed.StartRedis(ctx, testbed.RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	rc, err := fleetstore.NewClient(ctx, fleetstore.Config{Address: rd.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	const ttl = 300 * time.Millisecond
+	a := NewShared(fleetstore.NewLeases(rc, "test", ttl), ttl)
+	b := NewShared(fleetstore.NewLeases(rc, "test", ttl), ttl)
+	k := Key{Room: "r", Participant: "alice"}
+	if ok, err := a.Claim(ctx, k, "a/1"); !ok || err != nil {
+		t.Fatalf("a claims: %v %v", ok, err)
+	}
+	if ok, err := b.Claim(ctx, k, "b/1"); ok || err != nil {
+		t.Fatalf("b claims a held key: %v %v", ok, err)
+	}
+	if ok, err := a.Renew(ctx, k, "a/1"); !ok || err != nil {
+		t.Fatalf("a renews: %v %v", ok, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ok, err := b.Claim(ctx, k, "b/1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a lapsed claim never freed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if ok, err := a.Renew(ctx, k, "a/1"); ok || err != nil {
+		t.Errorf("a renews a lease b took: %v %v", ok, err)
+	}
+	if err := a.Release(ctx, k, "a/1"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := b.Renew(ctx, k, "b/1"); !ok {
+		t.Error("a's late release freed b's claim")
+	}
+	if err := b.Release(ctx, k, "b/1"); err != nil || b.Len() != 0 {
+		t.Errorf("release: %v, %d held", err, b.Len())
+	}
+	if ok, err := a.Claim(ctx, k, "a/2"); !ok || err != nil {
+		t.Errorf("claim after the release: %v %v", ok, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/trackrec/trackrec/fleetstore"
 	"log/slog"
 	"net"
 	"net/http"
@@ -83,6 +84,40 @@ type app struct {
 	policy *autorecord.Policy
 	srv    *http.Server
 	served chan error
+	shared shared
+}
+
+// shared is the state an instance shares with the fleet: in Redis when
+// REDIS_ADDRESS (or Sentinels, or cluster nodes) is set, else in memory.
+type shared struct {
+	owners recorder.Owners
+	dedup  api.Dedup // nil: the API's in-memory one
+	close  func() error
+}
+
+// redisPrefix starts every key the fleet keeps in Redis, apart from
+// livekit-server's own.
+const redisPrefix = "trackrec"
+
+func openShared(ctx context.Context, cfg configs.Config) (shared, error) {
+	if !cfg.Redis.Enabled() {
+		return shared{owners: ownership.NewMemory(), close: func() error { return nil }}, nil
+	}
+	r := cfg.Redis
+	rc, err := fleetstore.NewClient(ctx, fleetstore.Config{
+		Address: r.Address, Username: r.Username, Password: r.Password, DB: r.DB, UseTLS: r.UseTLS,
+		SentinelMasterName: r.SentinelMasterName, SentinelAddresses: r.SentinelAddresses, ClusterAddresses: r.ClusterAddresses,
+	})
+	if err != nil {
+		return shared{}, fmt.Errorf("REDIS_ADDRESS: %w", err)
+	}
+	ttl := cfg.Fleet.LeaseTTL
+	return shared{
+		owners: ownership.NewShared(fleetstore.NewLeases(rc, redisPrefix, ttl), ttl),
+		// LiveKit retries a webhook for minutes; an hour covers it.
+		dedup: fleetstore.NewDedup(rc, redisPrefix, time.Hour),
+		close: rc.Close,
+	}, nil
 }
 
 // start builds the service and serves its API. Nothing is written to
@@ -130,12 +165,17 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 	}
 	a.rooms.Restore(recovery.Rooms)
 
+	shared, err := openShared(ctx, cfg)
+	if err != nil {
+		return fail(err)
+	}
+	a.shared = shared
 	rs := lksdk.NewRoomServiceClient(cfg.LiveKit.HTTPURL(), cfg.LiveKit.APIKey, cfg.LiveKit.APISecret)
 	ready, err := probe.NewReadiness(rs, a.spool.Writable, 2*time.Second)
 	if err != nil {
 		return fail(err)
 	}
-	if a.sup, err = newSupervisor(cfg, a.spool, a.rooms, rs, instance, a.log); err != nil {
+	if a.sup, err = newSupervisor(cfg, a.spool, a.rooms, rs, shared.owners, instance, a.log); err != nil {
 		return fail(err)
 	}
 	a.policy = autorecord.New(a.sup, autorecord.Options{
@@ -145,7 +185,7 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 		Logger:           a.log,
 	})
 	keys := auth.NewSimpleKeyProvider(cfg.LiveKit.APIKey, cfg.LiveKit.APISecret)
-	apiOpts := api.Options{Webhooks: api.Webhooks{Keys: keys, Events: a.policy}, Ready: ready.Check, Metrics: metrics}
+	apiOpts := api.Options{Webhooks: api.Webhooks{Keys: keys, Events: a.policy, Dedup: shared.dedup}, Ready: ready.Check, Metrics: metrics}
 	if cfg.HTTP.Auth {
 		apiOpts.Auth = keys
 	} else {
@@ -163,7 +203,7 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 }
 
 // newSupervisor makes the supervisor of this instance's recordings.
-func newSupervisor(cfg configs.Config, sp *spool.Spool, rooms *completion.Rooms, rs probe.RoomService, instance string, log *slog.Logger) (*recorder.Supervisor, error) {
+func newSupervisor(cfg configs.Config, sp *spool.Spool, rooms *completion.Rooms, rs probe.RoomService, owners recorder.Owners, instance string, log *slog.Logger) (*recorder.Supervisor, error) {
 	// The lookup is bounded by JOIN_TIMEOUT like the join it comes before.
 	lookup, err := probe.NewLookup(rs, cfg.Limits.JoinTimeout)
 	if err != nil {
@@ -172,7 +212,7 @@ func newSupervisor(cfg configs.Config, sp *spool.Spool, rooms *completion.Rooms,
 	return recorder.New(recorder.Options{
 		Spool:            sp,
 		Rooms:            rooms,
-		Owners:           ownership.NewMemory(),
+		Owners:           owners,
 		Format:           cfg.Storage.FileFormat,
 		JitterWindow:     jitterWindow(cfg.Storage.JitterWindow),
 		RejoinTimeout:    cfg.Limits.RejoinTimeout,
@@ -206,6 +246,9 @@ func (a *app) shutdown() error {
 	}
 	a.rooms.Close()
 	a.sup.Close()
+	if err := a.shared.close(); err != nil {
+		a.log.Warn("close redis", "err", err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
