@@ -1,0 +1,120 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/trackrec/trackrec/recorder"
+	"github.com/trackrec/trackrec/testbed"
+)
+
+// startRedis runs a redis-server of the test's own on loopback.
+func startRedis(t *testing.T) *testbed.Redis {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rd, err := testbed.StartRedis(ctx, testbed.RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rd.Close() })
+	return rd
+}
+
+// Two instances on one Redis, both receiving every LiveKit webhook (each
+// event arrives twice, with one id): each participant is recorded exactly
+// once, whichever instance acted on its event, and a start sent to the
+// instance that does not hold the recording never makes a second one.
+func TestFleetActsOnEachWebhookOnce(t *testing.T) {
+	t.Parallel()
+	needRecorder(t)
+	rd := startRedis(t)
+	ports := []int{freePort(t), freePort(t)}
+	var urls []string
+	for _, p := range ports {
+		urls = append(urls, "http://127.0.0.1:"+strconv.Itoa(p)+"/recordings/webhooks")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	server, err := testbed.StartLiveKit(ctx, testbed.LiveKitOptions{WebhookURLs: urls})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	var fleet []*service
+	for _, p := range ports {
+		fleet = append(fleet, startService(t, map[string]string{
+			"LIVEKIT_URL": server.URL, "LIVEKIT_API_KEY": server.APIKey, "LIVEKIT_API_SECRET": server.APISecret,
+			"APP_PORT": strconv.Itoa(p), "REDIS_ADDRESS": rd.Addr(), "MIXDOWN": "none", "LEASE_TTL": "2s",
+		}))
+	}
+	room := "fleet-hook-room"
+	who := []string{"ada", "bea", "cyd"}
+	pubs := map[string]*testbed.Publisher{}
+	for _, id := range who {
+		pubs[id] = publishOn(t, server, room, id)
+	}
+	// recordings returns each participant's recordings across the fleet.
+	recordings := func() map[string][]recorder.RecordingInfo {
+		out := map[string][]recorder.RecordingInfo{}
+		for _, s := range fleet {
+			for _, r := range s.list() {
+				out[r.Participant] = append(out[r.Participant], r)
+			}
+		}
+		return out
+	}
+	waitFor(t, 30*time.Second, "every participant recorded", func() bool {
+		recs := recordings()
+		for _, id := range who {
+			if len(recs[id]) == 0 || len(recs[id][0].Tracks) == 0 || recs[id][0].Tracks[0].Packets < 100 {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(2 * time.Second) // a second recording, if any, would show by now
+	recs := recordings()
+	for _, id := range who {
+		if len(recs[id]) != 1 {
+			t.Errorf("%s recorded %d times across the fleet: %+v", id, len(recs[id]), recs[id])
+		}
+	}
+	// A start on the instance that does not hold ada's recording is
+	// refused rather than recorded twice.
+	holder := recs["ada"][0].Instance
+	for _, s := range fleet {
+		code, info, body := s.post("/recordings/start", room, "ada")
+		switch {
+		case code == http.StatusOK && info.ID == recs["ada"][0].ID:
+		case code == http.StatusConflict:
+		default:
+			t.Errorf("start of ada (held by %s): %d %s", holder, code, body)
+		}
+	}
+	for _, id := range who {
+		if err := pubs[id].Leave(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 30*time.Second, "every recording stopped", func() bool {
+		for _, rs := range recordings() {
+			for _, r := range rs {
+				if r.State != recorder.StateStopped {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	for id, rs := range recordings() {
+		if len(rs) != 1 {
+			t.Errorf("%s: %d recordings after the leave", id, len(rs))
+			continue
+		}
+		checkTrackFile(t, fileOf(t, rs[0], pubs[id].TrackSID()).Path, pubs[id], pubs[id].TrackSID(), 0)
+	}
+}
