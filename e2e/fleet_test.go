@@ -118,3 +118,61 @@ func TestFleetActsOnEachWebhookOnce(t *testing.T) {
 		checkTrackFile(t, fileOf(t, rs[0], pubs[id].TrackSID()).Path, pubs[id], pubs[id].TrackSID(), 0)
 	}
 }
+
+// An instance killed without warning: its claim lapses after LEASE_TTL and
+// the other instance goes on with the recording (same id, a new file)
+// within seconds; the killed instance, started again, stores its cut file
+// from the spool and leaves the recording where it is.
+func TestFleetFailover(t *testing.T) {
+	t.Parallel()
+	needRecorder(t)
+	rd := startRedis(t)
+	env := func() map[string]string {
+		return map[string]string{"REDIS_ADDRESS": rd.Addr(), "MIXDOWN": "none", "LEASE_TTL": "2s", "LOCAL_DIRECTORY": t.TempDir()}
+	}
+	aEnv := env()
+	a, b := startService(t, aEnv), startService(t, env())
+	room, who := "failover-room", "fay"
+	p := publish(t, room, who)
+	first := a.mustStart(room, who)
+	a.waitRecording(room, who, 20*time.Second, func(r recorder.RecordingInfo) bool {
+		return len(r.Tracks) == 1 && r.Tracks[0].Packets > 100
+	})
+	if err := a.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-a.done
+	killed := time.Now()
+	var taken recorder.RecordingInfo
+	waitFor(t, 20*time.Second, "the recording on the surviving instance", func() bool {
+		for _, r := range b.list() {
+			if r.ID == first.ID && len(r.Tracks) == 1 && r.Tracks[0].Anchor != nil && r.Tracks[0].Packets > 20 {
+				taken = r
+				return true
+			}
+		}
+		return false
+	})
+	resumed := taken.Tracks[0].Anchor.Sub(killed)
+	t.Logf("audio resumed %v after the kill (on %s)", resumed, taken.Instance)
+	if resumed > 10*time.Second {
+		t.Errorf("audio resumed %v after the kill, want within 10 s", resumed)
+	}
+	if taken.Instance == first.Instance {
+		t.Errorf("taken over by the killed instance %s", taken.Instance)
+	}
+	// The killed instance comes back on its spool: it recovers its cut
+	// file and does not take the recording back.
+	again := startService(t, aEnv)
+	waitFor(t, 20*time.Second, "the cut file recovered", func() bool {
+		return len(again.listing().Recovered) == 1
+	})
+	time.Sleep(3 * time.Second)
+	for _, r := range again.list() {
+		if r.Participant == who {
+			t.Errorf("the restarted instance records %s again: %+v", who, r)
+		}
+	}
+	final := b.mustStop(room, who)
+	checkTrackFile(t, fileOf(t, final, p.TrackSID()).Path, p, p.TrackSID(), 0)
+}

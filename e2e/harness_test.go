@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/trackrec/trackrec/completion"
+	"github.com/trackrec/trackrec/spool"
 	"net"
 	"net/http"
 	"os"
@@ -336,6 +337,7 @@ func (s *service) mustStop(room, participant string) recorder.RecordingInfo {
 type listing struct {
 	Recordings []recorder.RecordingInfo `json:"recordings"`
 	Rooms      []completion.Run         `json:"rooms"`
+	Recovered  []spool.RecoveredFile    `json:"recovered"`
 }
 
 func (s *service) listing() listing {

@@ -18,6 +18,23 @@ type Renewer interface {
 	TTL() time.Duration
 }
 
+// Intents remembers fleet-wide which recordings should be running
+// (fleetstore.Intents), so that another instance takes one over when its
+// instance dies or shuts down. A recording is wanted from its start until it
+// ends for a reason of its own (a stop, a departure, the room's end); one
+// cut by its instance's shutdown or a lost claim stays wanted.
+type Intents interface {
+	Want(ctx context.Context, key Key, id string, wait bool) error
+	Done(ctx context.Context, key Key, id string) error
+}
+
+// Stop reasons that leave a recording wanted, for another instance to go on
+// with.
+const (
+	reasonShutdown  = "recorder shutting down"
+	reasonClaimLost = "claim lost to another instance"
+)
+
 // keepClaim renews rec's claim until rec is stopped. A store that cannot be
 // reached changes nothing: nobody else can claim through it either, so the
 // recording goes on and the claim is renewed once the store is back (or
@@ -53,7 +70,7 @@ func (s *Supervisor) keepClaim(rec *Recording, r Renewer) {
 			rec.log.Warn("claim not renewed; recording goes on", "err", err)
 		case !ok:
 			rec.log.Error("claim taken by another owner; recording stops")
-			go s.stop(context.Background(), rec, "claim lost to another instance")
+			go s.stop(context.Background(), rec, reasonClaimLost)
 			return
 		}
 	}

@@ -30,7 +30,28 @@ var (
 // StartOption changes what Start requires.
 type StartOption func(*startOptions)
 
-type startOptions struct{ wait bool }
+type startOptions struct {
+	wait    bool
+	id      string
+	confirm func(context.Context) (bool, error)
+}
+
+// ErrNotWanted is a resumed start whose recording ended meanwhile.
+var ErrNotWanted = errors.New("recording no longer wanted")
+
+// Confirm makes a start ask, once it holds the claim, whether the recording
+// is still wanted: a takeover that raced the recording's own stop then
+// starts nothing (the stop marks it unwanted before it frees the claim).
+func Confirm(still func(context.Context) (bool, error)) StartOption {
+	return func(o *startOptions) { o.confirm = still }
+}
+
+// Resume starts the recording under an id it already has: another instance
+// recorded it until it died or handed it over, and this one goes on with it
+// in new files.
+func Resume(id string) StartOption {
+	return func(o *startOptions) { o.id = id }
+}
 
 // WaitForParticipant arms a recording for a participant who has not joined
 // yet (and a room that may not exist yet): the bot joins and waits.

@@ -33,6 +33,7 @@ type Recording struct {
 	key      Key
 	owner    string // ownership token: instance and recording, so a stale release cannot free a newer claim
 	instance string
+	wait     bool // armed: started for a participant who had not joined
 	log      *slog.Logger
 	room     *room
 
@@ -53,8 +54,10 @@ type Recording struct {
 	wg         sync.WaitGroup
 }
 
-func newRecording(key Key, instance string, log *slog.Logger) *Recording {
-	id := newID("RC_")
+func newRecording(key Key, id, instance string, log *slog.Logger) *Recording {
+	if id == "" {
+		id = newID("RC_")
+	}
 	return &Recording{
 		id:        id,
 		key:       key,

@@ -103,6 +103,8 @@ type Options struct {
 	// Lookup, if set, checks with LiveKit that a room and participant exist
 	// before a start joins anything.
 	Lookup LookupFunc
+	// Intents, if set, is told which recordings are wanted fleet-wide.
+	Intents Intents
 }
 
 // Supervisor owns every recording of this instance.
@@ -221,7 +223,8 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 	}
 	// The claim comes before the recording joins its room, so a refused
 	// claim fails this start alone, never the others waiting on the room.
-	rec := newRecording(key, s.opts.Instance, s.log)
+	rec := newRecording(key, o.id, s.opts.Instance, s.log)
+	rec.wait = o.wait
 	ok, err := s.opts.Owners.Claim(ctx, key, rec.owner)
 	if err != nil {
 		return RecordingInfo{}, false, fmt.Errorf("claim %s/%s: %w", roomName, participant, err)
@@ -232,6 +235,12 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 			return s.joinedInfo(ctx, existing)
 		}
 		return RecordingInfo{}, false, ErrOwned
+	}
+	if o.confirm != nil {
+		if still, err := o.confirm(ctx); err != nil || !still {
+			_ = s.opts.Owners.Release(context.WithoutCancel(ctx), key, rec.owner)
+			return RecordingInfo{}, false, errors.Join(ErrNotWanted, err)
+		}
 	}
 	rm, joining, existing, err := s.reserve(ctx, rec)
 	if err != nil || existing != nil {
@@ -258,6 +267,12 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 		}
 	}
 	rec.joined(nil)
+	if s.opts.Intents != nil {
+		if err := s.opts.Intents.Want(context.WithoutCancel(ctx), key, rec.id, o.wait); err != nil {
+			// It records all the same; only a takeover would miss it.
+			rec.log.Warn("recording not remembered fleet-wide", "err", err)
+		}
+	}
 	if r, ok := s.opts.Owners.(Renewer); ok {
 		rec.keeper = make(chan struct{})
 		go s.keepClaim(rec, r)
@@ -488,7 +503,7 @@ func (s *Supervisor) Shutdown(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			if r.waitJoined(ctx) == nil {
-				s.stop(ctx, r, "recorder shutting down")
+				s.stop(ctx, r, reasonShutdown)
 			}
 		}()
 	}
@@ -587,6 +602,11 @@ func (s *Supervisor) stop(ctx context.Context, rec *Recording, reason string) {
 		b.Forget(rec.key.Participant)
 		if leave {
 			b.Leave()
+		}
+	}
+	if s.opts.Intents != nil && reason != reasonShutdown && reason != reasonClaimLost {
+		if err := s.opts.Intents.Done(context.WithoutCancel(ctx), rec.key, rec.id); err != nil {
+			rec.log.Warn("recording end not remembered fleet-wide; another instance may resume it", "err", err)
 		}
 	}
 	if err := s.opts.Owners.Release(context.WithoutCancel(ctx), rec.key, rec.owner); err != nil {

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"github.com/trackrec/trackrec/fleetstore"
+	"github.com/trackrec/trackrec/takeover"
 	"log/slog"
 	"net"
 	"net/http"
@@ -85,6 +86,8 @@ type app struct {
 	srv    *http.Server
 	served chan error
 	shared shared
+	// stopTakeover ends resuming other instances' recordings.
+	stopTakeover func()
 }
 
 // shared is the state an instance shares with the fleet: in Redis when
@@ -93,6 +96,9 @@ type shared struct {
 	owners recorder.Owners
 	dedup  api.Dedup // nil: the API's in-memory one
 	close  func() error
+	// Fleet only: the wanted recordings and who holds them, for takeover.
+	leases  *fleetstore.Leases
+	intents *fleetstore.Intents
 }
 
 // redisPrefix starts every key the fleet keeps in Redis, apart from
@@ -112,8 +118,11 @@ func openShared(ctx context.Context, cfg configs.Config) (shared, error) {
 		return shared{}, fmt.Errorf("REDIS_ADDRESS: %w", err)
 	}
 	ttl := cfg.Fleet.LeaseTTL
+	leases := fleetstore.NewLeases(rc, redisPrefix, ttl)
 	return shared{
-		owners: ownership.NewShared(fleetstore.NewLeases(rc, redisPrefix, ttl), ttl),
+		owners:  ownership.NewShared(leases, ttl),
+		leases:  leases,
+		intents: fleetstore.NewIntents(rc, redisPrefix),
 		// LiveKit retries a webhook for minutes; an hour covers it.
 		dedup: fleetstore.NewDedup(rc, redisPrefix, time.Hour),
 		close: rc.Close,
@@ -175,8 +184,19 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if a.sup, err = newSupervisor(cfg, a.spool, a.rooms, rs, shared.owners, instance, a.log); err != nil {
+	if a.sup, err = newSupervisor(cfg, a.spool, a.rooms, rs, shared, instance, a.log); err != nil {
 		return fail(err)
+	}
+	if shared.intents != nil {
+		// Recordings whose instance died or shut down go on here, when
+		// this instance wins their claim.
+		tctx, stopTakeover := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			takeover.Run(tctx, takeover.Options{Wanted: shared.intents, Holders: shared.leases, Starter: a.sup, Logger: a.log})
+		}()
+		a.stopTakeover = func() { stopTakeover(); <-done }
 	}
 	a.policy = autorecord.New(a.sup, autorecord.Options{
 		Enabled:          cfg.AutoRecord.Enabled,
@@ -203,16 +223,21 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 }
 
 // newSupervisor makes the supervisor of this instance's recordings.
-func newSupervisor(cfg configs.Config, sp *spool.Spool, rooms *completion.Rooms, rs probe.RoomService, owners recorder.Owners, instance string, log *slog.Logger) (*recorder.Supervisor, error) {
+func newSupervisor(cfg configs.Config, sp *spool.Spool, rooms *completion.Rooms, rs probe.RoomService, sh shared, instance string, log *slog.Logger) (*recorder.Supervisor, error) {
 	// The lookup is bounded by JOIN_TIMEOUT like the join it comes before.
 	lookup, err := probe.NewLookup(rs, cfg.Limits.JoinTimeout)
 	if err != nil {
 		return nil, err
 	}
+	var intents recorder.Intents
+	if sh.intents != nil {
+		intents = takeover.Intents{Wanted: sh.intents}
+	}
 	return recorder.New(recorder.Options{
+		Intents:          intents,
 		Spool:            sp,
 		Rooms:            rooms,
-		Owners:           owners,
+		Owners:           sh.owners,
 		Format:           cfg.Storage.FileFormat,
 		JitterWindow:     jitterWindow(cfg.Storage.JitterWindow),
 		RejoinTimeout:    cfg.Limits.RejoinTimeout,
@@ -231,6 +256,9 @@ func newSupervisor(cfg configs.Config, sp *spool.Spool, rooms *completion.Rooms,
 // spool, and rooms not yet complete complete in the next process.
 func (a *app) shutdown() error {
 	a.log.Info("shutting down: stopping recordings")
+	if a.stopTakeover != nil {
+		a.stopTakeover()
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.Limits.ShutdownTimeout)
 	defer cancel()
 	errs := []error{a.sup.Shutdown(sctx)}

@@ -1,0 +1,142 @@
+// Package takeover keeps the fleet's recordings going when their instance
+// does not: it remembers in Redis which recordings are wanted (from their
+// start until they end for a reason of their own), and every instance
+// resumes, under the same recording id and in new files, a wanted recording
+// whose claim nobody holds: a crashed instance's claims lapse after
+// LEASE_TTL, a shutting-down instance releases them as its files close. The
+// claim decides which instance wins; a participant who is gone ends the
+// want.
+package takeover
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/trackrec/trackrec/fleetstore"
+	"github.com/trackrec/trackrec/recorder"
+)
+
+// Wanted is the fleet's set of wanted recordings (fleetstore.Intents).
+type Wanted interface {
+	Put(ctx context.Context, in fleetstore.Intent) error
+	Delete(ctx context.Context, key fleetstore.Key, id string) error
+	List(ctx context.Context) ([]fleetstore.Intent, error)
+}
+
+// Holders says who holds a recording's claim (fleetstore.Leases).
+type Holders interface {
+	Holder(ctx context.Context, key fleetstore.Key) (fleetstore.Lease, bool, error)
+}
+
+// Starter starts recordings on this instance (recorder.Supervisor).
+type Starter interface {
+	Start(ctx context.Context, room, participant string, opts ...recorder.StartOption) (recorder.RecordingInfo, bool, error)
+}
+
+// Intents tells Wanted what the supervisor starts and ends
+// (recorder.Intents).
+type Intents struct{ Wanted Wanted }
+
+func (i Intents) Want(ctx context.Context, key recorder.Key, id string, wait bool) error {
+	return i.Wanted.Put(ctx, fleetstore.Intent{Key: fleetstore.Key(key), ID: id, Wait: wait, Since: time.Now().UTC()})
+}
+
+func (i Intents) Done(ctx context.Context, key recorder.Key, id string) error {
+	return i.Wanted.Delete(ctx, fleetstore.Key(key), id)
+}
+
+// Options configure Run.
+type Options struct {
+	Wanted  Wanted
+	Holders Holders
+	Starter Starter
+	// Interval between looks at the wanted recordings (default 1 s).
+	Interval time.Duration
+	Logger   *slog.Logger
+}
+
+// Run resumes unclaimed wanted recordings until ctx ends.
+func Run(ctx context.Context, o Options) {
+	if o.Interval <= 0 {
+		o.Interval = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	var busy sync.Map // keys being resumed by this instance now
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	tick := time.NewTicker(o.Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		wanted, err := o.Wanted.List(ctx)
+		if err != nil {
+			o.Logger.Debug("takeover: wanted recordings unavailable", "err", err)
+			continue
+		}
+		for _, in := range wanted {
+			if _, running := busy.LoadOrStore(in.Key, true); running {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer busy.Delete(in.Key)
+				resume(ctx, o, in)
+			}()
+		}
+	}
+}
+
+// resume starts in here if nobody holds its claim.
+func resume(ctx context.Context, o Options, in fleetstore.Intent) {
+	if _, held, err := o.Holders.Holder(ctx, in.Key); err != nil || held {
+		return
+	}
+	log := o.Logger.With("room", in.Key.Room, "participant", in.Key.Participant, "recording", in.ID)
+	opts := []recorder.StartOption{recorder.Resume(in.ID), recorder.Confirm(func(ctx context.Context) (bool, error) {
+		return stillWanted(ctx, o.Wanted, in)
+	})}
+	if in.Wait {
+		opts = append(opts, recorder.WaitForParticipant())
+	}
+	_, created, err := o.Starter.Start(ctx, in.Key.Room, in.Key.Participant, opts...)
+	switch {
+	case err == nil && created:
+		log.Info("takeover: recording resumed on this instance")
+	case err == nil:
+		// Already running here.
+	case errors.Is(err, recorder.ErrNoRoom) || errors.Is(err, recorder.ErrNoParticipant):
+		log.Info("takeover: participant gone; recording no longer wanted", "err", err)
+		if err := o.Wanted.Delete(ctx, in.Key, in.ID); err != nil {
+			log.Warn("takeover: drop wanted recording", "err", err)
+		}
+	case errors.Is(err, recorder.ErrOwned), errors.Is(err, recorder.ErrFull), errors.Is(err, recorder.ErrShuttingDown), errors.Is(err, recorder.ErrNotWanted):
+		// Another instance won the claim, or this one has no room: the
+		// others try.
+	default:
+		log.Warn("takeover: resume failed; trying again", "err", err)
+	}
+}
+
+// stillWanted says whether in is still wanted under the same recording id.
+func stillWanted(ctx context.Context, w Wanted, in fleetstore.Intent) (bool, error) {
+	all, err := w.List(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, x := range all {
+		if x.Key == in.Key {
+			return x.ID == in.ID, nil
+		}
+	}
+	return false, nil
+}
