@@ -1,0 +1,138 @@
+package takeover
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/trackrec/trackrec/fleetstore"
+	"github.com/trackrec/trackrec/recorder"
+)
+
+type fakeWanted struct {
+	mu  sync.Mutex
+	all map[fleetstore.Key]fleetstore.Intent
+}
+
+func (w *fakeWanted) Put(_ context.Context, in fleetstore.Intent) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.all[in.Key] = in
+	return nil
+}
+
+func (w *fakeWanted) Delete(_ context.Context, k fleetstore.Key, id string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.all[k].ID == id {
+		delete(w.all, k)
+	}
+	return nil
+}
+
+func (w *fakeWanted) List(context.Context) ([]fleetstore.Intent, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []fleetstore.Intent
+	for _, in := range w.all {
+		out = append(out, in)
+	}
+	return out, nil
+}
+
+type fakeHolders map[string]bool // participant -> held
+
+func (h fakeHolders) Holder(_ context.Context, k fleetstore.Key) (fleetstore.Lease, bool, error) {
+	return fleetstore.Lease{}, h[k.Participant], nil
+}
+
+type fakeStarter struct {
+	mu     sync.Mutex
+	starts []string
+	errs   map[string]error
+}
+
+func (s *fakeStarter) got() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.starts...)
+}
+
+func (s *fakeStarter) Start(_ context.Context, room, p string, _ ...recorder.StartOption) (recorder.RecordingInfo, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.starts = append(s.starts, p)
+	if err := s.errs[p]; err != nil {
+		return recorder.RecordingInfo{}, false, err
+	}
+	return recorder.RecordingInfo{}, true, nil
+}
+
+// Every second, a wanted recording nobody holds is resumed here; a held one
+// is left alone; one whose participant is gone is no longer wanted; one
+// another instance won is tried again later.
+func TestRunResumesUnclaimedRecordings(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWanted{all: map[fleetstore.Key]fleetstore.Intent{}}
+		for _, p := range []string{"free", "held", "gone", "lost"} {
+			w.Put(context.Background(), fleetstore.Intent{Key: fleetstore.Key{Room: "r", Participant: p}, ID: "RC_" + p})
+		}
+		st := &fakeStarter{errs: map[string]error{"gone": recorder.ErrNoParticipant, "lost": recorder.ErrOwned}}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			Run(ctx, Options{Wanted: w, Holders: fakeHolders{"held": true}, Starter: st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		}()
+		time.Sleep(time.Second - time.Nanosecond)
+		synctest.Wait()
+		if len(st.got()) != 0 {
+			t.Fatalf("started before the first look: %v", st.got())
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		got := st.got()
+		sort.Strings(got)
+		if want := []string{"free", "gone", "lost"}; !slices.Equal(got, want) {
+			t.Errorf("first look started %v, want %v", got, want)
+		}
+		left, _ := w.List(ctx)
+		if len(left) != 3 {
+			t.Errorf("wanted after the first look: %+v (the gone one should be dropped)", left)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		cancel()
+		<-done
+		if n := len(st.got()); n != 5 {
+			t.Errorf("%d starts after two looks, want 5 (free and lost again, not gone)", n)
+		}
+	})
+}
+
+// What the supervisor starts and ends reaches the wanted set.
+func TestIntentsAdapter(t *testing.T) {
+	w := &fakeWanted{all: map[fleetstore.Key]fleetstore.Intent{}}
+	in := Intents{Wanted: w}
+	ctx := context.Background()
+	k := recorder.Key{Room: "r", Participant: "a"}
+	in.Want(ctx, k, "RC_1", true)
+	l, _ := w.List(ctx)
+	if len(l) != 1 || l[0].ID != "RC_1" || !l[0].Wait || l[0].Key != (fleetstore.Key{Room: "r", Participant: "a"}) {
+		t.Fatalf("wanted %+v", l)
+	}
+	in.Done(ctx, k, "RC_0")
+	if l, _ := w.List(ctx); len(l) != 1 {
+		t.Error("another recording's end dropped it")
+	}
+	in.Done(ctx, k, "RC_1")
+	if l, _ := w.List(ctx); len(l) != 0 {
+		t.Error("its end did not drop it")
+	}
+}
