@@ -1,0 +1,444 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/livekit/psrpc"
+	"github.com/livekit/psrpc/pkg/client"
+	"github.com/livekit/psrpc/pkg/info"
+	"github.com/livekit/psrpc/pkg/rand"
+	"github.com/livekit/psrpc/pkg/server"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// Local is this instance's recorder as the fleet drives it. Recordings are
+// passed on as the JSON the Local made; errors should wrap this package's
+// sentinels (ErrNotFound, ErrFull, ...) so that they keep their meaning on
+// the calling instance.
+type Local interface {
+	// Start starts (or finds) the recording of participant in room and
+	// reports whether it created it.
+	Start(ctx context.Context, room, participant string, wait bool) (json.RawMessage, bool, error)
+	// Stop stops the recording and returns it once its files are closed.
+	Stop(ctx context.Context, room, participant string) (json.RawMessage, error)
+	List() []json.RawMessage
+	// HasRoom reports that a bot of this instance is in room.
+	HasRoom(room string) bool
+	// Load is the number of tracks recorded now and the most this instance
+	// takes (MAX_TRACKS).
+	Load() (tracks, capacity int)
+	// Owns reports that this instance records participant in room.
+	Owns(room, participant string) bool
+}
+
+// Options configure a Fleet.
+type Options struct {
+	Instance string           // this instance's name, unique in the fleet
+	Bus      psrpc.MessageBus // shared by the fleet: psrpc.NewRedisMessageBus
+	Local    Local
+	Logger   *slog.Logger  // nil: slog.Default()
+	Timeout  time.Duration // bound on each call between instances; 0: 20 s
+}
+
+// Entry is one recording of a fleet-wide list and the instance holding it.
+type Entry struct {
+	Instance  string          `json:"instance"`
+	Recording json.RawMessage `json:"recording"`
+}
+
+const (
+	service = "TrackrecFleet"
+
+	mStart   = "Start"
+	mStop    = "Stop"
+	mOwner   = "Owner"
+	mList    = "List"
+	mMembers = "Members"
+
+	defaultTimeout = 20 * time.Second
+	selectTimeout  = time.Second            // how long claims are awaited
+	shortCircuit   = 200 * time.Millisecond // after the first claim below 1
+	heartbeat      = 5 * time.Second
+	forgetAfter    = 3 * heartbeat
+	probeEvery     = 100 * time.Millisecond
+)
+
+// Fleet serves this instance's Local to the fleet and calls the fleet.
+type Fleet struct {
+	instance string
+	id       string // this process: tells apart two processes given the same name
+	local    Local
+	log      *slog.Logger
+	timeout  time.Duration
+
+	srv *server.RPCServer
+	cli *client.RPCClient
+	sub psrpc.Subscription[*wrapperspb.BytesValue]
+
+	mu      sync.Mutex
+	seen    map[string]time.Time // the other instances, when last heard from
+	closing bool                 // Close began: serve nothing more
+	served  sync.WaitGroup       // calls into Local on behalf of the fleet
+
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// define is the service both ends agree on, in place of generated code.
+func define(id string) *info.ServiceDefinition {
+	sd := &info.ServiceDefinition{Name: service, ID: id}
+	// name, affinity enabled, multi, require claim, queue
+	sd.RegisterMethod(mStart, true, false, true, false)
+	sd.RegisterMethod(mStop, false, false, true, false)
+	sd.RegisterMethod(mOwner, false, false, true, false)
+	sd.RegisterMethod(mList, false, true, false, false)
+	sd.RegisterMethod(mMembers, false, true, false, false)
+	return sd
+}
+
+func (o *Options) validate() error {
+	var errs []error
+	switch {
+	case o.Instance == "":
+		errs = append(errs, errors.New("Instance is required"))
+	case !utf8.ValidString(o.Instance) || containsControl(o.Instance):
+		errs = append(errs, fmt.Errorf("Instance %q must be UTF-8 without control characters", o.Instance))
+	}
+	if o.Bus == nil {
+		errs = append(errs, errors.New("Bus is required"))
+	}
+	if o.Local == nil {
+		errs = append(errs, errors.New("Local is required"))
+	}
+	if o.Timeout != 0 && o.Timeout <= selectTimeout {
+		errs = append(errs, fmt.Errorf("Timeout %s must exceed the %s in which instances claim a call", o.Timeout, selectTimeout))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("fleet: %w", err)
+	}
+	return nil
+}
+
+func containsControl(s string) bool {
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// New joins the fleet on o.Bus: it serves o.Local to the other instances and
+// returns once its own probe came back over the bus (doc.go).
+func New(o Options) (*Fleet, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	f := &Fleet{
+		instance: o.Instance,
+		id:       rand.NewClientID(),
+		local:    o.Local,
+		log:      o.Logger,
+		timeout:  o.Timeout,
+		seen:     map[string]time.Time{},
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	if f.log == nil {
+		f.log = slog.Default()
+	}
+	f.log = f.log.With("instance", f.instance)
+	if f.timeout == 0 {
+		f.timeout = defaultTimeout
+	}
+
+	f.srv = server.NewRPCServer(define(f.instance), o.Bus, psrpc.WithServerID(f.instance))
+	if err := f.register(); err != nil {
+		f.srv.Close(true)
+		return nil, fmt.Errorf("fleet: serve: %w", err)
+	}
+	cli, err := client.NewRPCClient(define(f.id), o.Bus,
+		psrpc.WithClientTimeout(f.timeout), psrpc.WithClientSelectTimeout(selectTimeout))
+	if err != nil {
+		f.srv.Close(true)
+		return nil, fmt.Errorf("fleet: client: %w", err)
+	}
+	f.cli = cli
+	// Subscribed after the handlers: on Redis, subscriptions are made in
+	// order, so once the members channel carries our probe back, the
+	// request channels are live too.
+	f.sub, err = client.Join[*wrapperspb.BytesValue](context.Background(), cli, mMembers, nil)
+	if err != nil {
+		f.srv.Close(true)
+		cli.Close()
+		return nil, fmt.Errorf("fleet: members: %w", err)
+	}
+
+	joined := make(chan struct{})
+	go f.run(joined)
+	if err := f.probe(joined); err != nil {
+		close(f.stop)
+		<-f.done
+		f.srv.Close(true)
+		_ = f.sub.Close()
+		cli.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *Fleet) register() error {
+	regs := []func() error{
+		func() error {
+			return server.RegisterHandler(f.srv, mStart, nil, serve(f, mStart, f.serveStart), f.startAffinity)
+		},
+		func() error {
+			return server.RegisterHandler(f.srv, mStop, nil, serve(f, mStop, f.serveStop), f.ownerAffinity)
+		},
+		func() error {
+			return server.RegisterHandler(f.srv, mOwner, nil, serve(f, mOwner, f.serveOwner), f.ownerAffinity)
+		},
+		func() error {
+			return server.RegisterHandler(f.srv, mList, nil, serve(f, mList, f.serveList), nil)
+		},
+	}
+	for _, reg := range regs {
+		if err := reg(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close leaves the fleet: it stops announcing itself, tells the others it
+// left, stops serving and waits for the calls into Local in progress; Local
+// is not called after it. Calls to Start, Stop, Owner and List fail after
+// it.
+func (f *Fleet) Close() {
+	f.closeOnce.Do(func() {
+		close(f.stop)
+		<-f.done
+		f.announce(kindLeave)
+		f.mu.Lock()
+		f.closing = true
+		f.mu.Unlock()
+		// Forced: psrpc's graceful close waits for every request still in
+		// its claim phase, those another instance won included, until
+		// they expire, and spins on the closed request channel meanwhile.
+		// f.served is the wait that matters.
+		f.srv.Close(true)
+		f.served.Wait()
+		_ = f.sub.Close()
+		f.cli.Close()
+	})
+}
+
+// enter admits one call into Local, unless Close began; leave with
+// f.served.Done.
+func (f *Fleet) enter() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closing {
+		return false
+	}
+	f.served.Add(1)
+	return true
+}
+
+// Wire messages: JSON in a wrapperspb.BytesValue.
+type (
+	startReq struct {
+		Room        string `json:"room"`
+		Participant string `json:"participant"`
+		Wait        bool   `json:"wait,omitempty"`
+	}
+	startRes struct {
+		Instance  string          `json:"instance"`
+		Recording json.RawMessage `json:"recording"`
+		Created   bool            `json:"created"`
+	}
+	keyReq struct {
+		Room        string `json:"room"`
+		Participant string `json:"participant"`
+	}
+	stopRes struct {
+		Instance  string          `json:"instance"`
+		Recording json.RawMessage `json:"recording"`
+	}
+	ownerRes struct {
+		Instance string `json:"instance"`
+	}
+	listReq struct{}
+	listRes struct {
+		Instance   string            `json:"instance"`
+		Recordings []json.RawMessage `json:"recordings"`
+	}
+)
+
+func encode(v any) (*wrapperspb.BytesValue, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return wrapperspb.Bytes(b), nil
+}
+
+// serve adapts a typed handler to psrpc's: JSON in and out, and the Local's
+// errors carried as wire codes.
+func serve[Req, Res any](f *Fleet, op string, fn func(context.Context, Req) (Res, error)) func(context.Context, *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {
+	return func(ctx context.Context, m *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {
+		var req Req
+		if err := json.Unmarshal(m.GetValue(), &req); err != nil {
+			return nil, psrpc.NewError(psrpc.MalformedRequest, fmt.Errorf("fleet: %s request: %w", op, err))
+		}
+		if !f.enter() {
+			return nil, toWire(fmt.Errorf("fleet: %s: %w", op, ErrShuttingDown), f.instance)
+		}
+		res, err := fn(ctx, req)
+		f.served.Done()
+		if err != nil {
+			return nil, toWire(err, f.instance)
+		}
+		out, err := encode(res)
+		if err != nil {
+			return nil, psrpc.NewError(psrpc.MalformedResponse, fmt.Errorf("fleet: %s answer: %w", op, err))
+		}
+		return out, nil
+	}
+}
+
+func (f *Fleet) serveStart(ctx context.Context, r startReq) (startRes, error) {
+	rec, created, err := f.local.Start(ctx, r.Room, r.Participant, r.Wait)
+	if err != nil {
+		return startRes{}, err
+	}
+	f.log.Debug("fleet: start served", "room", r.Room, "participant", r.Participant, "created", created)
+	return startRes{Instance: f.instance, Recording: rec, Created: created}, nil
+}
+
+func (f *Fleet) serveStop(ctx context.Context, r keyReq) (stopRes, error) {
+	rec, err := f.local.Stop(ctx, r.Room, r.Participant)
+	if err != nil {
+		return stopRes{}, err
+	}
+	f.log.Debug("fleet: stop served", "room", r.Room, "participant", r.Participant)
+	return stopRes{Instance: f.instance, Recording: rec}, nil
+}
+
+func (f *Fleet) serveOwner(_ context.Context, _ keyReq) (ownerRes, error) {
+	return ownerRes{Instance: f.instance}, nil
+}
+
+func (f *Fleet) serveList(context.Context, listReq) (listRes, error) {
+	return listRes{Instance: f.instance, Recordings: f.local.List()}, nil
+}
+
+// placement is an instance's claim on a start (doc.go): 1 wins at once, a
+// negative claim is no claim.
+func placement(owns, hasRoom bool, tracks, capacity int) float32 {
+	switch {
+	case owns:
+		return 1
+	case capacity <= 0 || tracks >= capacity:
+		return -1
+	case hasRoom:
+		return 1
+	}
+	return 0.99 * float32(capacity-max(tracks, 0)) / float32(capacity)
+}
+
+func (f *Fleet) startAffinity(_ context.Context, m *wrapperspb.BytesValue) float32 {
+	var r startReq
+	if err := json.Unmarshal(m.GetValue(), &r); err != nil {
+		f.log.Warn("fleet: unreadable start request", "err", err)
+		return -1
+	}
+	if !f.enter() {
+		return -1
+	}
+	defer f.served.Done()
+	tracks, capacity := f.local.Load()
+	return placement(f.local.Owns(r.Room, r.Participant), f.local.HasRoom(r.Room), tracks, capacity)
+}
+
+func (f *Fleet) ownerAffinity(_ context.Context, m *wrapperspb.BytesValue) float32 {
+	var r keyReq
+	if err := json.Unmarshal(m.GetValue(), &r); err != nil {
+		f.log.Warn("fleet: unreadable request", "err", err)
+		return -1
+	}
+	if !f.enter() {
+		return -1
+	}
+	defer f.served.Done()
+	if f.local.Owns(r.Room, r.Participant) {
+		return 1
+	}
+	return -1
+}
+
+// call sends one request to the instance that claims it. nobody is the
+// error when none does.
+func call[Res any](ctx context.Context, f *Fleet, op string, req any, nobody error, opts ...psrpc.RequestOption) (Res, string, error) {
+	var res Res
+	m, err := encode(req)
+	if err != nil {
+		return res, "", fmt.Errorf("fleet: %s request: %w", op, err)
+	}
+	out, err := client.RequestSingle[*wrapperspb.BytesValue](ctx, f.cli, op, nil, m, opts...)
+	if err != nil {
+		inst, err := callError(ctx, op, err, f.timeout, nobody)
+		return res, inst, err
+	}
+	if err := json.Unmarshal(out.GetValue(), &res); err != nil {
+		return res, "", fmt.Errorf("fleet: %s answer: %w", op, err)
+	}
+	return res, "", nil
+}
+
+// Start places the start of participant's recording in room (doc.go) and
+// returns the recording, whether it was created, and the instance holding
+// it. When every instance is full the error is ErrFull. A Local's error
+// comes back as it was, with the instance that returned it.
+func (f *Fleet) Start(ctx context.Context, room, participant string, wait bool) (json.RawMessage, bool, string, error) {
+	res, inst, err := call[startRes](ctx, f, mStart, startReq{Room: room, Participant: participant, Wait: wait}, ErrFull,
+		psrpc.WithSelectionOpts(psrpc.SelectionOpts{
+			MaximumAffinity:     1,
+			AffinityTimeout:     selectTimeout,
+			ShortCircuitTimeout: shortCircuit,
+		}))
+	if err != nil {
+		return nil, false, inst, err
+	}
+	return res.Recording, res.Created, res.Instance, nil
+}
+
+// Stop stops participant's recording in room on the instance that owns it
+// and returns the final recording and that instance. ErrNotFound: no
+// instance records them.
+func (f *Fleet) Stop(ctx context.Context, room, participant string) (json.RawMessage, string, error) {
+	res, inst, err := call[stopRes](ctx, f, mStop, keyReq{Room: room, Participant: participant}, ErrNotFound)
+	if err != nil {
+		return nil, inst, err
+	}
+	return res.Recording, res.Instance, nil
+}
+
+// Owner is the instance that records participant in room; ErrNotFound:
+// none does.
+func (f *Fleet) Owner(ctx context.Context, room, participant string) (string, error) {
+	res, _, err := call[ownerRes](ctx, f, mOwner, keyReq{Room: room, Participant: participant}, ErrNotFound)
+	if err != nil {
+		return "", err
+	}
+	return res.Instance, nil
+}

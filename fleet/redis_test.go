@@ -1,0 +1,131 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/livekit/psrpc"
+	"github.com/redis/go-redis/v9"
+)
+
+// startRedis runs a redis-server of its own on a free loopback port, with
+// nothing saved, until the test ends, and returns its address.
+func startRedis(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server is not installed (run `make tools`): %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+
+	var out bytes.Buffer
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start redis-server: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+
+	rc := redis.NewClient(&redis.Options{Addr: addr})
+	defer rc.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := rc.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return addr
+		}
+		select {
+		case werr := <-exited:
+			exited <- werr
+			t.Fatalf("redis-server on %s exited: %v\n%s", addr, werr, out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server on %s did not answer: %v\n%s", addr, err, out.String())
+		}
+	}
+}
+
+// The fleet over a real Redis: one bus and one client per node, as in
+// three processes.
+func TestOverRedis(t *testing.T) {
+	addr := startRedis(t)
+	c := &cluster{nodes: map[string]*Fleet{}, locals: map[string]*fakeLocal{}}
+	for _, n := range names {
+		rc := redis.NewClient(&redis.Options{Addr: addr})
+		t.Cleanup(func() { rc.Close() })
+		c.locals[n] = newFakeLocal(n, 10)
+		f, err := New(Options{Instance: n, Bus: psrpc.NewRedisMessageBus(rc), Local: c.locals[n], Logger: quiet(), Timeout: testTimeout})
+		if err != nil {
+			t.Fatalf("New(%s): %v", n, err)
+		}
+		t.Cleanup(f.Close)
+		c.nodes[n] = f
+	}
+	c.waitMembers(t)
+	ctx := t.Context()
+
+	fill(c.locals["a"], 4)
+	fill(c.locals["b"], 2)
+	fill(c.locals["c"], 7)
+	c.locals["c"].set(func(l *fakeLocal) { l.rooms["busy"] = true })
+
+	for _, tc := range []struct{ room, participant, from, want string }{
+		{"quiet", "alice", "a", "b"}, // least loaded
+		{"busy", "bob", "a", "c"},    // the room's bot
+	} {
+		rec, created, inst, err := c.nodes[tc.from].Start(ctx, tc.room, tc.participant, false)
+		if err != nil || !created || inst != tc.want || recordingOn(t, rec) != tc.want {
+			t.Fatalf("Start(%s, %s) from %s: on %q, created %v, %v; want %s", tc.room, tc.participant, tc.from, inst, created, err, tc.want)
+		}
+	}
+
+	entries, err := c.nodes["a"].List(ctx)
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	if got, want := describe(t, entries), []string{"b quiet alice", "c busy bob"}; !slices.Equal(got, want) {
+		t.Fatalf("List: %v, want %v", got, want)
+	}
+
+	rec, inst, err := c.nodes["a"].Stop(ctx, "busy", "bob")
+	if err != nil || inst != "c" || recordingOn(t, rec) != "c" {
+		t.Fatalf("Stop from a: on %q, %v; want c", inst, err)
+	}
+	if _, _, err := c.nodes["b"].Stop(ctx, "busy", "bob"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second Stop: %v, want ErrNotFound", err)
+	}
+
+	c.locals["b"].set(func(l *fakeLocal) { l.err = fmt.Errorf("recorder: %w", ErrShuttingDown) })
+	if _, inst, err := c.nodes["c"].Stop(ctx, "quiet", "alice"); !errors.Is(err, ErrShuttingDown) || inst != "b" {
+		t.Fatalf("Stop on a shutting-down b: from %q, %v", inst, err)
+	}
+
+	for _, l := range c.locals {
+		fill(l, 10)
+	}
+	if _, _, _, err := c.nodes["b"].Start(ctx, "quiet", "dave", false); !errors.Is(err, ErrFull) {
+		t.Fatalf("Start with every node full: %v, want ErrFull", err)
+	}
+}
