@@ -62,6 +62,17 @@ type Options struct {
 	// Metrics, if set, is what GET /metrics serves besides the recorder's
 	// state; pass the one the upload queue reports to. Nil makes a new one.
 	Metrics *Metrics
+	// Local, if set, is this instance's own recorder, for /metrics, when
+	// the Recorder given to New answers for a whole fleet (metrics stay per
+	// instance; Prometheus adds them up).
+	Local Recorder
+}
+
+// FleetLister is a Recorder that lists a whole fleet: GET /recordings then
+// names the instances that did not answer in time, never leaving them out
+// silently.
+type FleetLister interface {
+	ListFleet(ctx context.Context) ([]recorder.RecordingInfo, []string)
 }
 
 // New returns the HTTP handler.
@@ -95,7 +106,11 @@ func New(rec Recorder, log *slog.Logger, opts ...Options) *echo.Echo {
 	e.GET("/healthz", h.health)
 	e.GET("/readyz", h.readyz)
 	e.GET("/recordings", h.list, guard)
-	e.GET("/metrics", echo.WrapHandler(o.Metrics.handler(rec)))
+	local := o.Local
+	if local == nil {
+		local = rec
+	}
+	e.GET("/metrics", echo.WrapHandler(o.Metrics.handler(local)))
 	e.POST("/recordings/start", h.start, guard)
 	e.POST("/recordings/stop", h.stop, guard)
 	e.POST("/recordings/webhooks", h.webhook)
@@ -143,17 +158,24 @@ func (h *handlers) readyz(c echo.Context) error {
 }
 
 func (h *handlers) list(c echo.Context) error {
-	list := h.rec.List()
-	if list == nil {
-		list = []recorder.RecordingInfo{}
+	var list []recorder.RecordingInfo
+	var unanswered []string
+	if fl, ok := h.rec.(FleetLister); ok {
+		list, unanswered = fl.ListFleet(c.Request().Context())
+	} else {
+		list = h.rec.List()
 	}
 	// recovered: files an earlier process left in the spool, with their
 	// uploads; rooms: each complete room's mixdown/pipeline run.
-	return c.JSON(http.StatusOK, map[string]any{
-		"recordings": list,
+	body := map[string]any{
+		"recordings": orEmpty(list),
 		"recovered":  orEmpty(h.rec.Recovered()),
 		"rooms":      orEmpty(h.rec.Completions()),
-	})
+	}
+	if len(unanswered) > 0 {
+		body["unanswered_instances"] = unanswered
+	}
+	return c.JSON(http.StatusOK, body)
 }
 
 func (h *handlers) start(c echo.Context) error {

@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,9 +62,13 @@ func TestFleetActsOnEachWebhookOnce(t *testing.T) {
 	// recordings returns each participant's recordings across the fleet.
 	recordings := func() map[string][]recorder.RecordingInfo {
 		out := map[string][]recorder.RecordingInfo{}
+		seen := map[string]bool{}
 		for _, s := range fleet {
 			for _, r := range s.list() {
-				out[r.Participant] = append(out[r.Participant], r)
+				if !seen[r.ID] {
+					seen[r.ID] = true
+					out[r.Participant] = append(out[r.Participant], r)
+				}
 			}
 		}
 		return out
@@ -83,16 +89,23 @@ func TestFleetActsOnEachWebhookOnce(t *testing.T) {
 			t.Errorf("%s recorded %d times across the fleet: %+v", id, len(recs[id]), recs[id])
 		}
 	}
-	// A start on the instance that does not hold ada's recording is
-	// refused rather than recorded twice.
+	// Any instance answers for the fleet: a start of ada on either gives
+	// the one recording, wherever it runs, and each lists every recording
+	// with the instance that holds it.
 	holder := recs["ada"][0].Instance
 	for _, s := range fleet {
 		code, info, body := s.post("/recordings/start", room, "ada")
-		switch {
-		case code == http.StatusOK && info.ID == recs["ada"][0].ID:
-		case code == http.StatusConflict:
-		default:
-			t.Errorf("start of ada (held by %s): %d %s", holder, code, body)
+		if code != http.StatusOK || info.ID != recs["ada"][0].ID || info.Instance != holder {
+			t.Errorf("start of ada (held by %s) on %s: %d %s", holder, s.url, code, body)
+		}
+		l := s.list()
+		if len(l) != len(who) {
+			t.Errorf("%s lists %d recordings, want the fleet's %d", s.url, len(l), len(who))
+		}
+		for _, r := range l {
+			if r.Instance == "" {
+				t.Errorf("%s lists %s without its instance", s.url, r.Participant)
+			}
 		}
 	}
 	for _, id := range who {
@@ -130,14 +143,23 @@ func TestFleetFailover(t *testing.T) {
 	env := func() map[string]string {
 		return map[string]string{"REDIS_ADDRESS": rd.Addr(), "MIXDOWN": "none", "LEASE_TTL": "2s", "LOCAL_DIRECTORY": t.TempDir()}
 	}
-	aEnv := env()
-	a, b := startService(t, aEnv), startService(t, env())
+	envs := []map[string]string{env(), env()}
+	fleet := []*service{startService(t, envs[0]), startService(t, envs[1])}
 	room, who := "failover-room", "fay"
 	p := publish(t, room, who)
-	first := a.mustStart(room, who)
-	a.waitRecording(room, who, 20*time.Second, func(r recorder.RecordingInfo) bool {
+	first := fleet[0].mustStart(room, who)
+	fleet[0].waitRecording(room, who, 20*time.Second, func(r recorder.RecordingInfo) bool {
 		return len(r.Tracks) == 1 && r.Tracks[0].Packets > 100
 	})
+	// Kill the instance the fleet placed it on.
+	held := 0
+	if fleet[1].instance() == first.Instance {
+		held = 1
+	}
+	a, b, aEnv := fleet[held], fleet[1-held], envs[held]
+	if a.instance() != first.Instance {
+		t.Fatalf("recording on %s, instances %s and %s", first.Instance, a.instance(), b.instance())
+	}
 	if err := a.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +168,7 @@ func TestFleetFailover(t *testing.T) {
 	var taken recorder.RecordingInfo
 	waitFor(t, 20*time.Second, "the recording on the surviving instance", func() bool {
 		for _, r := range b.list() {
-			if r.ID == first.ID && len(r.Tracks) == 1 && r.Tracks[0].Anchor != nil && r.Tracks[0].Packets > 20 {
+			if r.ID == first.ID && r.Instance != first.Instance && len(r.Tracks) == 1 && r.Tracks[0].Anchor != nil && r.Tracks[0].Packets > 20 {
 				taken = r
 				return true
 			}
@@ -165,14 +187,32 @@ func TestFleetFailover(t *testing.T) {
 	// file and does not take the recording back.
 	again := startService(t, aEnv)
 	waitFor(t, 20*time.Second, "the cut file recovered", func() bool {
-		return len(again.listing().Recovered) == 1
+		l := again.listing()
+		if len(l.Recovered) != 1 {
+			t.Logf("recovered: %+v", l.Recovered)
+		}
+		return len(l.Recovered) == 1
 	})
 	time.Sleep(3 * time.Second)
 	for _, r := range again.list() {
-		if r.Participant == who {
+		if r.Participant == who && r.Instance == first.Instance {
 			t.Errorf("the restarted instance records %s again: %+v", who, r)
 		}
 	}
 	final := b.mustStop(room, who)
 	checkTrackFile(t, fileOf(t, final, p.TrackSID()).Path, p, p.TrackSID(), 0)
+}
+
+// instance is the id the recorder logged when it started listening.
+func (s *service) instance() string {
+	for _, line := range strings.Split(s.logs.String(), "\n") {
+		if !strings.Contains(line, `"msg":"recorder listening"`) {
+			continue
+		}
+		var entry struct{ Instance string }
+		if json.Unmarshal([]byte(line), &entry) == nil {
+			return entry.Instance
+		}
+	}
+	return ""
 }

@@ -36,6 +36,15 @@ type startOptions struct {
 	confirm func(context.Context) (bool, error)
 }
 
+// Waits says whether opts arm the recording (WaitForParticipant).
+func Waits(opts ...StartOption) bool {
+	var o startOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	return o.wait
+}
+
 // ErrNotWanted is a resumed start whose recording ended meanwhile.
 var ErrNotWanted = errors.New("recording no longer wanted")
 

@@ -741,3 +741,42 @@ func newID(prefix string) string {
 	_, _ = rand.Read(b[:])
 	return prefix + hex.EncodeToString(b[:])
 }
+
+// Has says whether participant's recording in room is active here.
+func (s *Supervisor) Has(room, participant string) bool {
+	return s.activeRecording(Key{Room: room, Participant: participant}) != nil
+}
+
+// Closing says whether Shutdown began: this instance takes no new work.
+func (s *Supervisor) Closing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// HasRoom says whether this instance has a bot in room.
+func (s *Supervisor) HasRoom(room string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rm := s.rooms[room]
+	return rm != nil && rm.bot != nil
+}
+
+// Load is what this instance records now, in tracks: each open file, and
+// at least one for each recording still waiting for its first.
+func (s *Supervisor) Load() int {
+	s.mu.Lock()
+	recs := s.live()
+	s.mu.Unlock()
+	n := 0
+	for _, r := range recs {
+		open := 0
+		for _, t := range r.trackList() {
+			if t.fileOpen() {
+				open++
+			}
+		}
+		n += max(open, 1)
+	}
+	return n
+}

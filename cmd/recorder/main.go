@@ -10,6 +10,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/livekit/psrpc"
+	"github.com/trackrec/trackrec/fleet"
 	"github.com/trackrec/trackrec/fleetstore"
 	"github.com/trackrec/trackrec/takeover"
 	"log/slog"
@@ -88,6 +90,7 @@ type app struct {
 	shared shared
 	// stopTakeover ends resuming other instances' recordings.
 	stopTakeover func()
+	fleet        *fleet.Fleet // nil alone
 }
 
 // shared is the state an instance shares with the fleet: in Redis when
@@ -96,9 +99,11 @@ type shared struct {
 	owners recorder.Owners
 	dedup  api.Dedup // nil: the API's in-memory one
 	close  func() error
-	// Fleet only: the wanted recordings and who holds them, for takeover.
+	// Fleet only: the wanted recordings and who holds them, for takeover,
+	// and the bus the instances call each other on.
 	leases  *fleetstore.Leases
 	intents *fleetstore.Intents
+	bus     psrpc.MessageBus
 }
 
 // redisPrefix starts every key the fleet keeps in Redis, apart from
@@ -123,6 +128,7 @@ func openShared(ctx context.Context, cfg configs.Config) (shared, error) {
 		owners:  ownership.NewShared(leases, ttl),
 		leases:  leases,
 		intents: fleetstore.NewIntents(rc, redisPrefix),
+		bus:     psrpc.NewRedisMessageBus(rc),
 		// LiveKit retries a webhook for minutes; an hour covers it.
 		dedup: fleetstore.NewDedup(rc, redisPrefix, time.Hour),
 		close: rc.Close,
@@ -198,21 +204,39 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 		}()
 		a.stopTakeover = func() { stopTakeover(); <-done }
 	}
-	a.policy = autorecord.New(a.sup, autorecord.Options{
+	// Alone, the API and the webhook policy drive this supervisor; in a
+	// fleet, the fleet, which places starts and finds every recording's
+	// instance.
+	var front autorecord.Recorder = a.sup
+	var answer api.Recorder = service{a.sup, a.rooms, recovery.Files}
+	if shared.bus != nil {
+		f, err := fleet.New(fleet.Options{Instance: instance, Bus: shared.bus, Local: fleet.Supervisor{Sup: a.sup, MaxTracks: cfg.Fleet.MaxTracks}, Logger: a.log,
+			// A start may join a room: JOIN_TIMEOUT and the presence grace.
+			Timeout: cfg.Limits.JoinTimeout + 5*time.Second})
+		if err != nil {
+			return fail(fmt.Errorf("REDIS_ADDRESS: join the fleet: %w", err))
+		}
+		a.fleet = f
+		fr := fleet.Recorder{Fleet: f, Local: a.sup, Log: a.log}
+		front = fr
+		answer = fleetService{fr, service{a.sup, a.rooms, recovery.Files}}
+	}
+	a.policy = autorecord.New(front, autorecord.Options{
 		Enabled:          cfg.AutoRecord.Enabled,
 		Rooms:            cfg.AutoRecord.Rooms,
 		IgnoreIdentities: cfg.AutoRecord.IgnoreIdentities,
 		Logger:           a.log,
 	})
 	keys := auth.NewSimpleKeyProvider(cfg.LiveKit.APIKey, cfg.LiveKit.APISecret)
-	apiOpts := api.Options{Webhooks: api.Webhooks{Keys: keys, Events: a.policy, Dedup: shared.dedup}, Ready: ready.Check, Metrics: metrics}
+	apiOpts := api.Options{Webhooks: api.Webhooks{Keys: keys, Events: a.policy, Dedup: shared.dedup}, Ready: ready.Check, Metrics: metrics,
+		Local: service{a.sup, a.rooms, recovery.Files}}
 	if cfg.HTTP.Auth {
 		apiOpts.Auth = keys
 	} else {
 		a.log.Warn("API_AUTH=off: anyone who reaches the port can start and stop recordings; for local development only")
 	}
 	a.srv = &http.Server{
-		Handler:           api.New(service{a.sup, a.rooms, recovery.Files}, a.log, apiOpts),
+		Handler:           api.New(answer, a.log, apiOpts),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -267,6 +291,9 @@ func (a *app) shutdown() error {
 		errs = append(errs, err)
 	}
 	a.policy.Close()
+	if a.fleet != nil {
+		a.fleet.Close()
+	}
 	dctx, dcancel := context.WithTimeout(context.Background(), a.cfg.Storage.DrainTimeout)
 	defer dcancel()
 	if err := a.queue.Drain(dctx); err != nil {
@@ -301,6 +328,23 @@ func (s service) Recovered() []spool.RecoveredFile {
 	}
 	return out
 }
+
+// fleetService is what the HTTP API shows in a fleet: every instance's
+// recordings, and this instance's pipeline runs and recovered files.
+type fleetService struct {
+	fleet.Recorder
+	local service
+}
+
+func (s fleetService) List() []recorder.RecordingInfo {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	list, _ := s.ListFleet(ctx)
+	return list
+}
+
+func (s fleetService) Completions() []completion.Run    { return s.local.Completions() }
+func (s fleetService) Recovered() []spool.RecoveredFile { return s.local.Recovered() }
 
 // openSpool locks and opens LOCAL_DIRECTORY. With local storage the mixes
 // live in it too, so a room may not take their folder's name.

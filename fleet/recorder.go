@@ -1,0 +1,177 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/trackrec/trackrec/bot"
+	"github.com/trackrec/trackrec/recorder"
+)
+
+// Supervisor is this instance's recorder as the fleet drives it: the Local
+// that a Fleet serves for the other instances.
+type Supervisor struct {
+	Sup       *recorder.Supervisor
+	MaxTracks int // MAX_TRACKS
+}
+
+var _ Local = Supervisor{}
+
+func (l Supervisor) Start(ctx context.Context, room, participant string, wait bool) (json.RawMessage, bool, error) {
+	var opts []recorder.StartOption
+	if wait {
+		opts = append(opts, recorder.WaitForParticipant())
+	}
+	info, created, err := l.Sup.Start(ctx, room, participant, opts...)
+	if err != nil {
+		return nil, false, toFleet(err)
+	}
+	doc, err := json.Marshal(info)
+	return doc, created, err
+}
+
+func (l Supervisor) Stop(ctx context.Context, room, participant string) (json.RawMessage, error) {
+	info, err := l.Sup.Stop(ctx, room, participant)
+	if err != nil {
+		return nil, toFleet(err)
+	}
+	return json.Marshal(info)
+}
+
+func (l Supervisor) List() []json.RawMessage {
+	var out []json.RawMessage
+	for _, r := range l.Sup.List() {
+		if doc, err := json.Marshal(r); err == nil {
+			out = append(out, doc)
+		}
+	}
+	return out
+}
+
+func (l Supervisor) HasRoom(room string) bool           { return l.Sup.HasRoom(room) }
+func (l Supervisor) Load() (int, int)                   { return l.Sup.Load(), l.MaxTracks }
+func (l Supervisor) Owns(room, participant string) bool { return l.Sup.Has(room, participant) }
+
+// errorPairs maps the recorder's errors to the fleet's, and back.
+var errorPairs = [...]struct{ rec, fleet error }{
+	{recorder.ErrNotFound, ErrNotFound},
+	{recorder.ErrNoRoom, ErrNoRoom},
+	{recorder.ErrNoParticipant, ErrNoParticipant},
+	{recorder.ErrOwned, ErrOwned},
+	{recorder.ErrFull, ErrFull},
+	{recorder.ErrShuttingDown, ErrShuttingDown},
+	{recorder.ErrLookup, ErrUnreachable},
+	{bot.ErrUnreachable, ErrUnreachable},
+}
+
+// toFleet marks a recorder error with the fleet error that crosses the bus.
+func toFleet(err error) error {
+	for _, p := range errorPairs {
+		if errors.Is(err, p.rec) {
+			return fmt.Errorf("%w: %w", p.fleet, err)
+		}
+	}
+	return err
+}
+
+// toRecorder marks an error from another instance with the recorder error
+// the API knows.
+func toRecorder(err error) error {
+	for _, p := range errorPairs {
+		if errors.Is(err, p.fleet) {
+			return fmt.Errorf("%w: %w", p.rec, err)
+		}
+	}
+	return err
+}
+
+// listTimeout bounds how long a listing waits for the instances.
+const listTimeout = 2 * time.Second
+
+// Recorder answers for the whole fleet, whichever instance is asked: the
+// API's starts, stops and listing, and the webhook policy's actions go
+// through it.
+type Recorder struct {
+	Fleet *Fleet
+	Local *recorder.Supervisor
+	Log   *slog.Logger
+}
+
+// Start records participant on the instance the fleet places it on.
+func (r Recorder) Start(ctx context.Context, room, participant string, opts ...recorder.StartOption) (recorder.RecordingInfo, bool, error) {
+	doc, created, _, err := r.Fleet.Start(ctx, room, participant, recorder.Waits(opts...))
+	if err != nil {
+		return recorder.RecordingInfo{}, false, toRecorder(err)
+	}
+	var info recorder.RecordingInfo
+	if err := json.Unmarshal(doc, &info); err != nil {
+		return info, false, fmt.Errorf("recording from the fleet: %w", err)
+	}
+	return info, created, nil
+}
+
+// Stop stops the recording on the instance that holds it.
+func (r Recorder) Stop(ctx context.Context, room, participant string) (recorder.RecordingInfo, error) {
+	doc, _, err := r.Fleet.Stop(ctx, room, participant)
+	if err != nil {
+		return recorder.RecordingInfo{}, toRecorder(err)
+	}
+	var info recorder.RecordingInfo
+	if err := json.Unmarshal(doc, &info); err != nil {
+		return info, fmt.Errorf("recording from the fleet: %w", err)
+	}
+	return info, nil
+}
+
+// ListFleet returns every instance's recordings, and the instances that did
+// not answer in time.
+func (r Recorder) ListFleet(ctx context.Context) ([]recorder.RecordingInfo, []string) {
+	// An instance that died is still a member until the fleet forgets it:
+	// a listing names it rather than waiting on it.
+	ctx, cancel := context.WithTimeout(ctx, listTimeout)
+	defer cancel()
+	entries, err := r.Fleet.List(ctx)
+	var missing []string
+	var ue *UnansweredError
+	if errors.As(err, &ue) {
+		missing = ue.Instances
+	} else if err != nil {
+		r.Log.Warn("fleet listing failed; showing this instance's recordings", "err", err)
+		return r.Local.List(), []string{"fleet"}
+	}
+	out := make([]recorder.RecordingInfo, 0, len(entries))
+	for _, e := range entries {
+		var info recorder.RecordingInfo
+		if json.Unmarshal(e.Recording, &info) == nil {
+			if info.Instance == "" {
+				info.Instance = e.Instance
+			}
+			out = append(out, info)
+		}
+	}
+	return out, missing
+}
+
+// StopRoom stops every recording of room, wherever it runs.
+func (r Recorder) StopRoom(ctx context.Context, room, reason string) {
+	list, _ := r.ListFleet(ctx)
+	for _, rec := range list {
+		if rec.Room != room || rec.State.Final() {
+			continue
+		}
+		if _, err := r.Stop(ctx, room, rec.Participant); err != nil && !errors.Is(err, recorder.ErrNotFound) {
+			r.Log.Warn("room finished: stop failed", "room", room, "participant", rec.Participant, "err", err)
+		}
+	}
+}
+
+// Refresh and ParticipantSID are this instance's view: the webhook policy
+// asks them of the bot that may be recording here.
+func (r Recorder) Refresh(room, identity string) { r.Local.Refresh(room, identity) }
+func (r Recorder) ParticipantSID(room, identity string) string {
+	return r.Local.ParticipantSID(room, identity)
+}
