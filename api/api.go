@@ -224,6 +224,9 @@ func (h *handlers) fail(c echo.Context, req Request, err error) error {
 		status = http.StatusNotFound
 	case errors.Is(err, recorder.ErrOwned):
 		status = http.StatusConflict
+	case errors.Is(err, recorder.ErrUnavailable):
+		status = http.StatusServiceUnavailable
+		c.Response().Header().Set("Retry-After", strconv.Itoa(retryFullSeconds))
 	case errors.Is(err, recorder.ErrFull):
 		status = http.StatusServiceUnavailable
 		c.Response().Header().Set("Retry-After", strconv.Itoa(retryFullSeconds))

@@ -98,6 +98,7 @@ func TestRequests(t *testing.T) {
 		{"owned elsewhere", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, recorder.ErrOwned, false, 409, 1, "another instance", ""},
 		{"shutting down", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, recorder.ErrShuttingDown, false, 503, 1, "shutting down", "10"},
 		{"at capacity", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, fmt.Errorf("start: %w", recorder.ErrFull), false, 503, 1, "capacity", "5"},
+		{"fleet state unavailable", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, fmt.Errorf("claim: %w", recorder.ErrUnavailable), false, 503, 1, "unavailable", "5"},
 		{"webhook", "POST", "/recordings/webhooks", webhookBody, nil, false, 200, 1, "", ""},
 		{"webhook dedup down", "POST", "/recordings/webhooks", webhookBody, errors.New("redis: connection refused"), false, 503, 0, "send it again", ""},
 		{"livekit down", "POST", "/recordings/start", `{"room":"r","participant":"p"}`, fmt.Errorf("join: %w: refused", bot.ErrUnreachable), false, 502, 1, "could not join LiveKit", ""},

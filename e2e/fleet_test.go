@@ -216,3 +216,58 @@ func (s *service) instance() string {
 	}
 	return ""
 }
+
+// Redis stops for 10 s mid-recording: the recording goes on (nothing lost,
+// nothing doubled when Redis is back), starts answer 503 with Retry-After
+// meanwhile, and succeed once it is back.
+func TestFleetSurvivesARedisOutage(t *testing.T) {
+	t.Parallel()
+	needRecorder(t)
+	rd := startRedis(t)
+	env := func() map[string]string {
+		return map[string]string{"REDIS_ADDRESS": rd.Addr(), "MIXDOWN": "none", "LEASE_TTL": "2s", "LOCAL_DIRECTORY": t.TempDir()}
+	}
+	fleet := []*service{startService(t, env()), startService(t, env())}
+	room := "redis-outage-room"
+	p := publish(t, room, "gus")
+	publish(t, room, "hal")
+	first := fleet[0].mustStart(room, "gus")
+	fleet[0].waitRecording(room, "gus", 20*time.Second, func(r recorder.RecordingInfo) bool {
+		return len(r.Tracks) == 1 && r.Tracks[0].Packets > 50
+	})
+	if err := rd.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	code, _, body := fleet[1].post("/recordings/start", room, "hal")
+	if code != http.StatusServiceUnavailable {
+		t.Errorf("start with Redis down: %d %s, want 503", code, body)
+	}
+	time.Sleep(10*time.Second - time.Since(down))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := rd.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "a start succeeding after the outage", func() bool {
+		code, _, _ := fleet[1].post("/recordings/start", room, "hal")
+		return code == http.StatusCreated || code == http.StatusOK
+	})
+	time.Sleep(4 * time.Second) // renewals and takeovers have had their turn
+	var gus []recorder.RecordingInfo
+	seen := map[string]bool{}
+	for _, s := range fleet {
+		for _, r := range s.list() {
+			if r.Participant == "gus" && !seen[r.ID] {
+				seen[r.ID] = true
+				gus = append(gus, r)
+			}
+		}
+	}
+	if len(gus) != 1 || gus[0].ID != first.ID || gus[0].State != recorder.StateRecording || len(gus[0].Tracks) != 1 {
+		t.Fatalf("gus after the outage: %+v", gus)
+	}
+	final := fleet[0].mustStop(room, "gus")
+	// One file through the outage, every packet in it.
+	checkTrackFile(t, fileOf(t, final, p.TrackSID()).Path, p, p.TrackSID(), 0)
+}

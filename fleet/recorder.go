@@ -66,6 +66,7 @@ var errorPairs = [...]struct{ rec, fleet error }{
 	{recorder.ErrShuttingDown, ErrShuttingDown},
 	{recorder.ErrLookup, ErrUnreachable},
 	{bot.ErrUnreachable, ErrUnreachable},
+	{recorder.ErrUnavailable, ErrShuttingDown}, // "not now": 503 on the asking side too
 }
 
 // toFleet marks a recorder error with the fleet error that crosses the bus.
@@ -79,14 +80,18 @@ func toFleet(err error) error {
 }
 
 // toRecorder marks an error from another instance with the recorder error
-// the API knows.
+// the API knows; one that is none of them (the bus, Redis) means the fleet
+// cannot be asked now.
 func toRecorder(err error) error {
 	for _, p := range errorPairs {
 		if errors.Is(err, p.fleet) {
 			return fmt.Errorf("%w: %w", p.rec, err)
 		}
 	}
-	return err
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", recorder.ErrUnavailable, err)
 }
 
 // listTimeout bounds how long a listing waits for the instances.

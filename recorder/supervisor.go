@@ -28,6 +28,9 @@ var (
 	ErrOwned        = errors.New("participant is recorded by another instance")
 	ErrShuttingDown = errors.New("recorder is shutting down")
 	ErrFull         = errors.New("recorder is at capacity")
+	// ErrUnavailable: the state shared with the fleet (Redis) cannot be
+	// reached, so no new recording can be claimed; running ones go on.
+	ErrUnavailable = errors.New("the fleet's shared state is unavailable")
 )
 
 // Key identifies a recording: one participant of one room.
@@ -227,7 +230,7 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 	rec.wait = o.wait
 	ok, err := s.opts.Owners.Claim(ctx, key, rec.owner)
 	if err != nil {
-		return RecordingInfo{}, false, fmt.Errorf("claim %s/%s: %w", roomName, participant, err)
+		return RecordingInfo{}, false, fmt.Errorf("%w: claim %s/%s: %w", ErrUnavailable, roomName, participant, err)
 	}
 	if !ok {
 		// Ours after all when a concurrent start of the same recording won.
