@@ -271,3 +271,84 @@ func TestFleetSurvivesARedisOutage(t *testing.T) {
 	// One file through the outage, every packet in it.
 	checkTrackFile(t, fileOf(t, final, p.TrackSID()).Path, p, p.TrackSID(), 0)
 }
+
+// Three instances behind haproxy (round robin), 20 participants in 4 rooms,
+// every start sent twice through the balancer: 20 recordings fleet-wide,
+// one bot per room, the listing through the balancer shows each with its
+// instance, and every stop through it answers 200 once the files closed.
+func TestFleetBehindALoadBalancer(t *testing.T) {
+	t.Parallel()
+	needRecorder(t)
+	rd := startRedis(t)
+	var fleet []*service
+	var backends []string
+	for range 3 {
+		s := startService(t, map[string]string{"REDIS_ADDRESS": rd.Addr(), "MIXDOWN": "none", "LOCAL_DIRECTORY": t.TempDir()})
+		fleet = append(fleet, s)
+		backends = append(backends, strings.TrimPrefix(s.url, "http://"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	hp, err := testbed.StartHAProxy(ctx, backends)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hp.Close()
+	lb := &service{t: t, url: hp.URL(), token: fleet[0].token}
+
+	type who struct{ room, id string }
+	var all []who
+	pubs := map[who]*testbed.Publisher{}
+	for r := range 4 {
+		for p := range 5 {
+			w := who{"lb-room-" + strconv.Itoa(r), "lb-" + strconv.Itoa(r) + "-" + strconv.Itoa(p)}
+			all = append(all, w)
+			pubs[w] = publish(t, w.room, w.id)
+		}
+	}
+	ids := map[who]string{}
+	for _, w := range all {
+		code, first, body := lb.post("/recordings/start", w.room, w.id)
+		if code != http.StatusCreated {
+			t.Fatalf("start %v: %d %s", w, code, body)
+		}
+		code, again, body := lb.post("/recordings/start", w.room, w.id)
+		if code != http.StatusOK || again.ID != first.ID {
+			t.Fatalf("start %v again: %d %s (first %s)", w, code, body, first.ID)
+		}
+		ids[w] = first.ID
+	}
+	waitFor(t, 30*time.Second, "every participant recorded", func() bool {
+		n := 0
+		for _, r := range lb.list() {
+			if len(r.Tracks) == 1 && r.Tracks[0].Packets > 50 {
+				n++
+			}
+		}
+		return n == len(all)
+	})
+	list := lb.list()
+	if len(list) != len(all) {
+		t.Errorf("%d recordings fleet-wide, want %d", len(list), len(all))
+	}
+	perInstance := map[string]int{}
+	for _, r := range list {
+		if r.Instance == "" || ids[who{r.Room, r.Participant}] != r.ID {
+			t.Errorf("listed %s/%s %s on %q", r.Room, r.Participant, r.ID, r.Instance)
+		}
+		perInstance[r.Instance]++
+	}
+	t.Logf("recordings per instance: %v", perInstance)
+	for r := range 4 {
+		if n := botsIn(t, "lb-room-"+strconv.Itoa(r)); n != 1 {
+			t.Errorf("room %d has %d bots, want 1", r, n)
+		}
+	}
+	for _, w := range all {
+		code, info, body := lb.post("/recordings/stop", w.room, w.id)
+		if code != http.StatusOK || info.State != recorder.StateStopped || len(info.Tracks) != 1 || info.Tracks[0].State != "closed" {
+			t.Fatalf("stop %v: %d %s", w, code, body)
+		}
+		checkTrackFile(t, info.Tracks[0].Path, pubs[w], pubs[w].TrackSID(), 5)
+	}
+}
