@@ -117,9 +117,8 @@ type Redis struct {
 
 // Fleet bounds how instances sharing Redis hand work to each other.
 type Fleet struct {
-	LeaseTTL       time.Duration // how long a recording's claim outlives its instance
-	MaxTracks      int           // tracks this instance records at once
-	CompletionWait time.Duration // how long completion waits for files on a dead instance
+	LeaseTTL  time.Duration // how long a recording's claim outlives its instance
+	MaxTracks int           // tracks this instance records at once
 }
 
 // configFileEnv names the optional YAML file laid over the environment.

@@ -172,9 +172,6 @@ func table() []setting {
 		{env: "MAX_TRACKS", key: "fleet.max_tracks", def: "400",
 			doc:  "in a fleet: tracks this instance records at once; starts are sent to instances with room for more",
 			bind: bind(func(c *Config) *int { return &c.Fleet.MaxTracks }, integer, atLeast(1))},
-		{env: "COMPLETION_WAIT", key: "fleet.completion_wait", def: "15m",
-			doc:  "in a fleet: how long a room's completion waits for files still on an instance that died; `0`: it does not wait",
-			bind: bind(func(c *Config) *time.Duration { return &c.Fleet.CompletionWait }, duration, notNegative)},
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -351,4 +352,66 @@ func TestFleetBehindALoadBalancer(t *testing.T) {
 		}
 		checkTrackFile(t, info.Tracks[0].Path, pubs[w], pubs[w].TrackSID(), 5)
 	}
+}
+
+// SIGTERM of the instance holding a recording: it closes its file whole and
+// exits by itself, and the other instance goes on with the recording in a
+// new file. The gap between the two files is logged (the handover is by
+// takeover: the new file starts once the other bot has subscribed).
+func TestFleetShutdownHandsRecordingsOn(t *testing.T) {
+	t.Parallel()
+	needRecorder(t)
+	rd := startRedis(t)
+	env := map[string]string{"REDIS_ADDRESS": rd.Addr(), "MIXDOWN": "none", "LEASE_TTL": "2s"}
+	fleet := []*service{startService(t, withDir(t, env)), startService(t, withDir(t, env))}
+	room, who := "handover-room", "ivy"
+	p := publish(t, room, who)
+	first := fleet[0].mustStart(room, who)
+	held := 0
+	if fleet[1].instance() == first.Instance {
+		held = 1
+	}
+	a, b := fleet[held], fleet[1-held]
+	before := a.waitRecording(room, who, 20*time.Second, func(r recorder.RecordingInfo) bool {
+		return len(r.Tracks) == 1 && r.Tracks[0].Path != "" && r.Tracks[0].Packets > 100
+	})
+	oldFile := before.Tracks[0]
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-a.done:
+		if err != nil {
+			t.Fatalf("the drained instance exited with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the drained instance did not exit")
+	}
+	var taken recorder.RecordingInfo
+	waitFor(t, 20*time.Second, "the recording on the other instance", func() bool {
+		for _, r := range b.list() {
+			if r.ID == first.ID && r.Instance != first.Instance && len(r.Tracks) == 1 && r.Tracks[0].Anchor != nil {
+				taken = r
+				return true
+			}
+		}
+		return false
+	})
+	checkTrackFile(t, oldFile.Path, p, p.TrackSID(), 0)
+	oldEnd := oldFile.StartedAt.Add(decodedDuration(t, oldFile.Path))
+	gap := taken.Tracks[0].Anchor.Sub(oldEnd)
+	t.Logf("handover gap %v between the old file's end and the new file's first audio", gap)
+	if gap < -40*time.Millisecond || gap > 10*time.Second {
+		t.Errorf("handover gap %v", gap)
+	}
+	final := b.mustStop(room, who)
+	checkTrackFile(t, fileOf(t, final, p.TrackSID()).Path, p, p.TrackSID(), 0)
+}
+
+func withDir(t *testing.T, env map[string]string) map[string]string {
+	out := map[string]string{"LOCAL_DIRECTORY": t.TempDir()}
+	for k, v := range env {
+		out[k] = v
+	}
+	return out
 }
