@@ -17,11 +17,12 @@
 //
 //	Owns(room, participant)               1     it records them already: the start is idempotent there
 //	tracks >= capacity, or capacity <= 0  none  a full instance takes no new recording
-//	HasRoom(room)                         1     its bot is in the room: the recording joins it
+//	HasRoom(room)                         0.995 its bot is in the room: the recording joins it
 //	otherwise                             0.99 * free/capacity, in (0, 0.99]
 //
-// in this order, with tracks and capacity from Load. A claim of 1 wins at
-// once; otherwise the highest claim received within 200 ms of the first
+// in this order, with tracks and capacity from Load. A claim of 1 (the
+// owner's) wins at once, even over another instance whose bot is in the
+// room too; otherwise the highest claim received within 200 ms of the first
 // wins (ties: the first). An instance with a bot in the
 // room that is full does not claim, so the start goes to another instance
 // (a second bot in that room) rather than fail. When no instance claims

@@ -342,6 +342,9 @@ func (f *Fleet) serveList(context.Context, listReq) (listRes, error) {
 	return listRes{Instance: f.instance, Recordings: f.local.List()}, nil
 }
 
+// roomAffinity is the claim of an instance whose bot is in the room.
+const roomAffinity = 0.995
+
 // placement is an instance's claim on a start (doc.go): 1 wins at once, a
 // negative claim is no claim.
 func placement(owns, hasRoom bool, tracks, capacity int) float32 {
@@ -351,7 +354,9 @@ func placement(owns, hasRoom bool, tracks, capacity int) float32 {
 	case capacity <= 0 || tracks >= capacity:
 		return -1
 	case hasRoom:
-		return 1
+		// Above any load-based claim, below the owner's: two instances may
+		// both have a bot in the room, and the owner must win.
+		return roomAffinity
 	}
 	return 0.99 * float32(capacity-max(tracks, 0)) / float32(capacity)
 }

@@ -223,7 +223,15 @@ func TestStartPlacement(t *testing.T) {
 				fill(c.locals["c"], 9)
 				c.locals["c"].set(func(l *fakeLocal) { l.rooms["room"] = true })
 			},
-			want: "c", created: true,
+			want: "c", created: true, wait: shortCircuit,
+		},
+		{
+			name: "to the owner, though another instance has a bot in the room too",
+			setup: func(c *cluster) {
+				c.locals["a"].set(func(l *fakeLocal) { l.rooms["room"] = true })
+				c.locals["b"].set(func(l *fakeLocal) { l.rooms["room"] = true; l.recs[[2]string{"room", "alice"}] = true })
+			},
+			want: "b", created: false,
 		},
 		{
 			name: "past a full instance with a bot in the room",
@@ -308,7 +316,7 @@ func TestPlacementClaims(t *testing.T) {
 		{false, false, 10, 10, -1},
 		{false, false, 12, 10, -1},
 		{false, false, 0, 0, -1},
-		{false, true, 5, 10, 1},
+		{false, true, 5, 10, roomAffinity},
 		{false, true, 10, 10, -1},
 		{true, false, 10, 10, 1},
 	}
