@@ -21,6 +21,7 @@ var (
 	ErrFull          = errors.New("every instance is at capacity")
 	ErrShuttingDown  = errors.New("instance is shutting down")
 	ErrUnreachable   = errors.New("LiveKit cannot be reached")
+	ErrUnavailable   = errors.New("the fleet's shared state is unavailable")
 )
 
 // wireCode is how one kind of error crosses the bus. reason is the wire
@@ -40,6 +41,7 @@ var wireCodes = [...]wireCode{
 	{ErrOwned, psrpc.AlreadyExists, "owned"},
 	{ErrFull, psrpc.ResourceExhausted, "full"},
 	{ErrShuttingDown, psrpc.Unavailable, "shutting_down"},
+	{ErrUnavailable, psrpc.Unavailable, "unavailable"},
 	{ErrUnreachable, psrpc.UpstreamServerError, "unreachable"},
 	{context.DeadlineExceeded, psrpc.DeadlineExceeded, "deadline"},
 	{context.Canceled, psrpc.Canceled, "canceled"},

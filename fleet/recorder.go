@@ -66,7 +66,7 @@ var errorPairs = [...]struct{ rec, fleet error }{
 	{recorder.ErrShuttingDown, ErrShuttingDown},
 	{recorder.ErrLookup, ErrUnreachable},
 	{bot.ErrUnreachable, ErrUnreachable},
-	{recorder.ErrUnavailable, ErrShuttingDown}, // "not now": 503 on the asking side too
+	{recorder.ErrUnavailable, ErrUnavailable},
 }
 
 // toFleet marks a recorder error with the fleet error that crosses the bus.
@@ -104,6 +104,9 @@ type Recorder struct {
 	Fleet *Fleet
 	Local *recorder.Supervisor
 	Log   *slog.Logger
+	// Forget, if set, drops what the fleet wants of participant in room
+	// (of every participant when ""), reporting whether anything was.
+	Forget func(ctx context.Context, room, participant string) (bool, error)
 }
 
 // Start records participant on the instance the fleet places it on.
@@ -119,9 +122,24 @@ func (r Recorder) Start(ctx context.Context, room, participant string, opts ...r
 	return info, created, nil
 }
 
-// Stop stops the recording on the instance that holds it.
+// Stop stops the recording on the instance that holds it: this one when it
+// does (no bus needed), else the owner over the bus. A recording no instance
+// holds now but the fleet still wants (its instance died; nobody resumed it
+// yet) is no longer wanted: the stop is answered for it.
 func (r Recorder) Stop(ctx context.Context, room, participant string) (recorder.RecordingInfo, error) {
+	if r.Local.Has(room, participant) {
+		info, err := r.Local.Stop(ctx, room, participant)
+		if !errors.Is(err, recorder.ErrNotFound) {
+			return info, err
+		}
+	}
 	doc, _, err := r.Fleet.Stop(ctx, room, participant)
+	if errors.Is(err, ErrNotFound) && r.Forget != nil {
+		if wanted, ferr := r.Forget(ctx, room, participant); ferr == nil && wanted {
+			return recorder.RecordingInfo{Room: room, Participant: participant, State: recorder.StateStopped,
+				StopReason: "stopped by request while its instance was away"}, nil
+		}
+	}
 	if err != nil {
 		return recorder.RecordingInfo{}, toRecorder(err)
 	}
@@ -170,6 +188,12 @@ func (r Recorder) StopRoom(ctx context.Context, room, reason string) {
 		}
 		if _, err := r.Stop(ctx, room, rec.Participant); err != nil && !errors.Is(err, recorder.ErrNotFound) {
 			r.Log.Warn("room finished: stop failed", "room", room, "participant", rec.Participant, "err", err)
+		}
+	}
+	// Recordings of the room waiting for a takeover end with it.
+	if r.Forget != nil {
+		if _, err := r.Forget(ctx, room, ""); err != nil {
+			r.Log.Warn("room finished: wanted recordings not dropped", "room", room, "err", err)
 		}
 	}
 }

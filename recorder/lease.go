@@ -61,8 +61,13 @@ func (s *Supervisor) keepClaim(rec *Recording, r Renewer) {
 		ok, err := r.Renew(ctx, rec.key, rec.owner)
 		if err == nil && !ok {
 			// Lapsed (the store was away longer than its TTL): claim it
-			// again unless someone else holds it now.
-			ok, err = s.opts.Owners.Claim(ctx, rec.key, rec.owner)
+			// again unless someone else holds it now, and say again that
+			// it is wanted (a store that came back empty forgot it).
+			if ok, err = s.opts.Owners.Claim(ctx, rec.key, rec.owner); ok && err == nil && s.opts.Intents != nil {
+				if werr := s.opts.Intents.Want(ctx, rec.key, rec.id, rec.wait); werr != nil {
+					rec.log.Warn("recording not remembered fleet-wide", "err", werr)
+				}
+			}
 		}
 		cancel()
 		switch {
@@ -73,5 +78,25 @@ func (s *Supervisor) keepClaim(rec *Recording, r Renewer) {
 			go s.stop(context.Background(), rec, reasonClaimLost)
 			return
 		}
+	}
+}
+
+// unwant tells Intents that rec ended for a reason of its own, before its
+// claim is released: after the release another instance may look, and must
+// not find it wanted. A store that does not answer is asked a few times.
+func (s *Supervisor) unwant(ctx context.Context, rec *Recording) {
+	ctx = context.WithoutCancel(ctx)
+	wait := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := s.opts.Intents.Done(ctx, rec.key, rec.id)
+		if err == nil {
+			return
+		}
+		if attempt == 4 {
+			rec.log.Error("recording end not remembered fleet-wide; another instance may resume it", "err", err)
+			return
+		}
+		time.Sleep(wait)
+		wait *= 2
 	}
 }

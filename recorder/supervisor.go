@@ -269,7 +269,8 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 			return s.abandon(ctx, rec, joining, fmt.Errorf("%w: %q left %q before the recorder joined", ErrNoParticipant, participant, roomName))
 		}
 	}
-	rec.joined(nil)
+	// Wanted and renewed before the start completes: a stop may follow the
+	// moment it does, and must find both in place.
 	if s.opts.Intents != nil {
 		if err := s.opts.Intents.Want(context.WithoutCancel(ctx), key, rec.id, o.wait); err != nil {
 			// It records all the same; only a takeover would miss it.
@@ -280,6 +281,7 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 		rec.keeper = make(chan struct{})
 		go s.keepClaim(rec, r)
 	}
+	rec.joined(nil)
 	if !present {
 		rec.arm(s.opts.ArmTimeout, func() {
 			s.stop(context.Background(), rec, fmt.Sprintf("participant did not join within ARM_TIMEOUT (%s)", s.opts.ArmTimeout))
@@ -608,9 +610,7 @@ func (s *Supervisor) stop(ctx context.Context, rec *Recording, reason string) {
 		}
 	}
 	if s.opts.Intents != nil && reason != reasonShutdown && reason != reasonClaimLost {
-		if err := s.opts.Intents.Done(context.WithoutCancel(ctx), rec.key, rec.id); err != nil {
-			rec.log.Warn("recording end not remembered fleet-wide; another instance may resume it", "err", err)
-		}
+		s.unwant(ctx, rec)
 	}
 	if err := s.opts.Owners.Release(context.WithoutCancel(ctx), rec.key, rec.owner); err != nil {
 		s.log.Error("release ownership", "room", rec.key.Room, "participant", rec.key.Participant, "recording", rec.id, "err", err)
@@ -745,9 +745,13 @@ func newID(prefix string) string {
 	return prefix + hex.EncodeToString(b[:])
 }
 
-// Has says whether participant's recording in room is active here.
+// Has says whether participant's recording in room is active here, or
+// still closing its files (a start then waits here for the stop).
 func (s *Supervisor) Has(room, participant string) bool {
-	return s.activeRecording(Key{Room: room, Participant: participant}) != nil
+	key := Key{Room: room, Participant: participant}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.active[key] != nil || s.stopping[key] != nil
 }
 
 // Closing says whether Shutdown began: this instance takes no new work.

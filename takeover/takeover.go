@@ -55,7 +55,12 @@ type Options struct {
 	Starter Starter
 	// Interval between looks at the wanted recordings (default 1 s).
 	Interval time.Duration
-	Logger   *slog.Logger
+	// Grace is how long a wanted recording must stay unclaimed before it
+	// is resumed: its holder, back from a Redis that restarted empty,
+	// claims it again within a renewal (LEASE_TTL/3), so a grace of
+	// LEASE_TTL/2 leaves it there rather than moving it.
+	Grace  time.Duration
+	Logger *slog.Logger
 }
 
 // Run resumes unclaimed wanted recordings until ctx ends.
@@ -66,7 +71,8 @@ func Run(ctx context.Context, o Options) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	var busy sync.Map // keys being resumed by this instance now
+	var busy sync.Map  // keys being resumed by this instance now
+	var since sync.Map // keys seen unclaimed: since when (time.Time)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	tick := time.NewTicker(o.Interval)
@@ -90,17 +96,23 @@ func Run(ctx context.Context, o Options) {
 			go func() {
 				defer wg.Done()
 				defer busy.Delete(in.Key)
-				resume(ctx, o, in)
+				resume(ctx, o, in, &since)
 			}()
 		}
 	}
 }
 
-// resume starts in here if nobody holds its claim.
-func resume(ctx context.Context, o Options, in fleetstore.Intent) {
+// resume starts in here if nobody has held its claim for the grace.
+func resume(ctx context.Context, o Options, in fleetstore.Intent, since *sync.Map) {
 	if _, held, err := o.Holders.Holder(ctx, in.Key); err != nil || held {
+		since.Delete(in.Key)
 		return
 	}
+	first, _ := since.LoadOrStore(in.Key, time.Now())
+	if time.Since(first.(time.Time)) < o.Grace {
+		return
+	}
+	since.Delete(in.Key)
 	log := o.Logger.With("room", in.Key.Room, "participant", in.Key.Participant, "recording", in.ID)
 	opts := []recorder.StartOption{recorder.Resume(in.ID), recorder.Confirm(func(ctx context.Context) (bool, error) {
 		return stillWanted(ctx, o.Wanted, in)
@@ -139,4 +151,27 @@ func stillWanted(ctx context.Context, w Wanted, in fleetstore.Intent) (bool, err
 		}
 	}
 	return false, nil
+}
+
+// Forget drops what the fleet wants of participant in room, or of every
+// participant of room when participant is "": a stop or the room's end that
+// found no instance recording them (their instance died and nobody resumed
+// them yet) must not be undone by a takeover. It reports whether anything
+// was wanted.
+func Forget(ctx context.Context, w Wanted, room, participant string) (bool, error) {
+	all, err := w.List(ctx)
+	if err != nil {
+		return false, err
+	}
+	found := false
+	for _, in := range all {
+		if in.Key.Room != room || (participant != "" && in.Key.Participant != participant) {
+			continue
+		}
+		if err := w.Delete(ctx, in.Key, in.ID); err != nil {
+			return found, err
+		}
+		found = true
+	}
+	return found, nil
 }

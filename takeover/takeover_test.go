@@ -136,3 +136,31 @@ func TestIntentsAdapter(t *testing.T) {
 		t.Error("its end did not drop it")
 	}
 }
+
+// A recording is resumed only once nobody has held its claim for the
+// grace: a holder that claims it again in time keeps it.
+func TestGrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWanted{all: map[fleetstore.Key]fleetstore.Intent{}}
+		w.Put(context.Background(), fleetstore.Intent{Key: fleetstore.Key{Room: "r", Participant: "p"}, ID: "RC_p"})
+		st := &fakeStarter{}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			Run(ctx, Options{Wanted: w, Holders: fakeHolders{}, Starter: st, Grace: 1500 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		}()
+		time.Sleep(2*time.Second + time.Millisecond) // looks at 1 s (first seen free) and 2 s (1 s: too soon)
+		synctest.Wait()
+		if n := len(st.got()); n != 0 {
+			t.Fatalf("resumed %d times within the grace", n)
+		}
+		time.Sleep(time.Second) // the look at 3 s: free for 2 s
+		synctest.Wait()
+		if n := len(st.got()); n != 1 {
+			t.Errorf("resumed %d times after the grace, want 1", n)
+		}
+		cancel()
+		<-done
+	})
+}

@@ -193,17 +193,6 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 	if a.sup, err = newSupervisor(cfg, a.spool, a.rooms, rs, shared, instance, a.log); err != nil {
 		return fail(err)
 	}
-	if shared.intents != nil {
-		// Recordings whose instance died or shut down go on here, when
-		// this instance wins their claim.
-		tctx, stopTakeover := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			takeover.Run(tctx, takeover.Options{Wanted: shared.intents, Holders: shared.leases, Starter: a.sup, Logger: a.log})
-		}()
-		a.stopTakeover = func() { stopTakeover(); <-done }
-	}
 	// Alone, the API and the webhook policy drive this supervisor; in a
 	// fleet, the fleet, which places starts and finds every recording's
 	// instance.
@@ -217,7 +206,9 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 			return fail(fmt.Errorf("REDIS_ADDRESS: join the fleet: %w", err))
 		}
 		a.fleet = f
-		fr := fleet.Recorder{Fleet: f, Local: a.sup, Log: a.log}
+		fr := fleet.Recorder{Fleet: f, Local: a.sup, Log: a.log, Forget: func(ctx context.Context, room, participant string) (bool, error) {
+			return takeover.Forget(ctx, shared.intents, room, participant)
+		}}
 		front = fr
 		answer = fleetService{fr, service{a.sup, a.rooms, recovery.Files}}
 	}
@@ -240,6 +231,18 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+	}
+	if shared.intents != nil {
+		// Recordings whose instance died or shut down go on here, when
+		// this instance wins their claim.
+		tctx, stopTakeover := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			takeover.Run(tctx, takeover.Options{Wanted: shared.intents, Holders: shared.leases, Starter: a.sup, Logger: a.log,
+				Grace: cfg.Fleet.LeaseTTL / 2})
+		}()
+		a.stopTakeover = func() { stopTakeover(); <-done }
 	}
 	go func() { a.served <- a.srv.Serve(ln) }()
 	a.log.Info("recorder listening", "addr", ln.Addr().String(), "livekit", cfg.LiveKit.URL, "dir", a.spool.Dir(), "store", store.String(), "instance", instance)
