@@ -19,6 +19,9 @@ type Intent struct {
 	ID    string    `json:"id"`   // the recording's id, kept by whoever takes it over
 	Wait  bool      `json:"wait"` // armed for a participant who had not joined yet
 	Since time.Time `json:"since"`
+	// Free says its instance released the claim on purpose (a shutdown):
+	// another may take it over at once, without waiting for a lapse.
+	Free bool `json:"free,omitempty"`
 }
 
 // Intents is the fleet's set of wanted recordings: one hash in Redis,

@@ -26,6 +26,9 @@ type Renewer interface {
 type Intents interface {
 	Want(ctx context.Context, key Key, id string, wait bool) error
 	Done(ctx context.Context, key Key, id string) error
+	// Free says the recording stays wanted but its claim is being released
+	// on purpose (a shutdown): another instance may go on with it at once.
+	Free(ctx context.Context, key Key, id string, wait bool) error
 }
 
 // Stop reasons that leave a recording wanted, for another instance to go on

@@ -609,7 +609,13 @@ func (s *Supervisor) stop(ctx context.Context, rec *Recording, reason string) {
 			b.Leave()
 		}
 	}
-	if s.opts.Intents != nil && reason != reasonShutdown && reason != reasonClaimLost {
+	switch {
+	case s.opts.Intents == nil || reason == reasonClaimLost:
+	case reason == reasonShutdown:
+		if err := s.opts.Intents.Free(context.WithoutCancel(ctx), rec.key, rec.id, rec.wait); err != nil {
+			rec.log.Warn("handover not announced; another instance resumes it once its claim lapses", "err", err)
+		}
+	default:
 		s.unwant(ctx, rec)
 	}
 	if err := s.opts.Owners.Release(context.WithoutCancel(ctx), rec.key, rec.owner); err != nil {

@@ -44,6 +44,10 @@ func (i Intents) Want(ctx context.Context, key recorder.Key, id string, wait boo
 	return i.Wanted.Put(ctx, fleetstore.Intent{Key: fleetstore.Key(key), ID: id, Wait: wait, Since: time.Now().UTC()})
 }
 
+func (i Intents) Free(ctx context.Context, key recorder.Key, id string, wait bool) error {
+	return i.Wanted.Put(ctx, fleetstore.Intent{Key: fleetstore.Key(key), ID: id, Wait: wait, Since: time.Now().UTC(), Free: true})
+}
+
 func (i Intents) Done(ctx context.Context, key recorder.Key, id string) error {
 	return i.Wanted.Delete(ctx, fleetstore.Key(key), id)
 }
@@ -108,8 +112,10 @@ func resume(ctx context.Context, o Options, in fleetstore.Intent, since *sync.Ma
 		since.Delete(in.Key)
 		return
 	}
+	// A claim released on purpose (Free) is taken at once; one that
+	// lapsed waits the grace.
 	first, _ := since.LoadOrStore(in.Key, time.Now())
-	if time.Since(first.(time.Time)) < o.Grace {
+	if !in.Free && time.Since(first.(time.Time)) < o.Grace {
 		return
 	}
 	since.Delete(in.Key)

@@ -160,6 +160,13 @@ func TestGrace(t *testing.T) {
 		if n := len(st.got()); n != 1 {
 			t.Errorf("resumed %d times after the grace, want 1", n)
 		}
+		// A claim released on purpose is taken at the next look.
+		w.Put(context.Background(), fleetstore.Intent{Key: fleetstore.Key{Room: "r", Participant: "q"}, ID: "RC_q", Free: true})
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got := st.got(); len(got) != 2 || !slices.Contains(got, "q") {
+			t.Errorf("starts %v: a freed recording should be resumed at the next look", got)
+		}
 		cancel()
 		<-done
 	})
