@@ -136,13 +136,15 @@ func TestFleetActsOnEachWebhookOnce(t *testing.T) {
 // An instance killed without warning: its claim lapses after LEASE_TTL and
 // the other instance goes on with the recording (same id, a new file)
 // within seconds; the killed instance, started again, stores its cut file
-// from the spool and leaves the recording where it is.
+// from the spool and leaves the recording where it is. The room completes
+// once, fleet-wide: one pipeline webhook listing both files.
 func TestFleetFailover(t *testing.T) {
 	t.Parallel()
 	needRecorder(t)
 	rd := startRedis(t)
+	recv := newPipelineReceiver(t, func(int) int { return http.StatusOK })
 	env := func() map[string]string {
-		return map[string]string{"REDIS_ADDRESS": rd.Addr(), "MIXDOWN": "none", "LEASE_TTL": "2s", "LOCAL_DIRECTORY": t.TempDir()}
+		return pipelineEnv(recv, map[string]string{"REDIS_ADDRESS": rd.Addr(), "MIXDOWN": "none", "MIXDOWN_SETTLE": "1s", "LEASE_TTL": "2s", "LOCAL_DIRECTORY": t.TempDir()})
 	}
 	envs := []map[string]string{env(), env()}
 	fleet := []*service{startService(t, envs[0]), startService(t, envs[1])}
@@ -202,6 +204,27 @@ func TestFleetFailover(t *testing.T) {
 	}
 	final := b.mustStop(room, who)
 	checkTrackFile(t, fileOf(t, final, p.TrackSID()).Path, p, p.TrackSID(), 0)
+
+	waitFor(t, 30*time.Second, "the room's pipeline webhook", func() bool {
+		_, events := recv.seen()
+		return len(events) > 0
+	})
+	time.Sleep(3 * time.Second) // nothing more may arrive
+	_, events := recv.seen()
+	if len(events) != 1 {
+		t.Fatalf("%d pipeline webhooks for the room, want 1: %v", len(events), events)
+	}
+	tracks, _ := events[0]["tracks"].([]any)
+	recovered := 0
+	for _, tr := range tracks {
+		m, _ := tr.(map[string]any)
+		if rec, _ := m["recorder"].(map[string]any); rec["recovered"] == true {
+			recovered++
+		}
+	}
+	if len(tracks) != 2 || recovered != 1 {
+		t.Errorf("the webhook lists %d tracks (%d recovered), want both files, the cut one recovered: %v", len(tracks), recovered, tracks)
+	}
 }
 
 // instance is the id the recorder logged when it started listening.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"github.com/livekit/psrpc"
 	"github.com/trackrec/trackrec/fleet"
+	"github.com/trackrec/trackrec/fleetcompletion"
 	"github.com/trackrec/trackrec/fleetstore"
 	"github.com/trackrec/trackrec/takeover"
 	"log/slog"
@@ -104,6 +105,7 @@ type shared struct {
 	leases  *fleetstore.Leases
 	intents *fleetstore.Intents
 	bus     psrpc.MessageBus
+	rooms   *fleetstore.RoomTracks
 }
 
 // redisPrefix starts every key the fleet keeps in Redis, apart from
@@ -129,6 +131,7 @@ func openShared(ctx context.Context, cfg configs.Config) (shared, error) {
 		leases:  leases,
 		intents: fleetstore.NewIntents(rc, redisPrefix),
 		bus:     psrpc.NewRedisMessageBus(rc),
+		rooms:   fleetstore.NewRoomTracks(rc, redisPrefix),
 		// LiveKit retries a webhook for minutes; an hour covers it.
 		dedup: fleetstore.NewDedup(rc, redisPrefix, time.Hour),
 		close: rc.Close,
@@ -162,8 +165,21 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 	if err != nil {
 		return fail(fmt.Errorf("APP_PORT: %w", err))
 	}
+	shared, err := openShared(ctx, cfg)
+	if err != nil {
+		return fail(err)
+	}
+	a.shared = shared
+	pipeline := roomPipeline(cfg, store, a.queue, a.log)
+	if pipeline != nil && shared.rooms != nil {
+		// In a fleet a room completes once, with every instance's tracks.
+		pipeline = fleetcompletion.Wrap(pipeline, fleetcompletion.Options{
+			Store: shared.rooms, Instance: instance, Logger: a.log,
+			Busy: fleetcompletion.RoomBusy(shared.intents, shared.leases),
+		})
+	}
 	a.rooms = completion.New(completion.Options{
-		Pipeline:    roomPipeline(cfg, store, a.queue, a.log),
+		Pipeline:    pipeline,
 		Settle:      cfg.Mixdown.Settle,
 		Concurrency: cfg.Mixdown.Concurrency,
 		Markers:     a.spool,
@@ -180,11 +196,6 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 	}
 	a.rooms.Restore(recovery.Rooms)
 
-	shared, err := openShared(ctx, cfg)
-	if err != nil {
-		return fail(err)
-	}
-	a.shared = shared
 	rs := lksdk.NewRoomServiceClient(cfg.LiveKit.HTTPURL(), cfg.LiveKit.APIKey, cfg.LiveKit.APISecret)
 	ready, err := probe.NewReadiness(rs, a.spool.Writable, 2*time.Second)
 	if err != nil {
