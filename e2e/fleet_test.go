@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -330,17 +331,46 @@ func TestFleetBehindALoadBalancer(t *testing.T) {
 			pubs[w] = publish(t, w.room, w.id)
 		}
 	}
-	ids := map[who]string{}
+	// All 40 starts at once: each participant's two race each other, and
+	// every room's first ones race on different instances.
+	type answer struct {
+		w    who
+		code int
+		info recorder.RecordingInfo
+		body string
+	}
+	answers := make(chan answer, 2*len(all))
+	var wg sync.WaitGroup
 	for _, w := range all {
-		code, first, body := lb.post("/recordings/start", w.room, w.id)
-		if code != http.StatusCreated {
-			t.Fatalf("start %v: %d %s", w, code, body)
+		for range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				code, info, body := lb.post("/recordings/start", w.room, w.id)
+				answers <- answer{w, code, info, body}
+			}()
 		}
-		code, again, body := lb.post("/recordings/start", w.room, w.id)
-		if code != http.StatusOK || again.ID != first.ID {
-			t.Fatalf("start %v again: %d %s (first %s)", w, code, body, first.ID)
+	}
+	wg.Wait()
+	close(answers)
+	ids := map[who]string{}
+	created := map[who]int{}
+	for a := range answers {
+		if a.code != http.StatusCreated && a.code != http.StatusOK {
+			t.Fatalf("start %v: %d %s", a.w, a.code, a.body)
 		}
-		ids[w] = first.ID
+		if a.code == http.StatusCreated {
+			created[a.w]++
+		}
+		if id, ok := ids[a.w]; ok && id != a.info.ID {
+			t.Errorf("%v started as %s and %s", a.w, id, a.info.ID)
+		}
+		ids[a.w] = a.info.ID
+	}
+	for _, w := range all {
+		if created[w] != 1 {
+			t.Errorf("%v: %d answers 201, want exactly 1 (the other 200)", w, created[w])
+		}
 	}
 	waitFor(t, 30*time.Second, "every participant recorded", func() bool {
 		n := 0

@@ -22,6 +22,9 @@ var (
 	ErrShuttingDown  = errors.New("instance is shutting down")
 	ErrUnreachable   = errors.New("LiveKit cannot be reached")
 	ErrUnavailable   = errors.New("the fleet's shared state is unavailable")
+	// ErrElsewhere: the room's bot joins on another instance; place the
+	// start again.
+	ErrElsewhere = errors.New("the room is recorded on another instance")
 )
 
 // wireCode is how one kind of error crosses the bus. reason is the wire
@@ -42,6 +45,7 @@ var wireCodes = [...]wireCode{
 	{ErrFull, psrpc.ResourceExhausted, "full"},
 	{ErrShuttingDown, psrpc.Unavailable, "shutting_down"},
 	{ErrUnavailable, psrpc.Unavailable, "unavailable"},
+	{ErrElsewhere, psrpc.Aborted, "elsewhere"},
 	{ErrUnreachable, psrpc.UpstreamServerError, "unreachable"},
 	{context.DeadlineExceeded, psrpc.DeadlineExceeded, "deadline"},
 	{context.Canceled, psrpc.Canceled, "canceled"},

@@ -17,11 +17,31 @@ import (
 type Supervisor struct {
 	Sup       *recorder.Supervisor
 	MaxTracks int // MAX_TRACKS
+	// Homes, if set, gives each room one home instance while its first bot
+	// joins, so that concurrent first starts of a room meet there.
+	Homes    Homes
+	Instance string
+	HomeTTL  time.Duration // how long a home outlives its claim: the join's bound
+}
+
+// Homes keeps rooms' home instances (fleetstore.RoomTracks).
+type Homes interface {
+	ClaimHome(ctx context.Context, room, instance string, ttl time.Duration) (string, error)
+	Home(ctx context.Context, room string) (string, error)
 }
 
 var _ Local = Supervisor{}
 
 func (l Supervisor) Start(ctx context.Context, room, participant string, wait bool) (json.RawMessage, bool, error) {
+	if l.Homes != nil && !l.Sup.HasRoom(room) && !l.Sup.Has(room, participant) {
+		home, err := l.Homes.ClaimHome(ctx, room, l.Instance, l.HomeTTL)
+		if err != nil {
+			return nil, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		if home != l.Instance {
+			return nil, false, fmt.Errorf("%w: %s", ErrElsewhere, home)
+		}
+	}
 	var opts []recorder.StartOption
 	if wait {
 		opts = append(opts, recorder.WaitForParticipant())
@@ -52,8 +72,31 @@ func (l Supervisor) List() []json.RawMessage {
 	return out
 }
 
-func (l Supervisor) HasRoom(room string) bool           { return l.Sup.HasRoom(room) }
-func (l Supervisor) Load() (int, int)                   { return l.Sup.Load(), l.MaxTracks }
+// HasRoom: its bot is in the room, or about to be (it is the room's home).
+// A shutting-down instance has no room for anything.
+func (l Supervisor) HasRoom(room string) bool {
+	if l.Sup.Closing() {
+		return false
+	}
+	if l.Sup.HasRoom(room) {
+		return true
+	}
+	if l.Homes == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	home, err := l.Homes.Home(ctx, room)
+	return err == nil && home == l.Instance
+}
+
+// Load reports a shutting-down instance as full, so it claims no start.
+func (l Supervisor) Load() (int, int) {
+	if l.Sup.Closing() {
+		return l.MaxTracks, l.MaxTracks
+	}
+	return l.Sup.Load(), l.MaxTracks
+}
 func (l Supervisor) Owns(room, participant string) bool { return l.Sup.Has(room, participant) }
 
 // errorPairs maps the recorder's errors to the fleet's, and back.
@@ -109,9 +152,19 @@ type Recorder struct {
 	Forget func(ctx context.Context, room, participant string) (bool, error)
 }
 
-// Start records participant on the instance the fleet places it on.
+// Start records participant on the instance the fleet places it on. A start
+// placed on an instance while the room's first bot joins on another is
+// placed again: it then goes to that one.
 func (r Recorder) Start(ctx context.Context, room, participant string, opts ...recorder.StartOption) (recorder.RecordingInfo, bool, error) {
-	doc, created, _, err := r.Fleet.Start(ctx, room, participant, recorder.Waits(opts...))
+	var doc json.RawMessage
+	var created bool
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		doc, created, _, err = r.Fleet.Start(ctx, room, participant, recorder.Waits(opts...))
+		if !errors.Is(err, ErrElsewhere) {
+			break
+		}
+	}
 	if err != nil {
 		return recorder.RecordingInfo{}, false, toRecorder(err)
 	}

@@ -107,3 +107,35 @@ func (r *RoomTracks) RunDone(ctx context.Context, room, set string) error {
 	}
 	return nil
 }
+
+// claimHome makes ARGV[1] the room's home unless another instance is: it
+// returns the home.
+var claimHome = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]`)
+
+// ClaimHome makes instance the home of room for ttl unless another instance
+// is, and returns the home: the instance whose bot joins the room, so that
+// starts for a room that has no bot yet, arriving at once on several
+// instances, all go to one.
+func (r *RoomTracks) ClaimHome(ctx context.Context, room, instance string, ttl time.Duration) (string, error) {
+	v, err := claimHome.Run(ctx, r.rc, []string{r.key(room, "home")}, instance, ttl.Milliseconds()).Text()
+	if err != nil {
+		return "", fmt.Errorf("fleetstore: home of room %q: %w", room, err)
+	}
+	return v, nil
+}
+
+// Home is the room's home instance, "" when none.
+func (r *RoomTracks) Home(ctx context.Context, room string) (string, error) {
+	v, err := r.rc.Get(ctx, r.key(room, "home")).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("fleetstore: home of room %q: %w", room, err)
+	}
+	return v, nil
+}

@@ -121,8 +121,9 @@ type Supervisor struct {
 	stopping map[Key]*Recording // left active, files still closing
 	history  []*Recording
 	closed   bool
-	retired  TrackTotals    // counters of the recordings moved to history (Stats)
-	closing  map[string]int // by room: recordings whose files are closing
+	retired  TrackTotals           // counters of the recordings moved to history (Stats)
+	closing  map[string]int        // by room: recordings whose files are closing
+	claiming map[Key]chan struct{} // starts between their claim and their reservation
 
 	rejoins sync.WaitGroup // rooms whose bot is being replaced
 	life    context.Context
@@ -197,6 +198,7 @@ func New(o Options) (*Supervisor, error) {
 		active:   map[Key]*Recording{},
 		stopping: map[Key]*Recording{},
 		closing:  map[string]int{},
+		claiming: map[Key]chan struct{}{},
 		life:     life,
 		endLife:  endLife,
 	}, nil
@@ -226,13 +228,22 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 	}
 	// The claim comes before the recording joins its room, so a refused
 	// claim fails this start alone, never the others waiting on the room.
+	// Concurrent starts of one participant take turns from the claim to
+	// the reservation, so the second finds the first's recording rather
+	// than its claim.
+	unlock, err := s.lockKey(ctx, key)
+	if err != nil {
+		return RecordingInfo{}, false, err
+	}
 	rec := newRecording(key, o.id, s.opts.Instance, s.log)
 	rec.wait = o.wait
 	ok, err := s.opts.Owners.Claim(ctx, key, rec.owner)
 	if err != nil {
+		unlock()
 		return RecordingInfo{}, false, fmt.Errorf("%w: claim %s/%s: %w", ErrUnavailable, roomName, participant, err)
 	}
 	if !ok {
+		unlock()
 		// Ours after all when a concurrent start of the same recording won.
 		if existing := s.activeRecording(key); existing != nil {
 			return s.joinedInfo(ctx, existing)
@@ -241,11 +252,13 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 	}
 	if o.confirm != nil {
 		if still, err := o.confirm(ctx); err != nil || !still {
+			unlock()
 			_ = s.opts.Owners.Release(context.WithoutCancel(ctx), key, rec.owner)
 			return RecordingInfo{}, false, errors.Join(ErrNotWanted, err)
 		}
 	}
 	rm, joining, existing, err := s.reserve(ctx, rec)
+	unlock()
 	if err != nil || existing != nil {
 		_ = s.opts.Owners.Release(context.WithoutCancel(ctx), key, rec.owner)
 		if err != nil {
@@ -312,6 +325,32 @@ func (s *Supervisor) running(ctx context.Context, key Key) (RecordingInfo, bool,
 		return RecordingInfo{}, false, err
 	}
 	return rec.Info(), true, nil
+}
+
+// lockKey waits until no other start of key is between its claim and its
+// reservation, and holds that place; the returned func gives it up.
+func (s *Supervisor) lockKey(ctx context.Context, key Key) (func(), error) {
+	for {
+		s.mu.Lock()
+		busy := s.claiming[key]
+		if busy == nil {
+			done := make(chan struct{})
+			s.claiming[key] = done
+			s.mu.Unlock()
+			return func() {
+				s.mu.Lock()
+				delete(s.claiming, key)
+				s.mu.Unlock()
+				close(done)
+			}, nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // activeRecording is key's recording if one is active.

@@ -210,7 +210,8 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 	var front autorecord.Recorder = a.sup
 	var answer api.Recorder = service{a.sup, a.rooms, recovery.Files}
 	if shared.bus != nil {
-		f, err := fleet.New(fleet.Options{Instance: instance, Bus: shared.bus, Local: fleet.Supervisor{Sup: a.sup, MaxTracks: cfg.Fleet.MaxTracks}, Logger: a.log,
+		f, err := fleet.New(fleet.Options{Instance: instance, Bus: shared.bus, Local: fleet.Supervisor{Sup: a.sup, MaxTracks: cfg.Fleet.MaxTracks,
+			Homes: shared.rooms, Instance: instance, HomeTTL: cfg.Limits.JoinTimeout + 5*time.Second}, Logger: a.log,
 			// A start may join a room: JOIN_TIMEOUT and the presence grace.
 			Timeout: cfg.Limits.JoinTimeout + 5*time.Second})
 		if err != nil {
