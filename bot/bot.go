@@ -367,8 +367,7 @@ func (b *Bot) onTrackSubscribed(track remoteTrack, pub publication, rp participa
 	if track.Kind() != webrtc.RTPCodecTypeAudio {
 		return
 	}
-	info := b.info(pub, rp)
-	info.MimeType = track.Codec().MimeType
+	info := b.info(track, pub, rp)
 	info.Subscription = subscriptionIDs.Add(1)
 	// Subscribed before a Forget landed, or nobody to read it: let go.
 	if !b.handOver(track, info) {
@@ -562,7 +561,8 @@ func (b *Bot) giveUp(n uint64) {
 	b.h.Disconnected("reconnect timed out", true)
 }
 
-func (b *Bot) info(pub publication, rp participant) TrackInfo {
+// info describes a subscribed track; its codec is the one the SFU sends.
+func (b *Bot) info(track remoteTrack, pub publication, rp participant) TrackInfo {
 	return TrackInfo{
 		Room:            b.name,
 		RoomSID:         b.room.SID(),
@@ -571,7 +571,7 @@ func (b *Bot) info(pub publication, rp participant) TrackInfo {
 		ParticipantName: rp.Name(),
 		TrackSID:        pub.SID(),
 		Source:          source(pub),
-		MimeType:        pub.MimeType(),
+		MimeType:        track.Codec().MimeType,
 	}
 }
 

@@ -100,7 +100,6 @@ type fakePub struct {
 func (p *fakePub) SID() string                 { return p.sid }
 func (p *fakePub) Kind() lksdk.TrackKind       { return p.kind }
 func (p *fakePub) Source() livekit.TrackSource { return p.source }
-func (p *fakePub) MimeType() string            { return "audio/red" } // differs from the codec's on purpose
 
 func (p *fakePub) SetSubscribed(on bool) error {
 	p.room.mu.Lock()

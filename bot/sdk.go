@@ -36,7 +36,6 @@ type publication interface {
 	SID() string
 	Kind() lksdk.TrackKind
 	Source() livekit.TrackSource
-	MimeType() string
 	SetSubscribed(subscribed bool) error
 }
 

@@ -168,11 +168,17 @@ func (r Recorder) Start(ctx context.Context, room, participant string, opts ...r
 	if err != nil {
 		return recorder.RecordingInfo{}, false, toRecorder(err)
 	}
+	info, err := decode(doc)
+	return info, created, err
+}
+
+// decode reads a recording another instance sent.
+func decode(doc json.RawMessage) (recorder.RecordingInfo, error) {
 	var info recorder.RecordingInfo
 	if err := json.Unmarshal(doc, &info); err != nil {
-		return info, false, fmt.Errorf("recording from the fleet: %w", err)
+		return info, fmt.Errorf("recording from the fleet: %w", err)
 	}
-	return info, created, nil
+	return info, nil
 }
 
 // Stop stops the recording on the instance that holds it: this one when it
@@ -196,11 +202,7 @@ func (r Recorder) Stop(ctx context.Context, room, participant string) (recorder.
 	if err != nil {
 		return recorder.RecordingInfo{}, toRecorder(err)
 	}
-	var info recorder.RecordingInfo
-	if err := json.Unmarshal(doc, &info); err != nil {
-		return info, fmt.Errorf("recording from the fleet: %w", err)
-	}
-	return info, nil
+	return decode(doc)
 }
 
 // ListFleet returns every instance's recordings, and the instances that did
@@ -221,8 +223,7 @@ func (r Recorder) ListFleet(ctx context.Context) ([]recorder.RecordingInfo, []st
 	}
 	out := make([]recorder.RecordingInfo, 0, len(entries))
 	for _, e := range entries {
-		var info recorder.RecordingInfo
-		if json.Unmarshal(e.Recording, &info) == nil {
+		if info, err := decode(e.Recording); err == nil {
 			if info.Instance == "" {
 				info.Instance = e.Instance
 			}

@@ -71,6 +71,22 @@ func (i *Intents) Delete(ctx context.Context, key Key, id string) error {
 	return nil
 }
 
+// Get returns what is wanted of key, if anything.
+func (i *Intents) Get(ctx context.Context, key Key) (Intent, bool, error) {
+	doc, err := i.rc.HGet(ctx, i.key, key.field()).Result()
+	if errors.Is(err, redis.Nil) {
+		return Intent{}, false, nil
+	}
+	if err != nil {
+		return Intent{}, false, fmt.Errorf("fleetstore: intent of %s: %w", key, err)
+	}
+	var in Intent
+	if err := json.Unmarshal([]byte(doc), &in); err != nil {
+		return Intent{}, false, fmt.Errorf("fleetstore: intent of %s: %w", key, err)
+	}
+	return in, true, nil
+}
+
 // List returns every wanted recording; unreadable entries are skipped.
 func (i *Intents) List(ctx context.Context) ([]Intent, error) {
 	all, err := i.rc.HGetAll(ctx, i.key).Result()

@@ -31,6 +31,12 @@ func TestIntents(t *testing.T) {
 	if m := list(); len(m) != 2 || m[a.Key].ID != "RC_1" || !m[b.Key].Wait || !m[a.Key].Since.Equal(a.Since) {
 		t.Fatalf("intents %+v", m)
 	}
+	if got, ok, err := in.Get(ctx, b.Key); !ok || err != nil || got.ID != "RC_2" || !got.Wait {
+		t.Fatalf("Get: %+v %v %v", got, ok, err)
+	}
+	if _, ok, err := in.Get(ctx, Key{Room: "r", Participant: "nobody"}); ok || err != nil {
+		t.Fatalf("Get of nothing wanted: %v %v", ok, err)
+	}
 	// A stale id deletes nothing; the current one does.
 	if err := in.Delete(ctx, a.Key, "RC_old"); err != nil {
 		t.Fatal(err)

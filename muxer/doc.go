@@ -94,7 +94,7 @@
 //     previous publisher packet's TOC with zero-length frames, one frame as
 //     the TOC byte alone (code 0), several as code 3 with a frame count (up
 //     to 120 ms per packet); the remainder that is not a whole frame is
-//     digital silence in 2.5 ms steps (Stats.ConcealmentPackets, PLCSamples).
+//     digital silence in 2.5 ms steps (Stats.ConcealmentPackets, ConcealmentSamples).
 //   - otherwise (mute, DTX, pause, reconnect, leading silence): digital
 //     silence (opus.Silence), CELT-only fullband frames FF FE, 120 ms per
 //     packet (Stats.SilencePackets, SilenceSamples).

@@ -52,7 +52,7 @@ func ExampleTrack() {
 	}
 	st := tr.Stats()
 	fmt.Println("first sample plays at:", st.Anchor.Sub(st.Start))
-	fmt.Println("packets:", st.Packets, "concealed:", st.PLCSamples, "samples")
+	fmt.Println("packets:", st.Packets, "concealed:", st.ConcealmentSamples, "samples")
 	fmt.Println("duration:", opus.Duration(st.Samples))
 	fmt.Println("file bytes:", st.Bytes == int64(file.Len()))
 	// Output:

@@ -353,7 +353,7 @@ func check(t *testing.T, format string, k *sink, st muxer.Stats, pkts []sent, ch
 	if math.Abs(firstPts-lead) > 0.001 {
 		t.Errorf("first publisher packet at %.6f s, want %.6f s (anchor - start)", firstPts, lead)
 	}
-	if st.Packets != int64(len(want)) || st.ConcealmentPackets != plc || st.PLCSamples != plcSamples ||
+	if st.Packets != int64(len(want)) || st.ConcealmentPackets != plc || st.ConcealmentSamples != plcSamples ||
 		st.SilencePackets != silence || st.SilenceSamples != silenceSamples {
 		t.Errorf("stats %+v; file has %d packets, %d PLC of %d samples, %d silence of %d samples",
 			st, len(want), plc, plcSamples, silence, silenceSamples)

@@ -579,7 +579,7 @@ func (t *timeline) fill(hole int64) {
 			frames -= k
 			hole -= int64(k) * f
 			t.st.ConcealmentPackets++
-			t.st.PLCSamples += int64(k) * f
+			t.st.ConcealmentSamples += int64(k) * f
 		}
 	}
 	for t.err == nil {

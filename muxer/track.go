@@ -68,8 +68,8 @@ type Stats struct {
 
 	Counts
 
-	PLCSamples     int64 // samples of the inserted concealment packets
-	SilenceSamples int64 // samples of the inserted silence, the pre-skip included
+	ConcealmentSamples int64 // samples of the inserted concealment packets
+	SilenceSamples     int64 // samples of the inserted silence, the pre-skip included
 
 	Samples int64 // media length on the decoded timeline (after pre-skip)
 	Bytes   int64 // container bytes written

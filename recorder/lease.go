@@ -66,10 +66,8 @@ func (s *Supervisor) keepClaim(rec *Recording, r Renewer) {
 			// Lapsed (the store was away longer than its TTL): claim it
 			// again unless someone else holds it now, and say again that
 			// it is wanted (a store that came back empty forgot it).
-			if ok, err = s.opts.Owners.Claim(ctx, rec.key, rec.owner); ok && err == nil && s.opts.Intents != nil {
-				if werr := s.opts.Intents.Want(ctx, rec.key, rec.id, rec.wait); werr != nil {
-					rec.log.Warn("recording not remembered fleet-wide", "err", werr)
-				}
+			if ok, err = s.opts.Owners.Claim(ctx, rec.key, rec.owner); ok && err == nil {
+				s.want(ctx, rec)
 			}
 		}
 		cancel()
@@ -81,6 +79,17 @@ func (s *Supervisor) keepClaim(rec *Recording, r Renewer) {
 			go s.stop(context.Background(), rec, reasonClaimLost)
 			return
 		}
+	}
+}
+
+// want tells Intents that rec should be running. A store that does not
+// answer only costs a takeover: the recording goes on.
+func (s *Supervisor) want(ctx context.Context, rec *Recording) {
+	if s.opts.Intents == nil {
+		return
+	}
+	if err := s.opts.Intents.Want(context.WithoutCancel(ctx), rec.key, rec.id, rec.wait); err != nil {
+		rec.log.Warn("recording not remembered fleet-wide", "err", err)
 	}
 }
 

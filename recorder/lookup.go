@@ -36,14 +36,16 @@ type startOptions struct {
 	confirm func(context.Context) (bool, error)
 }
 
-// Waits says whether opts arm the recording (WaitForParticipant).
-func Waits(opts ...StartOption) bool {
+func parseStart(opts []StartOption) startOptions {
 	var o startOptions
 	for _, f := range opts {
 		f(&o)
 	}
-	return o.wait
+	return o
 }
+
+// Waits says whether opts arm the recording (WaitForParticipant).
+func Waits(opts ...StartOption) bool { return parseStart(opts).wait }
 
 // ErrNotWanted is a resumed start whose recording ended meanwhile.
 var ErrNotWanted = errors.New("recording no longer wanted")

@@ -210,10 +210,7 @@ func New(o Options) (*Supervisor, error) {
 // then starts a new one (new files). The participant must be in the room
 // (ErrNoRoom, ErrNoParticipant) unless WaitForParticipant is given.
 func (s *Supervisor) Start(ctx context.Context, roomName, participant string, opts ...StartOption) (info RecordingInfo, created bool, err error) {
-	var o startOptions
-	for _, f := range opts {
-		f(&o)
-	}
+	o := parseStart(opts)
 	key := Key{Room: roomName, Participant: participant}
 	if info, ok, err := s.running(ctx, key); ok || err != nil {
 		return info, false, err
@@ -226,44 +223,11 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 			return RecordingInfo{}, false, err
 		}
 	}
-	// The claim comes before the recording joins its room, so a refused
-	// claim fails this start alone, never the others waiting on the room.
-	// Concurrent starts of one participant take turns from the claim to
-	// the reservation, so the second finds the first's recording rather
-	// than its claim.
-	unlock, err := s.lockKey(ctx, key)
+	rec, rm, joining, existing, err := s.claim(ctx, key, o)
 	if err != nil {
 		return RecordingInfo{}, false, err
 	}
-	rec := newRecording(key, o.id, s.opts.Instance, s.log)
-	rec.wait = o.wait
-	ok, err := s.opts.Owners.Claim(ctx, key, rec.owner)
-	if err != nil {
-		unlock()
-		return RecordingInfo{}, false, fmt.Errorf("%w: claim %s/%s: %w", ErrUnavailable, roomName, participant, err)
-	}
-	if !ok {
-		unlock()
-		// Ours after all when a concurrent start of the same recording won.
-		if existing := s.activeRecording(key); existing != nil {
-			return s.joinedInfo(ctx, existing)
-		}
-		return RecordingInfo{}, false, ErrOwned
-	}
-	if o.confirm != nil {
-		if still, err := o.confirm(ctx); err != nil || !still {
-			unlock()
-			_ = s.opts.Owners.Release(context.WithoutCancel(ctx), key, rec.owner)
-			return RecordingInfo{}, false, errors.Join(ErrNotWanted, err)
-		}
-	}
-	rm, joining, existing, err := s.reserve(ctx, rec)
-	unlock()
-	if err != nil || existing != nil {
-		_ = s.opts.Owners.Release(context.WithoutCancel(ctx), key, rec.owner)
-		if err != nil {
-			return RecordingInfo{}, false, err
-		}
+	if existing != nil {
 		return s.joinedInfo(ctx, existing)
 	}
 	if err := s.joinRoom(ctx, rm, joining); err != nil {
@@ -284,12 +248,7 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 	}
 	// Wanted and renewed before the start completes: a stop may follow the
 	// moment it does, and must find both in place.
-	if s.opts.Intents != nil {
-		if err := s.opts.Intents.Want(context.WithoutCancel(ctx), key, rec.id, o.wait); err != nil {
-			// It records all the same; only a takeover would miss it.
-			rec.log.Warn("recording not remembered fleet-wide", "err", err)
-		}
-	}
+	s.want(ctx, rec)
 	if r, ok := s.opts.Owners.(Renewer); ok {
 		rec.keeper = make(chan struct{})
 		go s.keepClaim(rec, r)
@@ -311,20 +270,54 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 // running returns key's recording if it is active (after its join), so a
 // repeated start answers without asking LiveKit again.
 func (s *Supervisor) running(ctx context.Context, key Key) (RecordingInfo, bool, error) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if s.Closing() {
 		return RecordingInfo{}, false, ErrShuttingDown
 	}
-	rec, ok := s.active[key]
-	s.mu.Unlock()
-	if !ok {
+	rec := s.activeRecording(key)
+	if rec == nil {
 		return RecordingInfo{}, false, nil
 	}
-	if err := rec.waitJoined(ctx); err != nil {
-		return RecordingInfo{}, false, err
+	info, _, err := s.joinedInfo(ctx, rec)
+	return info, err == nil, err
+}
+
+// claim makes key's recording, claims it with Owners and reserves it in
+// its room (joining: this start joins the room's bot). The claim comes
+// before the room, so a refused claim fails this start alone, never the
+// others waiting on the room. Concurrent starts of one participant take
+// turns from the claim to the reservation, so the second finds the first's
+// recording (existing) rather than its claim.
+func (s *Supervisor) claim(ctx context.Context, key Key, o startOptions) (rec *Recording, rm *room, joining bool, existing *Recording, err error) {
+	unlock, err := s.lockKey(ctx, key)
+	if err != nil {
+		return nil, nil, false, nil, err
 	}
-	return rec.Info(), true, nil
+	defer unlock()
+	rec = newRecording(key, o.id, s.opts.Instance, s.log)
+	rec.wait = o.wait
+	ok, err := s.opts.Owners.Claim(ctx, key, rec.owner)
+	switch {
+	case err != nil:
+		return nil, nil, false, nil, fmt.Errorf("%w: claim %s/%s: %w", ErrUnavailable, key.Room, key.Participant, err)
+	case !ok:
+		if existing := s.activeRecording(key); existing != nil {
+			return nil, nil, false, existing, nil
+		}
+		return nil, nil, false, nil, ErrOwned
+	}
+	release := func() { _ = s.opts.Owners.Release(context.WithoutCancel(ctx), key, rec.owner) }
+	if o.confirm != nil {
+		if still, err := o.confirm(ctx); err != nil || !still {
+			release()
+			return nil, nil, false, nil, errors.Join(ErrNotWanted, err)
+		}
+	}
+	rm, joining, existing, err = s.reserve(ctx, rec)
+	if err != nil || existing != nil {
+		release()
+		return nil, nil, false, existing, err
+	}
+	return rec, rm, joining, nil, nil
 }
 
 // lockKey waits until no other start of key is between its claim and its

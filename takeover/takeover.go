@@ -23,6 +23,7 @@ import (
 type Wanted interface {
 	Put(ctx context.Context, in fleetstore.Intent) error
 	Delete(ctx context.Context, key fleetstore.Key, id string) error
+	Get(ctx context.Context, key fleetstore.Key) (fleetstore.Intent, bool, error)
 	List(ctx context.Context) ([]fleetstore.Intent, error)
 }
 
@@ -147,16 +148,8 @@ func resume(ctx context.Context, o Options, in fleetstore.Intent, since *sync.Ma
 
 // stillWanted says whether in is still wanted under the same recording id.
 func stillWanted(ctx context.Context, w Wanted, in fleetstore.Intent) (bool, error) {
-	all, err := w.List(ctx)
-	if err != nil {
-		return false, err
-	}
-	for _, x := range all {
-		if x.Key == in.Key {
-			return x.ID == in.ID, nil
-		}
-	}
-	return false, nil
+	cur, ok, err := w.Get(ctx, in.Key)
+	return ok && cur.ID == in.ID, err
 }
 
 // Forget drops what the fleet wants of participant in room, or of every

@@ -36,6 +36,13 @@ func (w *fakeWanted) Delete(_ context.Context, k fleetstore.Key, id string) erro
 	return nil
 }
 
+func (w *fakeWanted) Get(_ context.Context, k fleetstore.Key) (fleetstore.Intent, bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	in, ok := w.all[k]
+	return in, ok, nil
+}
+
 func (w *fakeWanted) List(context.Context) ([]fleetstore.Intent, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

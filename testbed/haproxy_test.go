@@ -127,11 +127,18 @@ func TestHAProxyDownFromStartAndSetBackends(t *testing.T) {
 
 func TestHAProxyRefusesNonLoopbackBackends(t *testing.T) {
 	for _, be := range []string{"10.0.0.1:80", "example.com:80", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:80\n\tserver x 10.0.0.1:80", "[::1]:x"} {
-		h, err := StartHAProxy(context.Background(), []string{be})
-		if err == nil {
-			h.Close()
-			t.Errorf("StartHAProxy(%q) started", be)
+		// The backend check itself, whether or not haproxy is installed.
+		if _, err := haproxyServers([]string{be}); err == nil || !strings.Contains(err.Error(), "haproxy backend") {
+			t.Errorf("haproxyServers(%q) = %v, want a backend error", be, err)
 		}
+	}
+	h, err := StartHAProxy(context.Background(), []string{"10.0.0.1:80"})
+	if err == nil {
+		h.Close()
+		t.Fatal("StartHAProxy started with a non-loopback backend")
+	}
+	if !strings.Contains(err.Error(), "haproxy backend") {
+		t.Errorf("StartHAProxy refused for another reason: %v", err)
 	}
 }
 

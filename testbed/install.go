@@ -119,25 +119,33 @@ func packageOf(bin string) (string, bool) {
 }
 
 // CheckTools reports, wrapping ErrNotInstalled, every binary in bins that is
-// not on PATH, with the package that ships it and the command that installs
-// it. It only looks.
+// not on PATH (or in /usr/sbin), with the package that ships it and the
+// command that installs it. It only looks.
 func CheckTools(bins ...string) error {
 	var missing []string
 	for _, b := range bins {
-		if _, err := exec.LookPath(b); err == nil {
-			continue
-		}
-		if p, ok := packageOf(b); ok {
-			missing = append(missing, b+" (Debian package "+p+")")
-		} else {
+		if _, ok := lookupTool(b, "/usr/sbin"); !ok {
 			missing = append(missing, b)
 		}
 	}
-	if len(missing) == 0 {
+	return notInstalled(missing)
+}
+
+// notInstalled is the error naming the missing bins; nil for none.
+func notInstalled(bins []string) error {
+	if len(bins) == 0 {
 		return nil
 	}
+	named := make([]string, 0, len(bins))
+	for _, b := range bins {
+		if p, ok := packageOf(b); ok {
+			named = append(named, b+" (Debian package "+p+")")
+		} else {
+			named = append(named, b)
+		}
+	}
 	return fmt.Errorf("missing tools %s: %w; install them with %s",
-		strings.Join(missing, ", "), ErrNotInstalled, InstallCommand)
+		strings.Join(named, ", "), ErrNotInstalled, InstallCommand)
 }
 
 // InstallDebianTools apt-gets the Debian packages of DebianTools that are
@@ -197,8 +205,8 @@ func missingPackages(have func(bin string) bool) []string {
 }
 
 func onPath(bin string) bool {
-	_, err := exec.LookPath(bin)
-	return err == nil
+	_, ok := lookupTool(bin, "/usr/sbin")
+	return ok
 }
 
 func runApt(ctx context.Context, args ...string) error {

@@ -1,16 +1,15 @@
 package testbed
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/redis/go-redis/v9"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -145,53 +144,13 @@ func (r *Redis) Close() error {
 	return err
 }
 
-// redisPing sends AUTH (when password is set) and PING on a new connection
-// and wants +PONG. It speaks RESP itself so the harness needs no client.
+// redisPing asks the server for PING (after AUTH when password is set), once.
 func redisPing(ctx context.Context, addr, password string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	var req []byte
-	if password != "" {
-		req = append(req, respCommand("AUTH", password)...)
-	}
-	req = append(req, respCommand("PING")...)
-	if _, err := conn.Write(req); err != nil {
-		return err
-	}
-	br := bufio.NewReader(conn)
-	if password != "" {
-		if line, err := br.ReadString('\n'); err != nil {
-			return err
-		} else if !strings.HasPrefix(line, "+OK") {
-			return errors.New("AUTH refused") // the reply may echo nothing useful
-		}
-	}
-	line, err := br.ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if strings.TrimSpace(line) != "+PONG" {
-		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
-	}
-	return nil
-}
-
-// respCommand encodes a command as a RESP array of bulk strings.
-func respCommand(args ...string) []byte {
-	b := []byte("*" + strconv.Itoa(len(args)) + "\r\n")
-	for _, a := range args {
-		b = append(b, "$"+strconv.Itoa(len(a))+"\r\n"+a+"\r\n"...)
-	}
-	return b
+	rc := redis.NewClient(&redis.Options{Addr: addr, Password: password, MaxRetries: -1})
+	defer rc.Close()
+	return rc.Ping(ctx).Err()
 }
 
 // errStartupExit says a server exited while starting, most often because
@@ -228,11 +187,21 @@ func lookupDebianTool(bin string) (string, error) { return lookupToolIn(bin, "/u
 
 // lookupToolIn is lookupDebianTool with the fallback folder replaceable.
 func lookupToolIn(bin, fallback string) (string, error) {
-	if path, err := exec.LookPath(bin); err == nil {
+	if path, ok := lookupTool(bin, fallback); ok {
 		return path, nil
+	}
+	return "", notInstalled([]string{bin})
+}
+
+// lookupTool finds bin on PATH or in fallback: Debian puts some servers
+// (haproxy) in /usr/sbin, which a user's PATH may lack. Installing, checking
+// and starting all look the same way.
+func lookupTool(bin, fallback string) (string, bool) {
+	if path, err := exec.LookPath(bin); err == nil {
+		return path, true
 	}
 	if path := filepath.Join(fallback, bin); isExecutable(path) {
-		return path, nil
+		return path, true
 	}
-	return "", CheckTools(bin)
+	return "", false
 }

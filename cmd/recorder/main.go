@@ -207,22 +207,15 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 	// Alone, the API and the webhook policy drive this supervisor; in a
 	// fleet, the fleet, which places starts and finds every recording's
 	// instance.
+	local := service{a.sup, a.rooms, recovery.Files}
 	var front autorecord.Recorder = a.sup
-	var answer api.Recorder = service{a.sup, a.rooms, recovery.Files}
+	var answer api.Recorder = local
 	if shared.bus != nil {
-		f, err := fleet.New(fleet.Options{Instance: instance, Bus: shared.bus, Local: fleet.Supervisor{Sup: a.sup, MaxTracks: cfg.Fleet.MaxTracks,
-			Homes: shared.rooms, Instance: instance, HomeTTL: cfg.Limits.JoinTimeout + 5*time.Second}, Logger: a.log,
-			// A start may join a room: JOIN_TIMEOUT and the presence grace.
-			Timeout: cfg.Limits.JoinTimeout + 5*time.Second})
+		fr, err := a.joinFleet(cfg, instance)
 		if err != nil {
-			return fail(fmt.Errorf("REDIS_ADDRESS: join the fleet: %w", err))
+			return fail(err)
 		}
-		a.fleet = f
-		fr := fleet.Recorder{Fleet: f, Local: a.sup, Log: a.log, Forget: func(ctx context.Context, room, participant string) (bool, error) {
-			return takeover.Forget(ctx, shared.intents, room, participant)
-		}}
-		front = fr
-		answer = fleetService{fr, service{a.sup, a.rooms, recovery.Files}}
+		front, answer = fr, fleetService{fr, local}
 	}
 	a.policy = autorecord.New(front, autorecord.Options{
 		Enabled:          cfg.AutoRecord.Enabled,
@@ -232,7 +225,7 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 	})
 	keys := auth.NewSimpleKeyProvider(cfg.LiveKit.APIKey, cfg.LiveKit.APISecret)
 	apiOpts := api.Options{Webhooks: api.Webhooks{Keys: keys, Events: a.policy, Dedup: shared.dedup}, Ready: ready.Check, Metrics: metrics,
-		Local: service{a.sup, a.rooms, recovery.Files}}
+		Local: local}
 	if cfg.HTTP.Auth {
 		apiOpts.Auth = keys
 	} else {
@@ -245,20 +238,46 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 		IdleTimeout:       2 * time.Minute,
 	}
 	if shared.intents != nil {
-		// Recordings whose instance died or shut down go on here, when
-		// this instance wins their claim.
-		tctx, stopTakeover := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			takeover.Run(tctx, takeover.Options{Wanted: shared.intents, Holders: shared.leases, Starter: a.sup, Logger: a.log,
-				Grace: cfg.Fleet.LeaseTTL / 2})
-		}()
-		a.stopTakeover = func() { stopTakeover(); <-done }
+		a.startTakeover(cfg)
 	}
 	go func() { a.served <- a.srv.Serve(ln) }()
 	a.log.Info("recorder listening", "addr", ln.Addr().String(), "livekit", cfg.LiveKit.URL, "dir", a.spool.Dir(), "store", store.String(), "instance", instance)
 	return a, nil
+}
+
+// joinBound is how long a start may take that joins a room: JOIN_TIMEOUT
+// and the presence grace.
+func joinBound(cfg configs.Config) time.Duration { return cfg.Limits.JoinTimeout + 5*time.Second }
+
+// joinFleet makes this instance a member of the fleet on Redis and returns
+// what answers for the whole fleet.
+func (a *app) joinFleet(cfg configs.Config, instance string) (fleet.Recorder, error) {
+	f, err := fleet.New(fleet.Options{
+		Instance: instance, Bus: a.shared.bus, Logger: a.log, Timeout: joinBound(cfg),
+		Local: fleet.Supervisor{Sup: a.sup, MaxTracks: cfg.Fleet.MaxTracks,
+			Homes: a.shared.rooms, Instance: instance, HomeTTL: joinBound(cfg)},
+	})
+	if err != nil {
+		return fleet.Recorder{}, fmt.Errorf("REDIS_ADDRESS: join the fleet: %w", err)
+	}
+	a.fleet = f
+	intents := a.shared.intents
+	return fleet.Recorder{Fleet: f, Local: a.sup, Log: a.log, Forget: func(ctx context.Context, room, participant string) (bool, error) {
+		return takeover.Forget(ctx, intents, room, participant)
+	}}, nil
+}
+
+// startTakeover resumes here the recordings whose instance died or shut
+// down, when this instance wins their claim; stopTakeover ends it.
+func (a *app) startTakeover(cfg configs.Config) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		takeover.Run(ctx, takeover.Options{Wanted: a.shared.intents, Holders: a.shared.leases, Starter: a.sup, Logger: a.log,
+			Grace: cfg.Fleet.LeaseTTL / 2})
+	}()
+	a.stopTakeover = func() { cancel(); <-done }
 }
 
 // newSupervisor makes the supervisor of this instance's recordings.

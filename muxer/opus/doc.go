@@ -28,7 +28,7 @@
 // with all lengths but the last coded). A packet lasts frames × frame
 // duration, at most 120 ms (MaxPacketSamples). PacketSamples enforces the
 // framing requirements R1-R7 of section 3.4 (at least one byte; no frame
-// over MaxFrameBytes; code 1 payloads of even length; lengths and padding
+// over 1275 bytes; code 1 payloads of even length; lengths and padding
 // that fit the packet; code 3 with at least one frame and at most 120 ms),
 // because a decoder rejects a packet that breaks them. A zero-length frame
 // is legal: it tells the decoder to conceal (section 3.2.1).

@@ -13,15 +13,15 @@ const (
 	ClockRate = 48000
 	// MaxPacketSamples is the longest packet: 120 ms.
 	MaxPacketSamples = 5760
-	// MaxFrameBytes is the largest frame a packet may hold.
-	MaxFrameBytes = 1275
+	// maxFrameBytes is the largest frame a packet may hold.
+	maxFrameBytes = 1275
 	// MinFrameSamples is the shortest frame (CELT, 2.5 ms): Silence covers
 	// multiples of it.
 	MinFrameSamples = 120
 )
 
-// ErrEmptyPacket is returned by PacketSamples for a packet of no bytes.
-var ErrEmptyPacket = errors.New("opus: empty packet")
+// errEmptyPacket is returned by PacketSamples for a packet of no bytes.
+var errEmptyPacket = errors.New("opus: empty packet")
 
 // FrameSamples returns the duration of each frame of a packet with this TOC
 // byte (RFC 6716 section 3.1, table 2).
@@ -46,7 +46,7 @@ func FrameSamples(toc byte) int {
 // them too.
 func PacketSamples(p []byte) (int, error) {
 	if len(p) == 0 {
-		return 0, ErrEmptyPacket
+		return 0, errEmptyPacket
 	}
 	frames, err := frameCount(p)
 	if err != nil {
@@ -146,8 +146,8 @@ func frameLength(b []byte) (n, size int, err error) {
 }
 
 func checkFrame(n int) error {
-	if n > MaxFrameBytes {
-		return fmt.Errorf("frame of %d bytes, over %d", n, MaxFrameBytes)
+	if n > maxFrameBytes {
+		return fmt.Errorf("frame of %d bytes, over %d", n, maxFrameBytes)
 	}
 	return nil
 }
