@@ -319,3 +319,42 @@ func TestStartWaitForParticipant(t *testing.T) {
 		}
 	}
 }
+
+// fleetRecorder lists a whole fleet, one instance not answering.
+type fleetRecorder struct {
+	fakeRecorder
+	recs []recorder.RecordingInfo
+}
+
+func (f *fleetRecorder) ListFleet(context.Context) ([]recorder.RecordingInfo, []string) {
+	return f.recs, []string{"host-b"}
+}
+
+// In a fleet GET /recordings lists every instance's recordings and names
+// the instances that did not answer, while /metrics counts this instance's
+// own recordings only (Options.Local).
+func TestFleetListingAndLocalMetrics(t *testing.T) {
+	fleet := &fleetRecorder{recs: []recorder.RecordingInfo{
+		{ID: "RC_a", Instance: "host-a", State: recorder.StateRecording},
+		{ID: "RC_c", Instance: "host-c", State: recorder.StateRecording},
+	}}
+	local := &listRecorder{recs: []recorder.RecordingInfo{{ID: "RC_a", Instance: "host-a", State: recorder.StateRecording}}}
+	e := New(fleet, quiet(), Options{Local: local})
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/recordings", nil))
+	var body struct {
+		Recordings []recorder.RecordingInfo `json:"recordings"`
+		Unanswered []string                 `json:"unanswered_instances"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+		t.Fatal(err)
+	}
+	if len(body.Recordings) != 2 || body.Recordings[1].Instance != "host-c" || len(body.Unanswered) != 1 || body.Unanswered[0] != "host-b" {
+		t.Errorf("fleet listing %s", rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if want := `trackrec_recordings{state="recording"} 1` + "\n"; !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("metrics should count this instance's one recording (%q):\n%s", want, rec.Body)
+	}
+}

@@ -253,6 +253,23 @@ func startService(t *testing.T, extra map[string]string) *service {
 	}
 }
 
+// terminate sends SIGTERM and waits, up to within, for the recorder to exit
+// cleanly by itself.
+func (s *service) terminate(t *testing.T, within time.Duration) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Fatalf("recorder exited with %v after SIGTERM", err)
+		}
+	case <-time.After(within):
+		t.Fatalf("recorder did not exit within %v of SIGTERM", within)
+	}
+}
+
 // get is an authorized GET on the API.
 func (s *service) get(path string) (*http.Response, error) {
 	req, _ := http.NewRequest(http.MethodGet, s.url+path, nil)
@@ -289,6 +306,20 @@ func (s *service) post(path, room, participant string) (int, recorder.RecordingI
 // postJSON sends body to path with the service's token.
 func (s *service) postJSON(path string, v any) (int, recorder.RecordingInfo, string) {
 	s.t.Helper()
+	code, _, raw := s.postRaw(path, v)
+	var info recorder.RecordingInfo
+	_ = json.Unmarshal([]byte(raw), &info)
+	return code, info, raw
+}
+
+// postHeader is post that also returns the answer's header.
+func (s *service) postHeader(path, room, participant string) (int, http.Header, string) {
+	s.t.Helper()
+	return s.postRaw(path, map[string]string{"room": room, "participant": participant})
+}
+
+func (s *service) postRaw(path string, v any) (int, http.Header, string) {
+	s.t.Helper()
 	body, _ := json.Marshal(v)
 	req, _ := http.NewRequest(http.MethodPost, s.url+path, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -300,9 +331,7 @@ func (s *service) postJSON(path string, v any) (int, recorder.RecordingInfo, str
 	defer resp.Body.Close()
 	var raw bytes.Buffer
 	_, _ = raw.ReadFrom(resp.Body)
-	var info recorder.RecordingInfo
-	_ = json.Unmarshal(raw.Bytes(), &info)
-	return resp.StatusCode, info, raw.String()
+	return resp.StatusCode, resp.Header, raw.String()
 }
 
 func (s *service) mustStart(room, participant string) recorder.RecordingInfo {

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -497,17 +496,7 @@ func TestShutdownClosesEveryFile(t *testing.T) {
 	p := publish(t, room, "jack")
 	s.mustStart(room, "jack")
 	time.Sleep(3 * time.Second)
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-s.done:
-		if err != nil {
-			t.Fatalf("recorder exited with %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("recorder did not exit after SIGTERM")
-	}
+	s.terminate(t, 20*time.Second)
 	files, _ := filepath.Glob(filepath.Join(s.dir, room, "jack-*.ogg"))
 	if len(files) != 1 {
 		t.Fatalf("files after shutdown: %v", files)

@@ -468,17 +468,7 @@ func TestDrainLeavesUnstoredFilesForTheNextStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	began := time.Now()
-	if err := first.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-first.done:
-		if err != nil {
-			t.Fatalf("recorder exited with %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("recorder did not exit within its drain timeout")
-	}
+	first.terminate(t, 30*time.Second)
 	if took := time.Since(began); took > 15*time.Second {
 		t.Errorf("shutdown took %v with a 2s drain timeout", took)
 	}
@@ -518,10 +508,7 @@ func TestPipelineWebhookSurvivesARestart(t *testing.T) {
 		attempts, _ := recv.seen()
 		return attempts > 0
 	})
-	if err := first.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	<-first.done
+	first.terminate(t, 30*time.Second)
 	up.Store(true)
 	startService(t, env)
 	waitFor(t, 30*time.Second, "the delivery by the next process", func() bool {

@@ -543,11 +543,13 @@ func TestErrorsCrossTheWire(t *testing.T) {
 		{"full", ErrFull, ErrFull, psrpc.ResourceExhausted},
 		{"shutting down", ErrShuttingDown, ErrShuttingDown, psrpc.Unavailable},
 		{"unreachable", ErrUnreachable, ErrUnreachable, psrpc.UpstreamServerError},
+		{"unavailable", ErrUnavailable, ErrUnavailable, psrpc.Unavailable},
+		{"elsewhere", ErrElsewhere, ErrElsewhere, psrpc.Aborted},
 		{"deadline", context.DeadlineExceeded, context.DeadlineExceeded, psrpc.DeadlineExceeded},
 		{"canceled", context.Canceled, context.Canceled, psrpc.Canceled},
 		{"other", errors.New("disk on fire"), nil, psrpc.Unknown},
 	}
-	sentinels := []error{ErrNotFound, ErrNoRoom, ErrNoParticipant, ErrOwned, ErrFull, ErrShuttingDown, ErrUnreachable, context.DeadlineExceeded, context.Canceled}
+	sentinels := []error{ErrNotFound, ErrNoRoom, ErrNoParticipant, ErrOwned, ErrFull, ErrShuttingDown, ErrUnreachable, ErrUnavailable, ErrElsewhere, context.DeadlineExceeded, context.Canceled}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			inBubble(t, func(t *testing.T, c *cluster) {

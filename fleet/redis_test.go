@@ -1,14 +1,11 @@
 package fleet
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os/exec"
+	"github.com/trackrec/trackrec/testbed"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -16,55 +13,18 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// startRedis runs a redis-server of its own on a free loopback port, with
-// nothing saved, until the test ends, and returns its address.
+// startRedis runs a redis-server of its own (testbed) until the test ends,
+// and returns its address.
 func startRedis(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server is not installed (run `make tools`): %v", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rd, err := testbed.StartRedis(ctx, testbed.RedisOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-
-	var out bytes.Buffer
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
-
-	rc := redis.NewClient(&redis.Options{Addr: addr})
-	defer rc.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := rc.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return addr
-		}
-		select {
-		case werr := <-exited:
-			exited <- werr
-			t.Fatalf("redis-server on %s exited: %v\n%s", addr, werr, out.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on %s did not answer: %v\n%s", addr, err, out.String())
-		}
-	}
+	t.Cleanup(func() { _ = rd.Close() })
+	return rd.Addr()
 }
 
 // The fleet over a real Redis: one bus and one client per node, as in

@@ -60,20 +60,20 @@ func TestStartDuringAStopWaitsThenRecordsAnew(t *testing.T) {
 	}
 }
 
-// A stop of a recording already stopping answers with its end.
+// A stop of a recording already stopping answers with its end once its
+// files are closed, not a 404.
 func TestStopWhileStoppingAnswersTheEnd(t *testing.T) {
 	f := newFixture(t, 0)
 	ctx := context.Background()
 	f.s.Start(ctx, "r", "alice")
-	f.feed("r", "alice", "TR_a", 60)
+	slow := slowReader{newFakeReader()} // closes 1.5 s after its deadline
+	f.handler("r").TrackSubscribed(&bot.Track{Info: bot.TrackInfo{Room: "r", Participant: "alice", TrackSID: "TR_a", MimeType: "audio/opus", Subscription: 1}, Remote: slow})
 	f.waitState("r", "alice", StateRecording)
 	f.handler("r").ParticipantLeft("alice", true)
+	f.waitState("r", "alice", StateStopping)
 	info, err := f.s.Stop(ctx, "r", "alice")
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		t.Fatal(err)
-	}
-	if err == nil && info.State != StateStopped {
-		t.Errorf("stop answered %s before the files closed", info.State)
+	if err != nil || info.State != StateStopped || info.Tracks[0].State != "closed" {
+		t.Errorf("stop during the stop: %v, %s with %+v", err, info.State, info.Tracks)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -370,7 +371,7 @@ func TestRecoverKeepsMarkersWithoutAPipeline(t *testing.T) {
 	if n := l.lines("markers kept"); n != 1 {
 		t.Errorf("%d warnings, want 1:\n%s", n, l.buf.String())
 	}
-	if after := snapshot(t, filepath.Join(dir, pendingDir)); len(after) != len(before) || len(before) != 5 {
+	if after := snapshot(t, filepath.Join(dir, pendingDir)); !maps.Equal(after, before) || len(before) != 5 {
 		t.Errorf("markers before %v, after %v", before, after)
 	}
 	// A file closed now gets no marker.
@@ -504,7 +505,7 @@ func TestRecoverSkipsOthersFolders(t *testing.T) {
 	if len(rec.Files) != 0 || len(q.items) != 0 {
 		t.Errorf("recovered %+v, queued %v", rec.Files, q.keys())
 	}
-	if after := snapshot(t, dir); len(after) != len(before) {
+	if after := snapshot(t, dir); !maps.Equal(after, before) {
 		t.Errorf("files changed:\nbefore %v\nafter %v", before, after)
 	}
 }

@@ -178,3 +178,49 @@ func TestGrace(t *testing.T) {
 		<-done
 	})
 }
+
+// switchHolders says a key is held while held is set.
+type switchHolders struct {
+	mu   sync.Mutex
+	held bool
+}
+
+func (h *switchHolders) set(v bool) { h.mu.Lock(); h.held = v; h.mu.Unlock() }
+
+func (h *switchHolders) Holder(context.Context, fleetstore.Key) (fleetstore.Lease, bool, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return fleetstore.Lease{}, h.held, nil
+}
+
+// A holder that claims its recording again within the grace keeps it: the
+// grace starts over from the next time it is seen unclaimed.
+func TestGraceStartsOverWhenClaimedAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWanted{all: map[fleetstore.Key]fleetstore.Intent{}}
+		w.Put(context.Background(), fleetstore.Intent{Key: fleetstore.Key{Room: "r", Participant: "p"}, ID: "RC_p"})
+		h, st := &switchHolders{}, &fakeStarter{}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			Run(ctx, Options{Wanted: w, Holders: h, Starter: st, Grace: 1500 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		}()
+		time.Sleep(1500 * time.Millisecond) // look at 1 s: unclaimed
+		h.set(true)                         // look at 2 s: claimed again
+		time.Sleep(time.Second)
+		h.set(false) // looks at 3 s (unclaimed again), 4 s (1 s: too soon)
+		time.Sleep(2*time.Second + time.Millisecond)
+		synctest.Wait()
+		if n := len(st.got()); n != 0 {
+			t.Fatalf("resumed %d times though its holder claimed it again", n)
+		}
+		time.Sleep(time.Second) // look at 5 s: unclaimed for 2 s
+		synctest.Wait()
+		if n := len(st.got()); n != 1 {
+			t.Errorf("resumed %d times a grace after the holder let go, want 1", n)
+		}
+		cancel()
+		<-done
+	})
+}
