@@ -403,48 +403,63 @@ func TestFleetBehindALoadBalancer(t *testing.T) {
 	}
 }
 
-// SIGTERM of the instance holding a recording: it closes its file whole and
-// exits by itself, and the other instance goes on with the recording in a
-// new file. The gap between the two files is logged (the handover is by
-// takeover: the new file starts once the other bot has subscribed).
+// SIGTERM of the instance holding a room's recordings: it hands each to
+// the other instance and exits by itself. For each participant the old
+// file ends where the new one begins: measured on the publisher's own
+// packets (each is in one file or the other), the gap at most 100 ms and
+// the overlap at most 40 ms.
 func TestFleetShutdownHandsRecordingsOn(t *testing.T) {
 	t.Parallel()
 	needRecorder(t)
 	rd := startRedis(t)
 	env := map[string]string{"REDIS_ADDRESS": rd.Addr(), "MIXDOWN": "none", "LEASE_TTL": "2s"}
 	fleet := []*service{startService(t, withDir(t, env)), startService(t, withDir(t, env))}
-	room, who := "handover-room", "ivy"
-	p := publish(t, room, who)
-	first := fleet[0].mustStart(room, who)
+	room := "handover-room"
+	whos := []string{"ivy", "jay", "kim"}
+	pubs := map[string]*testbed.Publisher{}
+	firsts := map[string]recorder.RecordingInfo{}
+	for _, who := range whos {
+		pubs[who] = publish(t, room, who)
+		firsts[who] = fleet[0].mustStart(room, who)
+	}
 	held := 0
-	if fleet[1].instance() == first.Instance {
+	if fleet[1].instance() == firsts[whos[0]].Instance {
 		held = 1
 	}
 	a, b := fleet[held], fleet[1-held]
-	before := a.waitRecording(room, who, 20*time.Second, func(r recorder.RecordingInfo) bool {
-		return len(r.Tracks) == 1 && r.Tracks[0].Path != "" && r.Tracks[0].Packets > 100
-	})
-	oldFile := before.Tracks[0]
-	a.terminate(t, 30*time.Second)
-	var taken recorder.RecordingInfo
-	waitFor(t, 20*time.Second, "the recording on the other instance", func() bool {
-		for _, r := range b.list() {
-			if r.ID == first.ID && r.Instance != first.Instance && len(r.Tracks) == 1 && r.Tracks[0].Anchor != nil {
-				taken = r
-				return true
-			}
+	olds := map[string]recorder.TrackInfo{}
+	for _, who := range whos {
+		if firsts[who].Instance != firsts[whos[0]].Instance {
+			t.Fatalf("one room on two instances: %s and %s", firsts[who].Instance, firsts[whos[0]].Instance)
 		}
-		return false
-	})
-	checkTrackFile(t, oldFile.Path, p, p.TrackSID(), 0)
-	oldEnd := oldFile.StartedAt.Add(decodedDuration(t, oldFile.Path))
-	gap := taken.Tracks[0].Anchor.Sub(oldEnd)
-	t.Logf("handover gap %v between the old file's end and the new file's first audio", gap)
-	if gap < -40*time.Millisecond || gap > 10*time.Second {
-		t.Errorf("handover gap %v", gap)
+		before := a.waitRecording(room, who, 20*time.Second, func(r recorder.RecordingInfo) bool {
+			return len(r.Tracks) == 1 && r.Tracks[0].Path != "" && r.Tracks[0].Packets > 100
+		})
+		olds[who] = before.Tracks[0]
 	}
-	final := b.mustStop(room, who)
-	checkTrackFile(t, fileOf(t, final, p.TrackSID()).Path, p, p.TrackSID(), 0)
+	a.terminate(t, 30*time.Second)
+	for _, who := range whos {
+		taken := b.waitRecording(room, who, 20*time.Second, func(r recorder.RecordingInfo) bool {
+			return r.ID == firsts[who].ID && len(r.Tracks) == 1 && r.Tracks[0].Packets > 50
+		})
+		if taken.HandoverAt == nil {
+			t.Errorf("%s: resumed without a handover: %+v", who, taken)
+		}
+	}
+	time.Sleep(time.Second)
+	for _, who := range whos {
+		p := pubs[who]
+		final := b.mustStop(room, who)
+		oldM := checkTrackFile(t, olds[who].Path, p, p.TrackSID(), 0)
+		newM := checkTrackFile(t, fileOf(t, final, p.TrackSID()).Path, p, p.TrackSID(), 0)
+		// In the publisher's time: from the end of the old file's last
+		// packet to the start of the new file's first.
+		gap := newM[0].RTPTime.Sub(oldM[len(oldM)-1].RTPTime) - frame
+		t.Logf("%s: handover gap %v (negative: overlap) at %v", who, gap, final.HandoverAt)
+		if gap > 100*time.Millisecond || gap < -40*time.Millisecond {
+			t.Errorf("%s: the old file ends %v before the new file begins, want a gap of at most 100 ms and an overlap of at most 40 ms", who, gap)
+		}
+	}
 }
 
 func withDir(t *testing.T, env map[string]string) map[string]string {

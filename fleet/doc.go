@@ -29,10 +29,20 @@
 // within a second, Start returns [ErrFull]: the caller answers 503 with
 // Retry-After.
 //
+// # Handover
+//
+// A draining instance hands each recording over with [Fleet.HandOver],
+// placed as a start is but with no owner's claim: the draining instance is
+// full (Load), so the recording goes to another instance, whose Local
+// HandOver goes on with it; ErrFull when none has room.
+//
 // # Stop and owner
 //
 // A stop, and an owner lookup ([Fleet.Owner]), are claimed only by the
-// instance whose Local Owns(room, participant); the first claim wins. When
+// instance whose Local Owns(room, participant): 1, or 0.5 while it is
+// Draining, since its successor holds the recording too during a handover
+// and a stop must reach the one that goes on; the highest claim wins (1 at
+// once, else the best within 200 ms of the first). When
 // none claims within a second there is no such recording anywhere:
 // [ErrNotFound] (the caller's 404). A stop answers once the owner's Local
 // returned, that is with its final recording after its files closed.

@@ -37,6 +37,14 @@ type Local interface {
 	Load() (tracks, capacity int)
 	// Owns reports that this instance records participant in room.
 	Owns(room, participant string) bool
+	// HandOver starts, on this instance, the recording of participant in
+	// room that the instance holding it as owner hands over while it
+	// drains, under the same id; it returns the recording once its files
+	// took over (recorder.HandOverFrom).
+	HandOver(ctx context.Context, room, participant, id, owner string, wait bool) (json.RawMessage, error)
+	// Draining reports that this instance is handing its recordings over:
+	// a successor's claim on them wins over its own.
+	Draining() bool
 }
 
 // Options configure a Fleet.
@@ -62,6 +70,7 @@ const (
 	mOwner   = "Owner"
 	mList    = "List"
 	mMembers = "Members"
+	mHand    = "HandOver"
 
 	defaultTimeout = 20 * time.Second
 	selectTimeout  = time.Second            // how long claims are awaited
@@ -98,6 +107,7 @@ func define(id string) *info.ServiceDefinition {
 	sd := &info.ServiceDefinition{Name: service, ID: id}
 	// name, affinity enabled, multi, require claim, queue
 	sd.RegisterMethod(mStart, true, false, true, false)
+	sd.RegisterMethod(mHand, true, false, true, false)
 	sd.RegisterMethod(mStop, false, false, true, false)
 	sd.RegisterMethod(mOwner, false, false, true, false)
 	sd.RegisterMethod(mList, false, true, false, false)
@@ -202,6 +212,9 @@ func (f *Fleet) register() error {
 			return server.RegisterHandler(f.srv, mStart, nil, serve(f, mStart, f.serveStart), f.startAffinity)
 		},
 		func() error {
+			return server.RegisterHandler(f.srv, mHand, nil, serve(f, mHand, f.serveHandOver), f.handOverAffinity)
+		},
+		func() error {
 			return server.RegisterHandler(f.srv, mStop, nil, serve(f, mStop, f.serveStop), f.ownerAffinity)
 		},
 		func() error {
@@ -266,6 +279,13 @@ type (
 		Recording json.RawMessage `json:"recording"`
 		Created   bool            `json:"created"`
 	}
+	handReq struct {
+		Room        string `json:"room"`
+		Participant string `json:"participant"`
+		ID          string `json:"id"`
+		Owner       string `json:"owner"` // the claim's holder, handing it over
+		Wait        bool   `json:"wait,omitempty"`
+	}
 	keyReq struct {
 		Room        string `json:"room"`
 		Participant string `json:"participant"`
@@ -325,6 +345,15 @@ func (f *Fleet) serveStart(ctx context.Context, r startReq) (startRes, error) {
 	return startRes{Instance: f.instance, Recording: rec, Created: created}, nil
 }
 
+func (f *Fleet) serveHandOver(ctx context.Context, r handReq) (startRes, error) {
+	rec, err := f.local.HandOver(ctx, r.Room, r.Participant, r.ID, r.Owner, r.Wait)
+	if err != nil {
+		return startRes{}, err
+	}
+	f.log.Info("fleet: recording taken over", "room", r.Room, "participant", r.Participant, "recording", r.ID)
+	return startRes{Instance: f.instance, Recording: rec, Created: true}, nil
+}
+
 func (f *Fleet) serveStop(ctx context.Context, r keyReq) (stopRes, error) {
 	rec, err := f.local.Stop(ctx, r.Room, r.Participant)
 	if err != nil {
@@ -375,6 +404,27 @@ func (f *Fleet) startAffinity(_ context.Context, m *wrapperspb.BytesValue) float
 	return placement(f.local.Owns(r.Room, r.Participant), f.local.HasRoom(r.Room), tracks, capacity)
 }
 
+// handOverAffinity places a handover as a new start: the instance handing
+// it over owns it, but drains, so it is full and does not claim.
+func (f *Fleet) handOverAffinity(_ context.Context, m *wrapperspb.BytesValue) float32 {
+	var r handReq
+	if err := json.Unmarshal(m.GetValue(), &r); err != nil {
+		f.log.Warn("fleet: unreadable handover request", "err", err)
+		return -1
+	}
+	if !f.enter() {
+		return -1
+	}
+	defer f.served.Done()
+	tracks, capacity := f.local.Load()
+	return placement(false, f.local.HasRoom(r.Room), tracks, capacity)
+}
+
+// drainingOwner is the claim of an owner handing its recordings over: while
+// a handover is under way its successor holds the recording too, and a stop
+// must reach the successor, which goes on with it.
+const drainingOwner = 0.5
+
 func (f *Fleet) ownerAffinity(_ context.Context, m *wrapperspb.BytesValue) float32 {
 	var r keyReq
 	if err := json.Unmarshal(m.GetValue(), &r); err != nil {
@@ -385,10 +435,13 @@ func (f *Fleet) ownerAffinity(_ context.Context, m *wrapperspb.BytesValue) float
 		return -1
 	}
 	defer f.served.Done()
-	if f.local.Owns(r.Room, r.Participant) {
-		return 1
+	switch {
+	case !f.local.Owns(r.Room, r.Participant):
+		return -1
+	case f.local.Draining():
+		return drainingOwner
 	}
-	return -1
+	return 1
 }
 
 // call sends one request to the instance that claims it. nobody is the
@@ -427,11 +480,33 @@ func (f *Fleet) Start(ctx context.Context, room, participant string, wait bool) 
 	return res.Recording, res.Created, res.Instance, nil
 }
 
+// HandOver places participant's recording in room, which this instance
+// holds as owner and hands over while it drains, on another instance (as a
+// start is placed), and returns it as that instance started it (its
+// HandoverAt is the cut) and that instance. ErrFull: no instance has room.
+func (f *Fleet) HandOver(ctx context.Context, room, participant, id, owner string, wait bool) (json.RawMessage, string, error) {
+	res, inst, err := call[startRes](ctx, f, mHand, handReq{Room: room, Participant: participant, ID: id, Owner: owner, Wait: wait}, ErrFull,
+		psrpc.WithSelectionOpts(psrpc.SelectionOpts{
+			MaximumAffinity:     1,
+			AffinityTimeout:     selectTimeout,
+			ShortCircuitTimeout: shortCircuit,
+		}))
+	if err != nil {
+		return nil, inst, err
+	}
+	return res.Recording, res.Instance, nil
+}
+
 // Stop stops participant's recording in room on the instance that owns it
 // and returns the final recording and that instance. ErrNotFound: no
 // instance records them.
 func (f *Fleet) Stop(ctx context.Context, room, participant string) (json.RawMessage, string, error) {
-	res, inst, err := call[stopRes](ctx, f, mStop, keyReq{Room: room, Participant: participant}, ErrNotFound)
+	res, inst, err := call[stopRes](ctx, f, mStop, keyReq{Room: room, Participant: participant}, ErrNotFound,
+		psrpc.WithSelectionOpts(psrpc.SelectionOpts{
+			MaximumAffinity:     1,
+			AffinityTimeout:     selectTimeout,
+			ShortCircuitTimeout: shortCircuit,
+		}))
 	if err != nil {
 		return nil, inst, err
 	}

@@ -33,6 +33,8 @@ type fakeLocal struct {
 	listGate chan struct{} // List blocks until it is closed, when set
 	stopGate chan struct{} // so does Stop
 	starts   int
+	draining bool
+	handed   map[[2]string]string // handovers taken: the owner that handed each over
 }
 
 func newFakeLocal(name string, capacity int) *fakeLocal {
@@ -121,6 +123,27 @@ func (l *fakeLocal) Owns(room, participant string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.recs[[2]string{room, participant}]
+}
+
+func (l *fakeLocal) Draining() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.draining
+}
+
+func (l *fakeLocal) HandOver(_ context.Context, room, participant, id, owner string, _ bool) (json.RawMessage, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := [2]string{room, participant}
+	if l.recs[k] {
+		return nil, fmt.Errorf("local: %w", ErrOwned)
+	}
+	l.recs[k] = true
+	if l.handed == nil {
+		l.handed = map[[2]string]string{}
+	}
+	l.handed[k] = owner
+	return l.recording(room, participant, "recording"), nil
 }
 
 func (l *fakeLocal) set(fn func(l *fakeLocal)) {
@@ -631,3 +654,34 @@ func TestNewNeedsAWorkingBus(t *testing.T) {
 type deafBus struct{ psrpc.MessageBus }
 
 func (deafBus) Publish(context.Context, psrpc.Channel, proto.Message) error { return nil }
+
+// A draining owner hands its recording to the least-loaded other instance,
+// never to itself; while both hold it, a stop reaches the successor. With
+// no other instance able to take it the handover is ErrFull.
+func TestHandOver(t *testing.T) {
+	inBubble(t, func(t *testing.T, c *cluster) {
+		k := [2]string{"room", "alice"}
+		c.locals["a"].set(func(l *fakeLocal) { l.recs[k] = true; l.rooms["room"] = true; l.draining = true; l.extra = 10 })
+		fill(c.locals["b"], 5)
+		fill(c.locals["c"], 2)
+		rec, inst, err := c.nodes["a"].HandOver(t.Context(), "room", "alice", "RC_1", "a/RC_1", false)
+		if err != nil || inst != "c" || recordingOn(t, rec) != "c" {
+			t.Fatalf("HandOver: on %q (%s), %v; want c", inst, rec, err)
+		}
+		if got := c.locals["c"].handed[k]; got != "a/RC_1" {
+			t.Errorf("c took it over from %q, want a/RC_1", got)
+		}
+		_, stoppedOn, err := c.nodes["b"].Stop(t.Context(), "room", "alice")
+		if err != nil || stoppedOn != "c" {
+			t.Fatalf("Stop while a drains: on %q, %v; want the successor c", stoppedOn, err)
+		}
+		if !c.locals["a"].Owns("room", "alice") {
+			t.Error("the stop reached the draining owner too")
+		}
+		fill(c.locals["b"], 10)
+		fill(c.locals["c"], 10)
+		if _, _, err := c.nodes["a"].HandOver(t.Context(), "room", "bob", "RC_2", "a/RC_2", false); !errors.Is(err, ErrFull) {
+			t.Errorf("HandOver with the others full: %v, want ErrFull", err)
+		}
+	})
+}

@@ -54,6 +54,21 @@ func (l Supervisor) Start(ctx context.Context, room, participant string, wait bo
 	return doc, created, err
 }
 
+func (l Supervisor) HandOver(ctx context.Context, room, participant, id, owner string, wait bool) (json.RawMessage, error) {
+	opts := []recorder.StartOption{recorder.Resume(id), recorder.HandOverFrom(owner)}
+	if wait {
+		opts = append(opts, recorder.WaitForParticipant())
+	}
+	info, _, err := l.Sup.Start(ctx, room, participant, opts...)
+	if err != nil {
+		return nil, toFleet(err)
+	}
+	return json.Marshal(info)
+}
+
+// Draining: a shutting-down instance hands its recordings over.
+func (l Supervisor) Draining() bool { return l.Sup.Closing() }
+
 func (l Supervisor) Stop(ctx context.Context, room, participant string) (json.RawMessage, error) {
 	info, err := l.Sup.Stop(ctx, room, participant)
 	if err != nil {
@@ -170,6 +185,34 @@ func (r Recorder) Start(ctx context.Context, room, participant string, opts ...r
 	}
 	info, err := decode(doc)
 	return info, created, err
+}
+
+// TakeOver hands this instance's recording of key (held as owner) to
+// another instance while this one drains, and returns where the other's
+// files take over and its name (recorder.Successor).
+func (r Recorder) TakeOver(ctx context.Context, key recorder.Key, id, owner string, wait bool) (time.Time, string, error) {
+	doc, _, err := r.Fleet.HandOver(ctx, key.Room, key.Participant, id, owner, wait)
+	if err != nil {
+		return time.Time{}, "", toRecorder(err)
+	}
+	info, err := decode(doc)
+	if err != nil {
+		return time.Time{}, "", err
+	}
+	if info.HandoverAt == nil || info.ID != id {
+		return time.Time{}, "", fmt.Errorf("fleet: %s took %s/%s over as %q without a cut", info.Instance, key.Room, key.Participant, info.ID)
+	}
+	return *info.HandoverAt, info.Instance, nil
+}
+
+// Cancel stops the recording of key on the instance that took it over: the
+// one handing it over claims stops lower while it drains.
+func (r Recorder) Cancel(ctx context.Context, key recorder.Key) error {
+	_, _, err := r.Fleet.Stop(ctx, key.Room, key.Participant)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return toRecorder(err)
+	}
+	return nil
 }
 
 // decode reads a recording another instance sent.

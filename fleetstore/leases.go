@@ -45,15 +45,16 @@ func NewLeases(rc redis.UniversalClient, prefix string, ttl time.Duration) *Leas
 func (l *Leases) leaseKey(k Key) string { return l.prefix + ":lease:" + k.tag() }
 func (l *Leases) tokenKey(k Key) string { return l.prefix + ":token:" + k.tag() }
 
-// claimScript takes a free key with a new token, renews the caller's own
-// lease keeping its token, or reports the other holder.
+// claimScript takes a free key with a new token (or one held by the owner
+// handing it over, ARGV[6] when not empty), renews the caller's own lease
+// keeping its token, or reports the other holder.
 //
 // KEYS: lease, token counter. ARGV: owner, ttl ms, room, participant,
-// counter retention ms. Reply: {state, owner, token, pttl ms}; state 0: held
-// by another, 1: taken, 2: renewed.
+// counter retention ms, previous owner. Reply: {state, owner, token, pttl
+// ms}; state 0: held by another, 1: taken, 2: renewed.
 var claimScript = redis.NewScript(`
 local cur = redis.call('HMGET', KEYS[1], 'owner', 'token')
-if cur[1] then
+if cur[1] and (ARGV[6] == '' or cur[1] ~= ARGV[6]) then
 	if cur[1] ~= ARGV[1] then
 		return {0, cur[1], cur[2], redis.call('PTTL', KEYS[1])}
 	end
@@ -102,13 +103,28 @@ return 1
 // owner holds it, with that holder's lease. Claiming one's own lease renews
 // it and keeps its token.
 func (l *Leases) Claim(ctx context.Context, key Key, owner string) (Lease, bool, error) {
+	return l.claim(ctx, key, owner, "")
+}
+
+// Transfer takes key for owner from the owner from, who hands it over
+// (a draining instance): atomically, with a new token, so the key is never
+// unclaimed on the way and from's next renewal fails. A free key is taken
+// as Claim takes it; one held by anybody else is not (ok=false).
+func (l *Leases) Transfer(ctx context.Context, key Key, from, owner string) (Lease, bool, error) {
+	if from == "" || from == owner {
+		return Lease{}, false, fmt.Errorf("fleetstore: transfer %v: the previous owner must be named and differ from %q", key, owner)
+	}
+	return l.claim(ctx, key, owner, from)
+}
+
+func (l *Leases) claim(ctx context.Context, key Key, owner, from string) (Lease, bool, error) {
 	if err := checkLease(key, owner); err != nil {
 		return Lease{}, false, fmt.Errorf("fleetstore: claim %v: %w", key, err)
 	}
 	began := time.Now()
 	reply, err := claimScript.Run(ctx, l.rc,
 		[]string{l.leaseKey(key), l.tokenKey(key)},
-		owner, l.ttl.Milliseconds(), key.Room, key.Participant, (l.ttl + tokenRetention).Milliseconds(),
+		owner, l.ttl.Milliseconds(), key.Room, key.Participant, (l.ttl + tokenRetention).Milliseconds(), from,
 	).Slice()
 	if err != nil {
 		return Lease{}, false, fmt.Errorf("fleetstore: claim %v for %q: %w", key, owner, err)

@@ -445,3 +445,46 @@ func TestConstructorsRefuseBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// A lease handed over passes straight to the new owner with a higher token:
+// the old owner's renewal fails, nobody else may take it on the way, and a
+// transfer from someone who does not hold it takes nothing.
+func TestTransferHandsALeaseOver(t *testing.T) {
+	_, rc := startRedis(t)
+	ctx := testContext(t)
+	l := NewLeases(rc, "transfer", time.Minute)
+	key := Key{Room: "r", Participant: "p"}
+	a, ok, err := l.Claim(ctx, key, "a")
+	if err != nil || !ok {
+		t.Fatalf("claim a: %v %v", ok, err)
+	}
+	for _, tc := range []struct {
+		name, from, to string
+		want           bool
+	}{
+		{"from a non-holder", "c", "b", false},
+		{"from the holder", "a", "b", true},
+		{"again, now b holds it", "a", "c", false},
+	} {
+		got, ok, err := l.Transfer(ctx, key, tc.from, tc.to)
+		if err != nil || ok != tc.want {
+			t.Fatalf("%s: ok=%v err=%v, want %v", tc.name, ok, err, tc.want)
+		}
+		if ok && (got.Owner != tc.to || got.Token <= a.Token) {
+			t.Fatalf("%s: lease %+v, want %s with a token above %d", tc.name, got, tc.to, a.Token)
+		}
+	}
+	if _, ok, err := l.Renew(ctx, a); err != nil || ok {
+		t.Fatalf("a renewed a lease it handed over: ok=%v err=%v", ok, err)
+	}
+	if h, ok, err := l.Holder(ctx, key); err != nil || !ok || h.Owner != "b" {
+		t.Fatalf("holder %+v %v %v, want b", h, ok, err)
+	}
+	free := Key{Room: "r", Participant: "free"}
+	if got, ok, err := l.Transfer(ctx, free, "a", "b"); err != nil || !ok || got.Owner != "b" {
+		t.Fatalf("transfer of a free key: %+v %v %v, want taken by b", got, ok, err)
+	}
+	if _, _, err := l.Transfer(ctx, key, "", "b"); err == nil {
+		t.Fatal("a transfer from nobody was accepted")
+	}
+}

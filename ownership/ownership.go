@@ -38,6 +38,18 @@ func (o *Memory) Claim(_ context.Context, key Key, owner string) (bool, error) {
 	return true, nil
 }
 
+// Transfer makes owner the owner of key if from holds it (or nobody does):
+// from hands it over.
+func (o *Memory) Transfer(_ context.Context, key Key, from, owner string) (bool, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if cur, ok := o.m[key]; ok && cur != from && cur != owner {
+		return false, nil
+	}
+	o.m[key] = owner
+	return true, nil
+}
+
 // Release gives key up if owner holds it; a stale owner's release frees
 // nothing.
 func (o *Memory) Release(_ context.Context, key Key, owner string) error {

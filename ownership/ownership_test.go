@@ -24,6 +24,9 @@ func TestMemoryClaims(t *testing.T) {
 		{"claim", "b/2", false}, // a stale release freed nothing
 		{"release", "a/1", false},
 		{"claim", "b/2", true},
+		{"transfer c/3 from a/1", "c/3", false}, // a/1 holds nothing now
+		{"transfer c/3 from b/2", "c/3", true},
+		{"claim", "b/2", false}, // handed over
 	}
 	for i, s := range steps {
 		switch s.op {
@@ -31,6 +34,12 @@ func TestMemoryClaims(t *testing.T) {
 			got, err := o.Claim(ctx, k, s.owner)
 			if err != nil || got != s.want {
 				t.Fatalf("step %d: Claim(%s) = %v, %v; want %v", i, s.owner, got, err, s.want)
+			}
+		case "transfer c/3 from a/1", "transfer c/3 from b/2":
+			from := s.op[len(s.op)-3:]
+			got, err := o.Transfer(ctx, k, from, s.owner)
+			if err != nil || got != s.want {
+				t.Fatalf("step %d: Transfer(%s, %s) = %v, %v; want %v", i, from, s.owner, got, err, s.want)
 			}
 		case "release":
 			if err := o.Release(ctx, k, s.owner); err != nil {
@@ -100,5 +109,15 @@ func TestSharedClaimsAcrossInstances(t *testing.T) {
 	}
 	if ok, err := a.Claim(ctx, k, "a/2"); !ok || err != nil {
 		t.Errorf("claim after the release: %v %v", ok, err)
+	}
+	// A handover: b takes a's claim in one step; a's renewal then fails.
+	if ok, err := b.Transfer(ctx, k, "a/2", "b/3"); !ok || err != nil {
+		t.Fatalf("b takes a's claim over: %v %v", ok, err)
+	}
+	if ok, err := a.Renew(ctx, k, "a/2"); ok || err != nil {
+		t.Errorf("a renews a claim it handed over: %v %v", ok, err)
+	}
+	if ok, _ := b.Renew(ctx, k, "b/3"); !ok {
+		t.Error("b's handed-over claim does not renew")
 	}
 }

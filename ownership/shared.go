@@ -41,6 +41,19 @@ func (s *Shared) Claim(ctx context.Context, key Key, owner string) (bool, error)
 	return true, nil
 }
 
+// Transfer takes key's lease for owner from the owner from, who is handing
+// it over, in one step; false when someone else holds it.
+func (s *Shared) Transfer(ctx context.Context, key Key, from, owner string) (bool, error) {
+	lease, ok, err := s.leases.Transfer(ctx, fleetstore.Key(key), from, owner)
+	if err != nil || !ok {
+		return false, err
+	}
+	s.mu.Lock()
+	s.held[owner] = lease
+	s.mu.Unlock()
+	return true, nil
+}
+
 // Renew extends owner's lease on key; false when it is no longer owner's.
 func (s *Shared) Renew(ctx context.Context, key Key, owner string) (bool, error) {
 	s.mu.Lock()

@@ -39,6 +39,19 @@
 //   - The track that ends is the subscription that ended (its bot-assigned
 //     Subscription number), never a fresh subscription of the same track.
 //
+// # Handover
+//
+// Drain (a SIGTERM in a fleet) hands each recording to a Successor: another
+// instance starts it under the same id with HandOverFrom, taking the claim
+// from this one in one step (Transferer), so the recording is never
+// unclaimed and this instance's renewal failing then is no reason to stop.
+// The successor's tracks subscribe and write nothing until, once a packet
+// arrived (or after firstAudioWait for a muted participant), it names a cut
+// cutAhead from then; it writes what arrives from the cut on, this instance
+// what arrived before, read by read on each side (span), and then its
+// files close. A recording no successor takes is stopped as Shutdown stops
+// it. The successor's RecordingInfo.HandoverAt is the cut.
+//
 // # Bots
 //
 // A bot joins a room on its first recording and leaves when it records

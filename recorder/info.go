@@ -14,11 +14,15 @@ type RecordingInfo struct {
 	Room        string `json:"room"`
 	Participant string `json:"participant"`
 	// Instance is the recorder instance that holds the recording.
-	Instance   string      `json:"instance,omitempty"`
-	State      State       `json:"state"`
-	StopReason string      `json:"stop_reason,omitempty"`
-	StartedAt  time.Time   `json:"started_at"`
-	StoppedAt  *time.Time  `json:"stopped_at,omitempty"`
+	Instance   string     `json:"instance,omitempty"`
+	State      State      `json:"state"`
+	StopReason string     `json:"stop_reason,omitempty"`
+	StartedAt  time.Time  `json:"started_at"`
+	StoppedAt  *time.Time `json:"stopped_at,omitempty"`
+	// HandoverAt, on a recording another instance handed over while it
+	// drained, is the instant this instance's files take over: the packets
+	// that arrived before it are in the previous instance's files.
+	HandoverAt *time.Time  `json:"handover_at,omitempty"`
 	Tracks     []TrackInfo `json:"tracks"`
 }
 
@@ -67,6 +71,10 @@ func (r *Recording) Info() RecordingInfo {
 	if !r.stoppedAt.IsZero() {
 		at := r.stoppedAt
 		info.StoppedAt = &at
+	}
+	if !r.handoverAt.IsZero() {
+		at := r.handoverAt
+		info.HandoverAt = &at
 	}
 	tracks := append([]*track(nil), r.tracks...)
 	r.mu.Unlock()

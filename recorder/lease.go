@@ -74,6 +74,8 @@ func (s *Supervisor) keepClaim(rec *Recording, r Renewer) {
 		switch {
 		case err != nil:
 			rec.log.Warn("claim not renewed; recording goes on", "err", err)
+		case !ok && rec.handing.Load():
+			return // its successor holds it now
 		case !ok:
 			rec.log.Error("claim taken by another owner; recording stops")
 			go s.stop(context.Background(), rec, reasonClaimLost)

@@ -34,6 +34,7 @@ type startOptions struct {
 	wait    bool
 	id      string
 	confirm func(context.Context) (bool, error)
+	from    string // the owner handing the recording over
 }
 
 func parseStart(opts []StartOption) startOptions {

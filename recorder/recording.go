@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtp"
@@ -41,6 +42,10 @@ type Recording struct {
 	stopDone chan struct{} // the files are closed
 	retired  chan struct{} // the supervisor is done with it: ownership released, in the history
 	keeper   chan struct{} // closed when its claim renewal ends; nil without one
+	span     span          // what its tracks write, by arrival (handover.go)
+	// handing is set while the recording is being handed over: its claim
+	// passing to the successor is then no reason to stop.
+	handing atomic.Bool
 
 	mu         sync.Mutex
 	state      State
@@ -48,6 +53,7 @@ type Recording struct {
 	startedAt  time.Time
 	stoppedAt  time.Time
 	stopReason string
+	handoverAt time.Time // successor: where its files take over
 	tracks     []*track
 	awayTimer  *time.Timer
 	armTimer   *time.Timer
@@ -168,7 +174,7 @@ func (r *Recording) addTrack(src *bot.Track, o *Options) bool {
 		r.awayTimer = nil
 	}
 	r.arrived()
-	t := &track{info: src.Info, src: src, log: log, done: make(chan struct{}), opts: o}
+	t := &track{info: src.Info, src: src, log: log, done: make(chan struct{}), opts: o, span: &r.span}
 	mux, err := muxer.NewTrack(muxer.Options{
 		Open:         t.open,
 		Format:       o.Format,
@@ -298,6 +304,7 @@ type track struct {
 	log  *slog.Logger
 	done chan struct{}
 	opts *Options
+	span *span // the recording's
 
 	mu     sync.Mutex
 	file   *spool.File // set when the file opens
@@ -346,6 +353,12 @@ func (t *track) run() {
 			continue
 		}
 		errs = 0
+		if ok, past := t.span.admit(at); !ok {
+			if past {
+				break // handed over: the successor has it from here
+			}
+			continue
+		}
 		if err := t.mux.WriteRTP(p, at); err != nil {
 			t.fail(err)
 			break

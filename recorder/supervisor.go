@@ -263,6 +263,10 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 			rec.participantBack()
 		}
 	}
+	if o.from != "" && rec.span.heard != nil {
+		cut := rec.cutover(ctx)
+		s.log.Info("recording taken over", "room", roomName, "participant", participant, "recording", rec.id, "cut", cut)
+	}
 	s.log.Info("recording started", "room", roomName, "participant", participant, "recording", rec.id, "present", present)
 	return rec.Info(), true, nil
 }
@@ -295,7 +299,13 @@ func (s *Supervisor) claim(ctx context.Context, key Key, o startOptions) (rec *R
 	defer unlock()
 	rec = newRecording(key, o.id, s.opts.Instance, s.log)
 	rec.wait = o.wait
-	ok, err := s.opts.Owners.Claim(ctx, key, rec.owner)
+	var ok bool
+	if tr, can := s.opts.Owners.(Transferer); can && o.from != "" {
+		ok, err = tr.Transfer(ctx, key, o.from, rec.owner)
+		rec.span.hold()
+	} else {
+		ok, err = s.opts.Owners.Claim(ctx, key, rec.owner)
+	}
 	switch {
 	case err != nil:
 		return nil, nil, false, nil, fmt.Errorf("%w: claim %s/%s: %w", ErrUnavailable, key.Room, key.Participant, err)
@@ -527,32 +537,7 @@ func (s *Supervisor) List() []RecordingInfo {
 
 // Shutdown refuses new work, stops every recording (closing every file) and
 // makes every bot leave. ctx bounds the wait.
-func (s *Supervisor) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closed = true
-	// Stops already under way (participant left, room closed) must finish
-	// too before the process may exit.
-	recs := s.live()
-	s.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, r := range recs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if r.waitJoined(ctx) == nil {
-				s.stop(ctx, r, reasonShutdown)
-			}
-		}()
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("shutdown: %w", ctx.Err())
-	}
-}
+func (s *Supervisor) Shutdown(ctx context.Context) error { return s.Drain(ctx, nil) }
 
 // Close ends bot replacements still running and waits for them. Call it
 // after Shutdown.
@@ -642,7 +627,7 @@ func (s *Supervisor) stop(ctx context.Context, rec *Recording, reason string) {
 		}
 	}
 	switch {
-	case s.opts.Intents == nil || reason == reasonClaimLost:
+	case s.opts.Intents == nil || reason == reasonClaimLost || reason == reasonHandedOver:
 	case reason == reasonShutdown:
 		if err := s.opts.Intents.Free(context.WithoutCancel(ctx), rec.key, rec.id, rec.wait); err != nil {
 			rec.log.Warn("handover not announced; another instance resumes it once its claim lapses", "err", err)

@@ -127,6 +127,12 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T, rejoin time.Duration) *fixture {
+	return newFixtureOn(t, rejoin, ownership.NewMemory(), "test")
+}
+
+// newFixtureOn is a fixture whose claims are in owners, as instance: two
+// of them on one store are two instances of a fleet.
+func newFixtureOn(t *testing.T, rejoin time.Duration, owners Owners, instance string) *fixture {
 	f := &fixture{t: t, dir: t.TempDir(), bots: map[string]*fakeBot{}, hs: map[string]bot.Handler{}}
 	sp, err := spool.Open(spool.Options{Dir: f.dir, Instance: "test", SpoolIsStore: true, Logger: discard()})
 	if err != nil {
@@ -136,9 +142,9 @@ func newFixture(t *testing.T, rejoin time.Duration) *fixture {
 	f.rooms = &fakeRooms{}
 	f.s, err = New(Options{
 		Spool:         sp,
-		Owners:        ownership.NewMemory(),
+		Owners:        owners,
 		Rooms:         f.rooms,
-		Instance:      "test",
+		Instance:      instance,
 		RejoinTimeout: rejoin,
 		Logger:        discard(),
 		Join: func(ctx context.Context, room string, h bot.Handler) (Bot, error) {

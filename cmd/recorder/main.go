@@ -92,6 +92,9 @@ type app struct {
 	// stopTakeover ends resuming other instances' recordings.
 	stopTakeover func()
 	fleet        *fleet.Fleet // nil alone
+	// successor takes this instance's recordings over when it drains;
+	// nil alone.
+	successor recorder.Successor
 }
 
 // shared is the state an instance shares with the fleet: in Redis when
@@ -216,6 +219,7 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 			return fail(err)
 		}
 		front, answer = fr, fleetService{fr, local}
+		a.successor = fr
 	}
 	a.policy = autorecord.New(front, autorecord.Options{
 		Enabled:          cfg.AutoRecord.Enabled,
@@ -313,13 +317,15 @@ func newSupervisor(cfg configs.Config, sp *spool.Spool, rooms *completion.Rooms,
 // requests, then gives uploads their drain time: what is left stays in the
 // spool, and rooms not yet complete complete in the next process.
 func (a *app) shutdown() error {
-	a.log.Info("shutting down: stopping recordings")
+	a.log.Info("shutting down: handing over or stopping recordings")
 	if a.stopTakeover != nil {
 		a.stopTakeover()
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.Limits.ShutdownTimeout)
 	defer cancel()
-	errs := []error{a.sup.Shutdown(sctx)}
+	// In a fleet each recording goes on on another instance, cut where
+	// that one's files take over; alone, or when nobody can, it stops.
+	errs := []error{a.sup.Drain(sctx, a.successor)}
 	a.rooms.Stop()
 	if err := a.srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		errs = append(errs, err)
