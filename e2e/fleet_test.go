@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,22 +30,31 @@ func startRedis(t *testing.T) *testbed.Redis {
 	return rd
 }
 
-// Two instances on one Redis, both receiving every LiveKit webhook (each
-// event arrives twice, with one id): each participant is recorded exactly
-// once, whichever instance acted on its event, and a start sent to the
-// instance that does not hold the recording never makes a second one.
+// Three instances behind haproxy, LiveKit's webhooks pointed at haproxy and
+// each event also replayed to every instance (each arrives four times, with
+// one id): each participant is recorded exactly once, and of each event's
+// replays at most one is acted on (the others answer "duplicate"). A start
+// sent to an instance that does not hold the recording never makes a
+// second one.
 func TestFleetActsOnEachWebhookOnce(t *testing.T) {
 	t.Parallel()
 	needRecorder(t)
 	rd := startRedis(t)
-	ports := []int{freePort(t), freePort(t)}
-	var urls []string
+	ports := []int{freePort(t), freePort(t), freePort(t)}
+	var backends, hooks []string
 	for _, p := range ports {
-		urls = append(urls, "http://127.0.0.1:"+strconv.Itoa(p)+"/recordings/webhooks")
+		backends = append(backends, "127.0.0.1:"+strconv.Itoa(p))
+		hooks = append(hooks, "http://127.0.0.1:"+strconv.Itoa(p)+"/recordings/webhooks")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	server, err := testbed.StartLiveKit(ctx, testbed.LiveKitOptions{WebhookURLs: urls})
+	hp, err := testbed.StartHAProxy(ctx, backends)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hp.Close()
+	replay := newReplayer(t, hooks)
+	server, err := testbed.StartLiveKit(ctx, testbed.LiveKitOptions{WebhookURLs: []string{hp.URL() + "/recordings/webhooks", replay.url}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +143,88 @@ func TestFleetActsOnEachWebhookOnce(t *testing.T) {
 		}
 		checkTrackFile(t, fileOf(t, rs[0], pubs[id].TrackSID()).Path, pubs[id], pubs[id].TrackSID(), 0)
 	}
+	events, acted := replay.outcomes()
+	t.Logf("%d events replayed to %d instances; acted on by a replay: %d", len(events), len(hooks), acted)
+	if len(events) < 2*len(who) { // at least each participant's join and leave
+		t.Errorf("only %d events replayed", len(events))
+	}
+	for id, answers := range events {
+		if n := len(answers); n != len(hooks) {
+			t.Errorf("event %s answered %d times, want once per instance", id, n)
+		}
+		fresh := 0
+		for _, a := range answers {
+			if a != "duplicate" {
+				fresh++
+			}
+			if a != "duplicate" && !strings.HasPrefix(a, "200 ") {
+				t.Errorf("event %s answered %q", id, a)
+			}
+		}
+		if fresh > 1 {
+			t.Errorf("event %s acted on %d times by its replays: %v", id, fresh, answers)
+		}
+	}
+}
+
+// replayer receives LiveKit's webhooks and sends each, unchanged (body and
+// signature), to every instance, keeping each event's answers.
+type replayer struct {
+	url string
+	mu  sync.Mutex
+	got map[string][]string // event id: each instance's status
+}
+
+func newReplayer(t *testing.T, targets []string) *replayer {
+	r := &replayer{got: map[string][]string{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var ev struct{ ID string }
+		_ = json.Unmarshal(body, &ev)
+		for _, target := range targets {
+			fwd, _ := http.NewRequest(http.MethodPost, target, bytes.NewReader(body))
+			fwd.Header.Set("Content-Type", req.Header.Get("Content-Type"))
+			fwd.Header.Set("Authorization", req.Header.Get("Authorization"))
+			status := "unanswered"
+			if res, err := http.DefaultClient.Do(fwd); err == nil {
+				var ans struct{ Status string }
+				_ = json.NewDecoder(res.Body).Decode(&ans)
+				res.Body.Close()
+				status = strconv.Itoa(res.StatusCode) + " " + ans.Status
+				if res.StatusCode == http.StatusOK && ans.Status == "duplicate" {
+					status = "duplicate"
+				}
+			}
+			r.mu.Lock()
+			r.got[ev.ID] = append(r.got[ev.ID], status)
+			r.mu.Unlock()
+		}
+	}))
+	t.Cleanup(srv.Close)
+	r.url = srv.URL
+	return r
+}
+
+// outcomes returns each event's answers and how many events a replay acted on.
+func (r *replayer) outcomes() (map[string][]string, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string][]string{}
+	acted := 0
+	for id, a := range r.got {
+		out[id] = append([]string(nil), a...)
+		for _, s := range a {
+			if s != "duplicate" {
+				acted++
+				break
+			}
+		}
+	}
+	return out, acted
 }
 
 // An instance killed without warning: its claim lapses after LEASE_TTL and
