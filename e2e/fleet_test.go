@@ -563,3 +563,48 @@ func withDir(t *testing.T, env map[string]string) map[string]string {
 	}
 	return out
 }
+
+// A fleet whose every instance is full (MAX_TRACKS=1 each) answers a start
+// 503 with Retry-After and a JSON error, and records nobody new; once a
+// stop frees an instance, the same start succeeds there.
+func TestFleetFullAnswers503UntilCapacityFrees(t *testing.T) {
+	t.Parallel()
+	needRecorder(t)
+	rd := startRedis(t)
+	env := map[string]string{"REDIS_ADDRESS": rd.Addr(), "MIXDOWN": "none", "MAX_TRACKS": "1"}
+	fleet := []*service{startService(t, withDir(t, env)), startService(t, withDir(t, env))}
+	rooms := []string{"full-room-0", "full-room-1", "full-room-2"}
+	whos := []string{"lea", "max", "ned"}
+	for i := range rooms {
+		publish(t, rooms[i], whos[i])
+	}
+	held := map[string]string{}
+	for i := range 2 {
+		info := fleet[i].mustStart(rooms[i], whos[i])
+		held[info.Instance] = whos[i]
+	}
+	if len(held) != 2 {
+		t.Fatalf("two recordings on one instance with MAX_TRACKS=1: %v", held)
+	}
+	code, header, body := fleet[0].postHeader("/recordings/start", rooms[2], whos[2])
+	var e struct{ Error string }
+	if code != http.StatusServiceUnavailable || json.Unmarshal([]byte(body), &e) != nil || e.Error == "" {
+		t.Fatalf("start with the fleet full: %d %s, want 503 with a JSON error", code, body)
+	}
+	if s, err := strconv.Atoi(header.Get("Retry-After")); err != nil || s <= 0 {
+		t.Errorf("Retry-After %q on a full fleet", header.Get("Retry-After"))
+	}
+	for _, r := range fleet[1].list() {
+		if r.Participant == whos[2] {
+			t.Errorf("a refused start recorded %s: %+v", whos[2], r)
+		}
+	}
+	freed := fleet[1].mustStop(rooms[0], whos[0])
+	code, info, body := fleet[1].post("/recordings/start", rooms[2], whos[2])
+	if code != http.StatusCreated || info.Instance != freed.Instance {
+		t.Fatalf("start once %s freed room: %d on %q %s", freed.Instance, code, info.Instance, body)
+	}
+	fleet[1].waitRecording(rooms[2], whos[2], 20*time.Second, func(r recorder.RecordingInfo) bool {
+		return len(r.Tracks) == 1 && r.Tracks[0].Packets > 20
+	})
+}
