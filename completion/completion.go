@@ -18,6 +18,21 @@ type Pipeline func(ctx context.Context, room string, tracks []spool.Sealed) ([]s
 // ErrRetryLater, wrapped in a Pipeline error, asks for another run later (the webhook receiver stayed down).
 var ErrRetryLater = errors.New("room pipeline to be retried")
 
+// RetryAfter is ErrRetryLater, wrapping err, with the wait before the next
+// run (in place of RetryDelay's doubling): a fleet's room that waits for
+// files it knows of asks again when they are due.
+func RetryAfter(wait time.Duration, err error) error { return &retryError{wait: wait, err: err} }
+
+type retryError struct {
+	wait time.Duration
+	err  error
+}
+
+func (e *retryError) Error() string {
+	return fmt.Sprintf("%v (retry in %s)", e.err, e.wait)
+}
+func (e *retryError) Unwrap() []error { return []error{ErrRetryLater, e.err} }
+
 // Markers is what clears the spool's pending-room markers once a room's pipeline ran to its end (spool.Spool).
 type Markers interface{ ClearMarkers(tracks []spool.Sealed) }
 
@@ -352,13 +367,18 @@ func (r *Rooms) run(run *Run, tracks []spool.Sealed) {
 			r.set(run, StateFailed, outs, fmt.Errorf("cut short by shutdown: %w", err))
 			return
 		case errors.Is(err, ErrRetryLater):
-			log.Warn("room pipeline to be retried", "in", delay, "err", err)
+			wait, next := delay, min(2*delay, maxRetryDelay)
+			var hint *retryError
+			if errors.As(err, &hint) && hint.wait > 0 {
+				wait, next = hint.wait, delay
+			}
+			log.Warn("room pipeline to be retried", "in", wait, "err", err)
 			r.set(run, StateRetrying, outs, err)
-			if !r.wait(delay) {
+			if !r.wait(wait) {
 				r.set(run, StateFailed, outs, fmt.Errorf("shutdown before a retry: %w", err))
 				return
 			}
-			delay = min(2*delay, maxRetryDelay)
+			delay = next
 		default:
 			// It ran to its end: the next process must not run it again.
 			r.clearMarkers(tracks)

@@ -317,6 +317,38 @@ func TestRetryLater(t *testing.T) {
 	})
 }
 
+// RetryAfter reruns the pipeline after the wait it names, not the doubling
+// delay, and a plain ErrRetryLater after it still starts the doubling at 1 min.
+func TestRetryAfterNamesTheWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := pipe{answer: func(_ context.Context, _ string, n int) ([]string, error) {
+			switch n {
+			case 1, 2:
+				return nil, RetryAfter(5*time.Second, errors.New("files still on a dead instance"))
+			case 3:
+				return nil, fmt.Errorf("webhook: %w", ErrRetryLater)
+			}
+			return nil, nil
+		}}
+		r := newRooms(&p, nil, Options{})
+		defer r.Close()
+		r.TrackClosed("r", sealed("r", "a"))
+		time.Sleep(settle)
+		for len(p.got()) < 4 {
+			time.Sleep(time.Second)
+			synctest.Wait()
+		}
+		c := p.got()
+		var gaps []time.Duration
+		for i := 1; i < len(c); i++ {
+			gaps = append(gaps, c[i].at.Sub(c[i-1].at))
+		}
+		if want := []time.Duration{5 * time.Second, 5 * time.Second, time.Minute}; !slices.Equal(gaps, want) {
+			t.Errorf("retry delays %v, want %v", gaps, want)
+		}
+	})
+}
+
 // Shutdown during the settle: the room does not complete in this process
 // and its markers stay; nothing completes after Stop.
 func TestStopDuringSettle(t *testing.T) {

@@ -119,6 +119,8 @@ type Redis struct {
 type Fleet struct {
 	LeaseTTL  time.Duration // how long a recording's claim outlives its instance
 	MaxTracks int           // tracks this instance records at once
+	// CompletionWait is how long a room waits for a dead instance's files.
+	CompletionWait time.Duration
 }
 
 // configFileEnv names the optional YAML file laid over the environment.

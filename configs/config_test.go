@@ -64,7 +64,7 @@ func TestDefault(t *testing.T) {
 		AutoRecord: AutoRecord{Enabled: true},
 		Limits: Limits{JoinTimeout: 15 * time.Second, RejoinTimeout: 10 * time.Second, ReconnectTimeout: 60 * time.Second,
 			ShutdownTimeout: 30 * time.Second, ArmTimeout: time.Hour, MaxRecordings: 500},
-		Fleet: Fleet{LeaseTTL: 5 * time.Second, MaxTracks: 400},
+		Fleet: Fleet{LeaseTTL: 5 * time.Second, MaxTracks: 400, CompletionWait: 15 * time.Minute},
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", got, want)
@@ -93,7 +93,7 @@ func TestEverySettingFromEachSource(t *testing.T) {
 		"AUTO_RECORD": "false", "AUTO_RECORD_ROOMS": "team-*, standup", "AUTO_RECORD_IGNORE_IDENTITIES": "bot-?",
 		"JOIN_TIMEOUT": "20s", "REJOIN_TIMEOUT": "0s", "RECONNECT_TIMEOUT": "2m", "SHUTDOWN_TIMEOUT": "45s", "ARM_TIMEOUT": "30m", "MAX_RECORDINGS": "50",
 		"REDIS_ADDRESS": "redis.internal:6380", "REDIS_USERNAME": "rec", "REDIS_PASSWORD": "rpw", "REDIS_DB": "3", "REDIS_USE_TLS": "true",
-		"LEASE_TTL": "10s", "MAX_TRACKS": "40",
+		"LEASE_TTL": "10s", "MAX_TRACKS": "40", "COMPLETION_WAIT": "2m",
 	}
 	file := `
 livekit: {url: "wss://lk.example", api_key: k, api_secret: s}
@@ -106,7 +106,7 @@ pipeline: {webhook_url: "https://hooks.example/x", key: pk, secret: ps}
 auto_record: {enabled: false, rooms: [team-*, standup], ignore_identities: ['bot-?']}
 limits: {join_timeout: 20s, rejoin_timeout: 0s, reconnect_timeout: 2m, shutdown_timeout: 45s, arm_timeout: 30m, max_recordings: 50}
 redis: {address: "redis.internal:6380", username: rec, password: rpw, db: 3, use_tls: true}
-fleet: {lease_ttl: 10s, max_tracks: 40}
+fleet: {lease_ttl: 10s, max_tracks: 40, completion_wait: 2m}
 `
 	want := Config{
 		LiveKit:    LiveKit{URL: "wss://lk.example", APIKey: "k", APISecret: "s"},
@@ -120,7 +120,7 @@ fleet: {lease_ttl: 10s, max_tracks: 40}
 		Limits: Limits{JoinTimeout: 20 * time.Second, RejoinTimeout: 0, ReconnectTimeout: 2 * time.Minute,
 			ShutdownTimeout: 45 * time.Second, ArmTimeout: 30 * time.Minute, MaxRecordings: 50},
 		Redis: Redis{Address: "redis.internal:6380", Username: "rec", Password: "rpw", DB: 3, UseTLS: true},
-		Fleet: Fleet{LeaseTTL: 10 * time.Second, MaxTracks: 40},
+		Fleet: Fleet{LeaseTTL: 10 * time.Second, MaxTracks: 40, CompletionWait: 2 * time.Minute},
 	}
 	for _, s := range table() {
 		_, ok := envs[s.env]
@@ -280,6 +280,7 @@ var errorCases = []struct {
 	{"lease short", map[string]string{"LEASE_TTL": "500ms"}, "LEASE_TTL: 500ms is not between 1s and 1m0s"},
 	{"lease long", map[string]string{"LEASE_TTL": "2m"}, "LEASE_TTL: 2m0s is not between 1s and 1m0s"},
 	{"lease text", map[string]string{"LEASE_TTL": "5"}, `LEASE_TTL: "5" is not a duration (for example 10s)`},
+	{"completion wait long", map[string]string{"COMPLETION_WAIT": "25h"}, "COMPLETION_WAIT: 25h0m0s is not between 0s and 24h0m0s"},
 	{"max tracks zero", map[string]string{"MAX_TRACKS": "0"}, "MAX_TRACKS: 0 must be at least 1"},
 	{"max tracks text", map[string]string{"MAX_TRACKS": "lots"}, `MAX_TRACKS: "lots" is not a whole number`},
 }
@@ -424,8 +425,8 @@ redis:
   sentinel_addresses: []
   cluster_addresses: []
 `, func(c Config) any { return c.Redis }, Redis{Address: "redis.internal:6379", Password: "lkpw"}},
-		{"env fleet", map[string]string{"LEASE_TTL": "1s", "MAX_TRACKS": "1"}, "", func(c Config) any { return c.Fleet }, Fleet{LeaseTTL: time.Second, MaxTracks: 1}},
-		{"file fleet wins", map[string]string{"LEASE_TTL": "1s", "MAX_TRACKS": "1"}, "fleet: {lease_ttl: 1m, max_tracks: 800}", func(c Config) any { return c.Fleet }, Fleet{LeaseTTL: time.Minute, MaxTracks: 800}},
+		{"env fleet", map[string]string{"LEASE_TTL": "1s", "MAX_TRACKS": "1"}, "", func(c Config) any { return c.Fleet }, Fleet{LeaseTTL: time.Second, MaxTracks: 1, CompletionWait: 15 * time.Minute}},
+		{"file fleet wins", map[string]string{"LEASE_TTL": "1s", "MAX_TRACKS": "1"}, "fleet: {lease_ttl: 1m, max_tracks: 800}", func(c Config) any { return c.Fleet }, Fleet{LeaseTTL: time.Minute, MaxTracks: 800, CompletionWait: 15 * time.Minute}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

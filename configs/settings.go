@@ -172,6 +172,9 @@ func table() []setting {
 		{env: "MAX_TRACKS", key: "fleet.max_tracks", def: "400",
 			doc:  "in a fleet: tracks this instance records at once; starts are sent to instances with room for more",
 			bind: bind(func(c *Config) *int { return &c.Fleet.MaxTracks }, integer, atLeast(1))},
+		{env: "COMPLETION_WAIT", key: "fleet.completion_wait", def: "15m",
+			doc:  "in a fleet: how long a room's completion waits for files still on an instance that died; then it completes without them, lists them as missing, and a `recordings_updated` event carries each that arrives later, `0s` to `24h`",
+			bind: bind(func(c *Config) *time.Duration { return &c.Fleet.CompletionWait }, duration, between(0, 24*time.Hour))},
 	}
 }
 

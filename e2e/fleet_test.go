@@ -318,6 +318,82 @@ func TestFleetFailover(t *testing.T) {
 	}
 }
 
+// An instance killed mid-recording that does not come back within
+// COMPLETION_WAIT: the room completes without its file, the webhook lists
+// that file as missing; once the instance comes back and stores it from its
+// spool, a signed recordings_updated event carries it.
+func TestFleetCompletesWithoutADeadInstance(t *testing.T) {
+	t.Parallel()
+	needRecorder(t)
+	rd := startRedis(t)
+	recv := newPipelineReceiver(t, func(int) int { return http.StatusOK })
+	env := func() map[string]string {
+		return pipelineEnv(recv, map[string]string{"REDIS_ADDRESS": rd.Addr(), "MIXDOWN": "none", "MIXDOWN_SETTLE": "1s",
+			"LEASE_TTL": "2s", "COMPLETION_WAIT": "3s", "LOCAL_DIRECTORY": t.TempDir()})
+	}
+	envs := []map[string]string{env(), env()}
+	fleet := []*service{startService(t, envs[0]), startService(t, envs[1])}
+	room, who := "late-room", "lou"
+	p := publish(t, room, who)
+	first := fleet[0].mustStart(room, who)
+	held := 0
+	if fleet[1].instance() == first.Instance {
+		held = 1
+	}
+	a, b, aEnv := fleet[held], fleet[1-held], envs[held]
+	cut := a.waitRecording(room, who, 20*time.Second, func(r recorder.RecordingInfo) bool {
+		return len(r.Tracks) == 1 && r.Tracks[0].Key != "" && r.Tracks[0].Packets > 100
+	}).Tracks[0].Key
+	if err := a.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-a.done
+	b.waitRecording(room, who, 20*time.Second, func(r recorder.RecordingInfo) bool {
+		return r.ID == first.ID && len(r.Tracks) == 1 && r.Tracks[0].Packets > 50
+	})
+	final := b.mustStop(room, who)
+	kept := fileOf(t, final, p.TrackSID()).Key
+	// The killed instance is forgotten after 15 s without a heartbeat;
+	// then the room waits COMPLETION_WAIT for its file.
+	waitFor(t, 60*time.Second, "the room's completion", func() bool {
+		_, events := recv.seen()
+		return len(events) > 0
+	})
+	_, events := recv.seen()
+	done := events[0]
+	if done["event"] != "recordings_complete" || len(done["tracks"].([]any)) != 1 || trackKey(done["tracks"].([]any)[0]) != kept {
+		t.Fatalf("completion: %v", done)
+	}
+	missing, _ := done["missing"].([]any)
+	if len(missing) != 1 || missing[0].(map[string]any)["key"] != cut {
+		t.Fatalf("completion lists missing %v, want the killed instance's %s", missing, cut)
+	}
+	// The instance comes back: its spool stores the cut file.
+	startService(t, aEnv)
+	waitFor(t, 30*time.Second, "the update", func() bool {
+		_, events := recv.seen()
+		return len(events) > 1
+	})
+	time.Sleep(3 * time.Second) // nothing more may arrive
+	_, events = recv.seen()
+	if len(events) != 2 {
+		t.Fatalf("%d pipeline webhooks, want the completion and one update: %v", len(events), events)
+	}
+	upd := events[1]
+	tracks, _ := upd["tracks"].([]any)
+	if upd["event"] != "recordings_updated" || upd["id"] == done["id"] || len(tracks) != 1 || trackKey(tracks[0]) != cut || upd["missing"] != nil {
+		t.Fatalf("update: %v", upd)
+	}
+}
+
+// trackKey is the object key of a track manifest in a pipeline webhook.
+func trackKey(manifest any) string {
+	m, _ := manifest.(map[string]any)
+	f, _ := m["file"].(map[string]any)
+	k, _ := f["key"].(string)
+	return k
+}
+
 // instance is the id the recorder logged when it started listening.
 func (s *service) instance() string {
 	for _, line := range strings.Split(s.logs.String(), "\n") {

@@ -135,6 +135,10 @@ func (f *Fleet) forget(now time.Time) {
 	}
 }
 
+// Member says whether instance is this one or another it heard from
+// lately: a live member of the fleet.
+func (f *Fleet) Member(instance string) bool { return f.known()[instance] }
+
 // known is this instance and the others it heard from.
 func (f *Fleet) known() map[string]bool {
 	f.mu.Lock()

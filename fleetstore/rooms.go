@@ -14,10 +14,15 @@ import (
 // that a room recorded by several instances completes once with all of
 // them, and says which instance runs that completion.
 //
-//	PREFIX:room:{R}:tracks   hash: object key -> the track's manifest (JSON)
+//	PREFIX:room:{R}:tracks   hash: object key -> manifest (JSON) of a stored track not yet completed
+//	PREFIX:room:{R}:pending  hash: object key -> a file being written (JSON, Pending), until published
+//	PREFIX:room:{R}:done     hash: object key -> "1", tracks a completion (or update) carried
+//	PREFIX:room:{R}:missing  hash: object key -> a pending file a completion listed as missing
+//	PREFIX:room:{R}:wait     since when a completion waits for a dead instance's files (Unix ms)
 //	PREFIX:room:{R}:run:S    "running <instance>" or "done", for the track set S
 //
-// Both expire a day after their last change.
+// Each expires a day after its last change. A room's keys share its hash
+// tag, so the scripts below work on a Redis Cluster too.
 type RoomTracks struct {
 	rc     redis.UniversalClient
 	prefix string
@@ -40,36 +45,130 @@ func (r *RoomTracks) key(room, part string) string {
 	return r.prefix + ":room:{" + segment(room) + "}:" + part
 }
 
-// Publish adds manifests (by object key) to room's tracks.
+// publishScript adds manifests to a room's tracks, except those a
+// completion already carried, and ends their pending entries.
+// KEYS: tracks, pending, done. ARGV: ttl s, then object key, manifest pairs.
+var publishScript = redis.NewScript(`
+for i = 2, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[3], ARGV[i]) == 0 then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1])
+  end
+  redis.call('HDEL', KEYS[2], ARGV[i])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1`)
+
+// Publish adds manifests (by object key) to room's tracks, except those a
+// completion already carried (Finish), and ends their pending entries.
 func (r *RoomTracks) Publish(ctx context.Context, room string, manifests map[string]json.RawMessage) error {
 	if len(manifests) == 0 {
 		return nil
 	}
-	k := r.key(room, "tracks")
-	_, err := r.rc.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for key, doc := range manifests {
-			p.HSet(ctx, k, key, []byte(doc))
-		}
-		p.Expire(ctx, k, roomTTL)
-		return nil
-	})
+	args := []any{int64(roomTTL / time.Second)}
+	for key, doc := range manifests {
+		args = append(args, key, []byte(doc))
+	}
+	err := publishScript.Run(ctx, r.rc, []string{r.key(room, "tracks"), r.key(room, "pending"), r.key(room, "done")}, args...).Err()
 	if err != nil {
 		return fmt.Errorf("fleetstore: publish tracks of room %q: %w", room, err)
 	}
 	return nil
 }
 
-// Tracks returns every manifest published for room, by object key.
-func (r *RoomTracks) Tracks(ctx context.Context, room string) (map[string]json.RawMessage, error) {
-	all, err := r.rc.HGetAll(ctx, r.key(room, "tracks")).Result()
+// Pending records that the file with object key is being written (doc
+// describes it) until its manifest is published: a completion waits for it.
+func (r *RoomTracks) Pending(ctx context.Context, room, key string, doc json.RawMessage) error {
+	k := r.key(room, "pending")
+	_, err := r.rc.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, k, key, []byte(doc))
+		p.Expire(ctx, k, roomTTL)
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("fleetstore: tracks of room %q: %w", room, err)
+		return fmt.Errorf("fleetstore: pending file of room %q: %w", room, err)
 	}
-	out := make(map[string]json.RawMessage, len(all))
-	for k, v := range all {
-		out[k] = json.RawMessage(v)
+	return nil
+}
+
+// Tracks returns every manifest published for room and not yet completed,
+// by object key.
+func (r *RoomTracks) Tracks(ctx context.Context, room string) (map[string]json.RawMessage, error) {
+	st, err := r.Room(ctx, room)
+	return st.Tracks, err
+}
+
+// RoomState is what the fleet knows of a room's files, each by object key.
+type RoomState struct {
+	Tracks  map[string]json.RawMessage // stored, not yet completed: manifests
+	Pending map[string]json.RawMessage // being written or stored, not yet published
+	Missing map[string]json.RawMessage // listed as missing by a completion
+}
+
+// Room reads room's files.
+func (r *RoomTracks) Room(ctx context.Context, room string) (RoomState, error) {
+	var cmds [3]*redis.MapStringStringCmd
+	_, err := r.rc.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, part := range []string{"tracks", "pending", "missing"} {
+			cmds[i] = p.HGetAll(ctx, r.key(room, part))
+		}
+		return nil
+	})
+	if err != nil {
+		return RoomState{}, fmt.Errorf("fleetstore: files of room %q: %w", room, err)
 	}
-	return out, nil
+	var maps [3]map[string]json.RawMessage
+	for i, c := range cmds {
+		maps[i] = make(map[string]json.RawMessage, len(c.Val()))
+		for k, v := range c.Val() {
+			maps[i][k] = json.RawMessage(v)
+		}
+	}
+	return RoomState{Tracks: maps[0], Pending: maps[1], Missing: maps[2]}, nil
+}
+
+// WaitSince returns when room's completion began to wait for files on a
+// dead instance: now, unless an earlier completion (on any instance)
+// already began.
+func (r *RoomTracks) WaitSince(ctx context.Context, room string, now time.Time) (time.Time, error) {
+	k := r.key(room, "wait")
+	if err := r.rc.SetNX(ctx, k, now.UnixMilli(), roomTTL).Err(); err != nil {
+		return time.Time{}, fmt.Errorf("fleetstore: completion wait of room %q: %w", room, err)
+	}
+	ms, err := r.rc.Get(ctx, k).Int64()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("fleetstore: completion wait of room %q: %w", room, err)
+	}
+	return time.UnixMilli(ms), nil
+}
+
+// Finish records the completion of room's track set set: the tracks it
+// carried (completed) leave the room's tracks for its done list, found (late
+// files it carried) leave the missing list, and missing (pending files of
+// dead instances it listed) join it. The wait for dead instances ends.
+func (r *RoomTracks) Finish(ctx context.Context, room, set string, completed, found []string, missing map[string]json.RawMessage) error {
+	tracks, done, miss := r.key(room, "tracks"), r.key(room, "done"), r.key(room, "missing")
+	_, err := r.rc.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range completed {
+			p.HDel(ctx, tracks, k)
+			p.HSet(ctx, done, k, "1")
+		}
+		for _, k := range found {
+			p.HDel(ctx, miss, k)
+		}
+		for k, doc := range missing {
+			p.HSet(ctx, miss, k, []byte(doc))
+		}
+		for _, k := range []string{done, miss} {
+			p.Expire(ctx, k, roomTTL)
+		}
+		p.Del(ctx, r.key(room, "wait"))
+		p.Set(ctx, r.key(room, "run:"+set), RunDone, roomTTL)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("fleetstore: complete room %q: %w", room, err)
+	}
+	return nil
 }
 
 // Run states of a room's completion for one track set.

@@ -15,11 +15,27 @@ import (
 // keys out. A webhook receiver that stayed down asks for a later run
 // (completion.ErrRetryLater) rather than lose the event.
 func (p *Pipeline) Complete(ctx context.Context, room string, tracks []spool.Sealed) ([]string, error) {
-	outs, err := p.Run(ctx, room, roomSID(tracks), roomTracks(tracks))
+	return p.CompleteMissing(ctx, room, tracks, nil)
+}
+
+// CompleteMissing is Complete for a fleet's room whose files listed in
+// missing (JSON descriptions) are not stored: the webhook lists them.
+func (p *Pipeline) CompleteMissing(ctx context.Context, room string, tracks []spool.Sealed, missing []json.RawMessage) ([]string, error) {
+	outs, err := p.run(ctx, room, roomSID(tracks), roomTracks(tracks), missing)
+	return outs, retryUndelivered(err)
+}
+
+// Updated is Update for sealed tracks, as a fleet's room completion calls it.
+func (p *Pipeline) Updated(ctx context.Context, room string, tracks []spool.Sealed, missing []json.RawMessage) error {
+	return retryUndelivered(p.Update(ctx, room, roomSID(tracks), roomTracks(tracks), missing))
+}
+
+// retryUndelivered asks for a later run when the receiver stayed down.
+func retryUndelivered(err error) error {
 	if errors.Is(err, ErrUndelivered) {
-		err = fmt.Errorf("%w: %w", completion.ErrRetryLater, err)
+		return fmt.Errorf("%w: %w", completion.ErrRetryLater, err)
 	}
-	return outs, err
+	return err
 }
 
 // roomTracks describes sealed track files for the mixdown and the webhook.

@@ -8,7 +8,10 @@
 //   - The pipeline webhook: a [Notifier] POSTs a [RoomEvent] (the room's track
 //     manifests and, if any, the mixdown's manifest) to a URL, signed the way
 //     LiveKit signs its webhooks, so that a receiver verifies it with
-//     LiveKit's own webhook.Receive.
+//     LiveKit's own webhook.Receive. In a fleet, a room that completed
+//     without a dead instance's files lists them as Missing
+//     ([Pipeline.CompleteMissing]), and [Pipeline.Update] sends each that
+//     arrives later in a recordings_updated event.
 //
 // # Timing
 //

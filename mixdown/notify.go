@@ -26,6 +26,11 @@ import (
 // has stopped and every file of it is uploaded.
 const EventRecordingsComplete = "recordings_complete"
 
+// EventRecordingsUpdated is RoomEvent.Event for files of a completed room
+// that arrived after its recordings_complete listed them as missing (they
+// were on an instance of the fleet that died, stored once it came back).
+const EventRecordingsUpdated = "recordings_updated"
+
 // RoomEvent is the body of a pipeline webhook: what a room's recordings
 // produced. Its JSON keys are chosen so that LiveKit's
 // webhook.ReceiveWebhookEvent also accepts it (filling Event, Id and
@@ -49,6 +54,10 @@ type RoomEvent struct {
 	CreatedAt int64             `json:"created_at"` // Unix seconds, as LiveKit's webhooks
 	Tracks    []json.RawMessage `json:"tracks"`     // the track manifests
 	Mixdown   json.RawMessage   `json:"mixdown,omitempty"`
+	// Missing (in a fleet) lists the files known to have been written that
+	// are not stored: their instance died and COMPLETION_WAIT passed. Each
+	// that arrives later comes in a recordings_updated event.
+	Missing []json.RawMessage `json:"missing,omitempty"`
 }
 
 // EventID derives a room event's id from what identifies the event: the
@@ -56,10 +65,14 @@ type RoomEvent struct {
 // the same id whichever process sends them, so a receiver can drop
 // duplicates, including ones sent again after a restart.
 func EventID(room, roomSID string, keys []string) string {
+	return eventID(EventRecordingsComplete, room, roomSID, keys)
+}
+
+func eventID(event, room, roomSID string, keys []string) string {
 	keys = slices.Clone(keys)
 	slices.Sort(keys)
 	h := sha256.New()
-	for _, s := range append([]string{EventRecordingsComplete, room, roomSID}, keys...) {
+	for _, s := range append([]string{event, room, roomSID}, keys...) {
 		// Length-prefixed, so that no two lists hash alike.
 		fmt.Fprintf(h, "%d:%s\n", len(s), s)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/trackrec/trackrec/spool"
 	"io"
 	"log/slog"
 	"net/http"
@@ -394,5 +395,41 @@ func TestEventID(t *testing.T) {
 	}
 	if !strings.HasPrefix(a, "EV_") || len(a) != 27 {
 		t.Errorf("id %q", a)
+	}
+}
+
+// A fleet's room that completed without a dead instance's file lists it
+// as missing; when the file arrives, a signed recordings_updated event,
+// with an id of its own, carries it. Neither mixes anything.
+func TestMissingAndUpdatedEvents(t *testing.T) {
+	rc := newReceiver(t, 200, 200)
+	p := &Pipeline{Notifier: testNotifier(rc.srv.URL + "/pipeline")}
+	stored := spool.Sealed{Manifest: spool.Manifest{Room: "standup", RoomSID: "RM_1", File: spool.ManifestFile{Key: "livekit/standup/bob-2026-11-21T100001-TR_BBB.ogg"}}}
+	late := spool.Sealed{Manifest: spool.Manifest{Room: "standup", RoomSID: "RM_1", File: spool.ManifestFile{Key: "livekit/standup/ann-2026-11-21T100000-TR_AAA.ogg"}}}
+	missing := []json.RawMessage{json.RawMessage(`{"key":"livekit/standup/ann-2026-11-21T100000-TR_AAA.ogg","instance":"gone"}`)}
+	if _, err := p.CompleteMissing(t.Context(), "standup", []spool.Sealed{stored}, missing); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Updated(t.Context(), "standup", []spool.Sealed{late}, nil); err != nil {
+		t.Fatal(err)
+	}
+	deliveries, events := rc.seen()
+	if len(events) != 2 || len(deliveries) != 2 {
+		t.Fatalf("%d events (%d deliveries), want 2", len(events), len(deliveries))
+	}
+	for _, d := range deliveries {
+		if d.verifyErr != nil || d.headerID != d.bodyID {
+			t.Errorf("delivery %s: %v (body id %s)", d.headerID, d.verifyErr, d.bodyID)
+		}
+	}
+	done, upd := events[0], events[1]
+	if done.Event != EventRecordingsComplete || len(done.Tracks) != 1 || len(done.Missing) != 1 || !bytes.Equal(done.Missing[0], missing[0]) {
+		t.Errorf("completion: %+v", done)
+	}
+	if upd.Event != EventRecordingsUpdated || len(upd.Tracks) != 1 || !bytes.Contains(upd.Tracks[0], []byte("TR_AAA")) || len(upd.Missing) != 0 || upd.Mixdown != nil {
+		t.Errorf("update: %+v", upd)
+	}
+	if upd.ID == done.ID || upd.ID == EventID("standup", "RM_1", []string{late.Manifest.File.Key}) {
+		t.Errorf("the update's id %s is not its own", upd.ID)
 	}
 }

@@ -55,6 +55,10 @@ type Pipeline struct {
 // Run mixes and notifies for one complete room and returns the keys it
 // stored.
 func (p *Pipeline) Run(ctx context.Context, room, roomSID string, tracks []RoomTrack) ([]string, error) {
+	return p.run(ctx, room, roomSID, tracks, nil)
+}
+
+func (p *Pipeline) run(ctx context.Context, room, roomSID string, tracks []RoomTrack, missing []json.RawMessage) ([]string, error) {
 	if len(tracks) == 0 {
 		return nil, ErrNoTracks
 	}
@@ -84,7 +88,7 @@ func (p *Pipeline) Run(ctx context.Context, room, roomSID string, tracks []RoomT
 	}
 	if p.Notifier != nil {
 		keys := make([]string, 0, len(tracks))
-		ev := RoomEvent{Event: EventRecordingsComplete, Room: room, RoomSID: roomSID, CreatedAt: time.Now().Unix(), Mixdown: mixManifest}
+		ev := RoomEvent{Event: EventRecordingsComplete, Room: room, RoomSID: roomSID, CreatedAt: time.Now().Unix(), Mixdown: mixManifest, Missing: missing}
 		for _, t := range tracks {
 			keys = append(keys, t.Key)
 			ev.Tracks = append(ev.Tracks, t.Manifest)
@@ -96,6 +100,32 @@ func (p *Pipeline) Run(ctx context.Context, room, roomSID string, tracks []RoomT
 		log.Info("pipeline webhook delivered", "event", ev.ID)
 	}
 	return outs, mixErr
+}
+
+// Update sends the recordings_updated event for tracks, files of a room
+// that completed without them, with the files still missing. The room's
+// mixdown is not made again.
+func (p *Pipeline) Update(ctx context.Context, room, roomSID string, tracks []RoomTrack, missing []json.RawMessage) error {
+	if len(tracks) == 0 {
+		return ErrNoTracks
+	}
+	if p.Notifier == nil {
+		return nil
+	}
+	ev := RoomEvent{Event: EventRecordingsUpdated, Room: room, RoomSID: roomSID, CreatedAt: time.Now().Unix(), Missing: missing}
+	keys := make([]string, 0, len(tracks))
+	for _, t := range tracks {
+		keys = append(keys, t.Key)
+		ev.Tracks = append(ev.Tracks, t.Manifest)
+	}
+	ev.ID = eventID(EventRecordingsUpdated, room, roomSID, keys)
+	if err := p.Notifier.NotifyEvent(ctx, ev); err != nil {
+		return fmt.Errorf("pipeline webhook (update) for room %q: %w", room, err)
+	}
+	if p.Logger != nil {
+		p.Logger.Info("pipeline webhook delivered", "room", room, "event", ev.ID, "updated", len(tracks))
+	}
+	return nil
 }
 
 // mix downloads the tracks, mixes them and stores the mix and its manifest.

@@ -315,7 +315,7 @@ type track struct {
 // open creates the track's file in the spool once the timeline has fixed
 // its start.
 func (t *track) open(start time.Time, _ int) (io.WriteCloser, error) {
-	f, err := t.opts.Spool.Create(spool.Track{
+	desc := spool.Track{
 		Room:            t.info.Room,
 		RoomSID:         t.info.RoomSID,
 		Participant:     t.info.Participant,
@@ -324,9 +324,13 @@ func (t *track) open(start time.Time, _ int) (io.WriteCloser, error) {
 		TrackSID:        t.info.TrackSID,
 		Source:          t.info.Source,
 		MimeType:        t.info.MimeType,
-	}, start, t.opts.Format)
+	}
+	f, err := t.opts.Spool.Create(desc, start, t.opts.Format)
 	if err != nil {
 		return nil, err
+	}
+	if t.opts.Opened != nil {
+		t.opts.Opened(desc, f.Key(), start)
 	}
 	t.mu.Lock()
 	t.file = f

@@ -108,6 +108,10 @@ type Options struct {
 	Lookup LookupFunc
 	// Intents, if set, is told which recordings are wanted fleet-wide.
 	Intents Intents
+	// Opened, if set, is told of each track file as it opens, under its
+	// object key (a fleet's room completion waits for the files it knows).
+	// It must not block.
+	Opened func(t spool.Track, key string, start time.Time)
 }
 
 // Supervisor owns every recording of this instance.

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -92,6 +93,10 @@ type app struct {
 	// stopTakeover ends resuming other instances' recordings.
 	stopTakeover func()
 	fleet        *fleet.Fleet // nil alone
+	joined       atomic.Pointer[fleet.Fleet]
+	// files tells the fleet of this instance's files; nil alone or
+	// without a room pipeline.
+	files *fleetcompletion.Files
 	// successor takes this instance's recordings over when it drains;
 	// nil alone.
 	successor recorder.Successor
@@ -173,13 +178,19 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 		return fail(err)
 	}
 	a.shared = shared
-	pipeline := roomPipeline(cfg, store, a.queue, a.log)
-	if pipeline != nil && shared.rooms != nil {
-		// In a fleet a room completes once, with every instance's tracks.
-		pipeline = fleetcompletion.Wrap(pipeline, fleetcompletion.Options{
-			Store: shared.rooms, Instance: instance, Logger: a.log,
-			Busy: fleetcompletion.RoomBusy(shared.intents, shared.leases),
-		})
+	var pipeline completion.Pipeline
+	if mix := roomPipeline(cfg, store, a.queue, a.log); mix != nil {
+		pipeline = mix.Complete
+		if shared.rooms != nil {
+			// In a fleet a room completes once, with every instance's
+			// tracks, and waits for the files it knows of.
+			a.files = fleetcompletion.NewFiles(shared.rooms, instance, a.log)
+			pipeline = fleetcompletion.Wrap(mix, fleetcompletion.Options{
+				Store: shared.rooms, Instance: instance, Logger: a.log,
+				Busy:  fleetcompletion.RoomBusy(shared.intents, shared.leases),
+				Alive: a.member, Wait: cfg.Fleet.CompletionWait,
+			})
+		}
 	}
 	a.rooms = completion.New(completion.Options{
 		Pipeline:    pipeline,
@@ -204,7 +215,12 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if a.sup, err = newSupervisor(cfg, a.spool, a.rooms, rs, shared, instance, a.log); err != nil {
+	var rooms recorder.Rooms = a.rooms
+	var opened func(spool.Track, string, time.Time)
+	if a.files != nil {
+		rooms, opened = fleetRooms{a.rooms, a.files}, a.files.Opened
+	}
+	if a.sup, err = newSupervisor(cfg, a.spool, rooms, opened, rs, shared, instance, a.log); err != nil {
 		return fail(err)
 	}
 	// Alone, the API and the webhook policy drive this supervisor; in a
@@ -265,10 +281,18 @@ func (a *app) joinFleet(cfg configs.Config, instance string) (fleet.Recorder, er
 		return fleet.Recorder{}, fmt.Errorf("REDIS_ADDRESS: join the fleet: %w", err)
 	}
 	a.fleet = f
+	a.joined.Store(f)
 	intents := a.shared.intents
 	return fleet.Recorder{Fleet: f, Local: a.sup, Log: a.log, Forget: func(ctx context.Context, room, participant string) (bool, error) {
 		return takeover.Forget(ctx, intents, room, participant)
 	}}, nil
+}
+
+// member says whether instance is alive in the fleet; before this instance
+// joined it cannot tell, and says so.
+func (a *app) member(instance string) bool {
+	f := a.joined.Load()
+	return f == nil || f.Member(instance)
 }
 
 // startTakeover resumes here the recordings whose instance died or shut
@@ -285,7 +309,7 @@ func (a *app) startTakeover(cfg configs.Config) {
 }
 
 // newSupervisor makes the supervisor of this instance's recordings.
-func newSupervisor(cfg configs.Config, sp *spool.Spool, rooms *completion.Rooms, rs probe.RoomService, sh shared, instance string, log *slog.Logger) (*recorder.Supervisor, error) {
+func newSupervisor(cfg configs.Config, sp *spool.Spool, rooms recorder.Rooms, opened func(spool.Track, string, time.Time), rs probe.RoomService, sh shared, instance string, log *slog.Logger) (*recorder.Supervisor, error) {
 	// The lookup is bounded by JOIN_TIMEOUT like the join it comes before.
 	lookup, err := probe.NewLookup(rs, cfg.Limits.JoinTimeout)
 	if err != nil {
@@ -297,6 +321,7 @@ func newSupervisor(cfg configs.Config, sp *spool.Spool, rooms *completion.Rooms,
 	}
 	return recorder.New(recorder.Options{
 		Intents:          intents,
+		Opened:           opened,
 		Spool:            sp,
 		Rooms:            rooms,
 		Owners:           sh.owners,
@@ -339,6 +364,13 @@ func (a *app) shutdown() error {
 	if err := a.queue.Drain(dctx); err != nil {
 		a.log.Warn("uploads unfinished; they stay in the spool for the next start", "err", err)
 	}
+	if a.files != nil {
+		// The files stored while draining are published for the fleet's
+		// completion of their rooms.
+		fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		a.files.Close(fctx)
+		fcancel()
+	}
 	a.rooms.Close()
 	a.sup.Close()
 	if err := a.shared.close(); err != nil {
@@ -349,6 +381,18 @@ func (a *app) shutdown() error {
 	}
 	a.log.Info("shut down cleanly")
 	return nil
+}
+
+// fleetRooms tells both this instance's room completion and the fleet of
+// each sealed track.
+type fleetRooms struct {
+	*completion.Rooms
+	files *fleetcompletion.Files
+}
+
+func (r fleetRooms) TrackClosed(room string, t spool.Sealed) {
+	r.Rooms.TrackClosed(room, t)
+	r.files.Stored(room, t)
 }
 
 // service is what the HTTP API shows: the supervisor's recordings, the
@@ -411,7 +455,7 @@ func openSpool(cfg configs.Config, instance string, queue *uploader.Queue, log *
 
 // roomPipeline is what runs once a room is complete: the built-in mixdown
 // and the signed pipeline webhook, or nothing (nil) when both are off.
-func roomPipeline(cfg configs.Config, store uploader.Storage, queue *uploader.Queue, log *slog.Logger) completion.Pipeline {
+func roomPipeline(cfg configs.Config, store uploader.Storage, queue *uploader.Queue, log *slog.Logger) *mixdown.Pipeline {
 	format, _ := mixdown.ParseFormat(cfg.Mixdown.Format) // validated with the config
 	p := &mixdown.Pipeline{
 		Store:   store,
@@ -431,7 +475,7 @@ func roomPipeline(cfg configs.Config, store uploader.Storage, queue *uploader.Qu
 	if !p.Mix && p.Notifier == nil {
 		return nil
 	}
-	return p.Complete
+	return p
 }
 
 // joiner joins a bot to a room, bounded by JOIN_TIMEOUT.
