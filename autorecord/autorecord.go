@@ -43,7 +43,11 @@ type Options struct {
 	IgnoreIdentities []string
 	// Timeout bounds the work of one event (default 30 s).
 	Timeout time.Duration
-	Logger  *slog.Logger
+	// Later, if set, keeps a start refused for capacity (ErrFull) wanted,
+	// so that the first instance of the fleet with room records it
+	// (takeover.Later); without it the refusal is logged.
+	Later  func(ctx context.Context, room, identity string) error
+	Logger *slog.Logger
 }
 
 // Policy acts on LiveKit's webhook events.
@@ -210,6 +214,12 @@ func (p *Policy) start(ctx context.Context, room, identity string) {
 	switch {
 	case errors.Is(err, recorder.ErrNoRoom) || errors.Is(err, recorder.ErrNoParticipant):
 		log.Info("webhook: participant already gone; not recording", "err", err)
+	case errors.Is(err, recorder.ErrFull) && p.opts.Later != nil:
+		if lerr := p.opts.Later(ctx, room, identity); lerr != nil {
+			log.Error("webhook: start refused for capacity, and not kept for later", "err", err, "later", lerr)
+			return
+		}
+		log.Warn("webhook: no room to record now; the first instance with room records it", "err", err)
 	case err != nil:
 		log.Error("webhook: start failed", "err", err)
 	case created:

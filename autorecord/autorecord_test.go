@@ -3,6 +3,7 @@ package autorecord
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -197,6 +198,39 @@ func TestJoinedForSomeoneGone(t *testing.T) {
 	p.Wait()
 	if got, want := rec.got(), []string{"start r/alice"}; !slices.Equal(got, want) {
 		t.Errorf("calls %q, want %q", got, want)
+	}
+}
+
+// A start refused for capacity is kept for later when the policy can (a
+// fleet), and only then; other failures are not.
+func TestJoinedWhileFull(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		err   error
+		later bool
+		want  []string
+	}{
+		{"full, with later", recorder.ErrFull, true, []string{"start r/alice", "later r/alice"}},
+		{"full, alone", recorder.ErrFull, false, []string{"start r/alice"}},
+		{"unavailable", recorder.ErrUnavailable, true, []string{"start r/alice"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &fakeRecorder{startFn: func(bool) error { return fmt.Errorf("fleet: %w", tc.err) }}
+			o := Options{Enabled: true, Logger: quiet()}
+			if tc.later {
+				o.Later = func(_ context.Context, room, identity string) error {
+					rec.log("later " + room + "/" + identity)
+					return nil
+				}
+			}
+			p := New(rec, o)
+			defer p.Close()
+			p.HandleEvent(event("participant_joined", "r", &livekit.ParticipantInfo{Identity: "alice"}))
+			p.Wait()
+			if got := rec.got(); !slices.Equal(got, tc.want) {
+				t.Errorf("calls %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
 

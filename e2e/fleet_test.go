@@ -641,18 +641,38 @@ func withDir(t *testing.T, env map[string]string) map[string]string {
 }
 
 // A fleet whose every instance is full (MAX_TRACKS=1 each) answers a start
-// 503 with Retry-After and a JSON error, and records nobody new; once a
-// stop frees an instance, the same start succeeds there.
+// 503 with Retry-After and a JSON error, and records nobody new; a
+// participant LiveKit's webhook asks to record meanwhile waits. Once a stop
+// frees an instance, that participant is recorded there (not before), and
+// once another frees one, the refused start succeeds.
 func TestFleetFullAnswers503UntilCapacityFrees(t *testing.T) {
 	t.Parallel()
 	needRecorder(t)
 	rd := startRedis(t)
-	env := map[string]string{"REDIS_ADDRESS": rd.Addr(), "MIXDOWN": "none", "MAX_TRACKS": "1"}
-	fleet := []*service{startService(t, withDir(t, env)), startService(t, withDir(t, env))}
+	ports := []int{freePort(t), freePort(t)}
+	var hooks []string
+	for _, p := range ports {
+		hooks = append(hooks, "http://127.0.0.1:"+strconv.Itoa(p)+"/recordings/webhooks")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	server, err := testbed.StartLiveKit(ctx, testbed.LiveKitOptions{WebhookURLs: hooks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	var fleet []*service
+	for _, p := range ports {
+		fleet = append(fleet, startService(t, withDir(t, map[string]string{
+			"LIVEKIT_URL": server.URL, "LIVEKIT_API_KEY": server.APIKey, "LIVEKIT_API_SECRET": server.APISecret,
+			"APP_PORT": strconv.Itoa(p), "REDIS_ADDRESS": rd.Addr(), "MIXDOWN": "none", "MAX_TRACKS": "1",
+			"AUTO_RECORD_ROOMS": "full-auto-*",
+		})))
+	}
 	rooms := []string{"full-room-0", "full-room-1", "full-room-2"}
 	whos := []string{"lea", "max", "ned"}
 	for i := range rooms {
-		publish(t, rooms[i], whos[i])
+		publishOn(t, server, rooms[i], whos[i])
 	}
 	held := map[string]string{}
 	for i := range 2 {
@@ -670,12 +690,31 @@ func TestFleetFullAnswers503UntilCapacityFrees(t *testing.T) {
 	if s, err := strconv.Atoi(header.Get("Retry-After")); err != nil || s <= 0 {
 		t.Errorf("Retry-After %q on a full fleet", header.Get("Retry-After"))
 	}
-	for _, r := range fleet[1].list() {
-		if r.Participant == whos[2] {
-			t.Errorf("a refused start recorded %s: %+v", whos[2], r)
+	// oli joins an auto-recorded room while the fleet is full.
+	publishOn(t, server, "full-auto-0", "oli")
+	recorded := func(who string) *recorder.RecordingInfo {
+		for _, r := range fleet[1].list() {
+			if r.Participant == who && r.State != recorder.StateStopped {
+				return &r
+			}
+		}
+		return nil
+	}
+	time.Sleep(4 * time.Second) // the webhook came and was refused
+	for _, who := range []string{"ned", "oli"} {
+		if r := recorded(who); r != nil {
+			t.Fatalf("%s recorded while the fleet is full: %+v", who, r)
 		}
 	}
 	freed := fleet[1].mustStop(rooms[0], whos[0])
+	waitFor(t, 20*time.Second, "oli recorded once an instance has room", func() bool {
+		r := recorded("oli")
+		return r != nil && len(r.Tracks) == 1 && r.Tracks[0].Packets > 20
+	})
+	if r := recorded("oli"); r.Instance != freed.Instance {
+		t.Errorf("oli recorded on %s, want %s, which freed room", r.Instance, freed.Instance)
+	}
+	freed = fleet[0].mustStop(rooms[1], whos[1])
 	code, info, body := fleet[1].post("/recordings/start", rooms[2], whos[2])
 	if code != http.StatusCreated || info.Instance != freed.Instance {
 		t.Fatalf("start once %s freed room: %d on %q %s", freed.Instance, code, info.Instance, body)

@@ -114,6 +114,19 @@ func (l Supervisor) Load() (int, int) {
 }
 func (l Supervisor) Owns(room, participant string) bool { return l.Sup.Has(room, participant) }
 
+// Here is this instance's recorder for the starts that are not placed (a
+// takeover): bounded by MAX_TRACKS like a placed start.
+type Here struct{ Supervisor }
+
+// Start starts the recording here unless this instance is full (it may
+// already hold it: then the start is idempotent).
+func (h Here) Start(ctx context.Context, room, participant string, opts ...recorder.StartOption) (recorder.RecordingInfo, bool, error) {
+	if tracks, capacity := h.Load(); tracks >= capacity && !h.Sup.Has(room, participant) {
+		return recorder.RecordingInfo{}, false, fmt.Errorf("%w: %d of %d tracks (MAX_TRACKS)", recorder.ErrFull, tracks, capacity)
+	}
+	return h.Sup.Start(ctx, room, participant, opts...)
+}
+
 // errorPairs maps the recorder's errors to the fleet's, and back.
 var errorPairs = [...]struct{ rec, fleet error }{
 	{recorder.ErrNotFound, ErrNotFound},

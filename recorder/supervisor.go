@@ -766,6 +766,9 @@ func (h *handler) Disconnected(reason string, recoverable bool) {
 	}
 }
 
+// NewID returns a new recording id.
+func NewID() string { return newID("RC_") }
+
 func newID(prefix string) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])

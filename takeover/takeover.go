@@ -146,6 +146,14 @@ func resume(ctx context.Context, o Options, in fleetstore.Intent, since *sync.Ma
 	}
 }
 
+// Later keeps participant's recording in room wanted though no instance
+// could start it (the fleet was full): no claim holds it, so the first
+// instance with room resumes it, under a new recording id.
+func Later(ctx context.Context, w Wanted, room, participant string) error {
+	return w.Put(ctx, fleetstore.Intent{Key: fleetstore.Key{Room: room, Participant: participant},
+		ID: recorder.NewID(), Since: time.Now().UTC(), Free: true})
+}
+
 // stillWanted says whether in is still wanted under the same recording id.
 func stillWanted(ctx context.Context, w Wanted, in fleetstore.Intent) (bool, error) {
 	cur, ok, err := w.Get(ctx, in.Key)

@@ -224,3 +224,16 @@ func TestGraceStartsOverWhenClaimedAgain(t *testing.T) {
 		<-done
 	})
 }
+
+// Later leaves a recording wanted and free, under a new recording id, so
+// that the first instance with room resumes it at once.
+func TestLaterIsWantedAndFree(t *testing.T) {
+	w := &fakeWanted{all: map[fleetstore.Key]fleetstore.Intent{}}
+	if err := Later(context.Background(), w, "r", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	in, ok, _ := w.Get(context.Background(), fleetstore.Key{Room: "r", Participant: "alice"})
+	if !ok || !in.Free || len(in.ID) < 4 || in.ID[:3] != "RC_" || in.Since.IsZero() {
+		t.Errorf("wanted %+v %v, want a free intent with a recording id", in, ok)
+	}
+}

@@ -93,6 +93,7 @@ type app struct {
 	// stopTakeover ends resuming other instances' recordings.
 	stopTakeover func()
 	fleet        *fleet.Fleet // nil alone
+	here         fleet.Here   // this instance, bounded by MAX_TRACKS, for takeovers
 	joined       atomic.Pointer[fleet.Fleet]
 	// files tells the fleet of this instance's files; nil alone or
 	// without a room pipeline.
@@ -237,10 +238,15 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 		front, answer = fr, fleetService{fr, local}
 		a.successor = fr
 	}
+	var later func(context.Context, string, string) error
+	if wanted := shared.intents; wanted != nil {
+		later = func(ctx context.Context, room, identity string) error { return takeover.Later(ctx, wanted, room, identity) }
+	}
 	a.policy = autorecord.New(front, autorecord.Options{
 		Enabled:          cfg.AutoRecord.Enabled,
 		Rooms:            cfg.AutoRecord.Rooms,
 		IgnoreIdentities: cfg.AutoRecord.IgnoreIdentities,
+		Later:            later,
 		Logger:           a.log,
 	})
 	keys := auth.NewSimpleKeyProvider(cfg.LiveKit.APIKey, cfg.LiveKit.APISecret)
@@ -272,10 +278,11 @@ func joinBound(cfg configs.Config) time.Duration { return cfg.Limits.JoinTimeout
 // joinFleet makes this instance a member of the fleet on Redis and returns
 // what answers for the whole fleet.
 func (a *app) joinFleet(cfg configs.Config, instance string) (fleet.Recorder, error) {
+	local := fleet.Supervisor{Sup: a.sup, MaxTracks: cfg.Fleet.MaxTracks,
+		Homes: a.shared.rooms, Instance: instance, HomeTTL: joinBound(cfg)}
+	a.here = fleet.Here{Supervisor: local}
 	f, err := fleet.New(fleet.Options{
-		Instance: instance, Bus: a.shared.bus, Logger: a.log, Timeout: joinBound(cfg),
-		Local: fleet.Supervisor{Sup: a.sup, MaxTracks: cfg.Fleet.MaxTracks,
-			Homes: a.shared.rooms, Instance: instance, HomeTTL: joinBound(cfg)},
+		Instance: instance, Bus: a.shared.bus, Logger: a.log, Timeout: joinBound(cfg), Local: local,
 	})
 	if err != nil {
 		return fleet.Recorder{}, fmt.Errorf("REDIS_ADDRESS: join the fleet: %w", err)
@@ -302,7 +309,7 @@ func (a *app) startTakeover(cfg configs.Config) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		takeover.Run(ctx, takeover.Options{Wanted: a.shared.intents, Holders: a.shared.leases, Starter: a.sup, Logger: a.log,
+		takeover.Run(ctx, takeover.Options{Wanted: a.shared.intents, Holders: a.shared.leases, Starter: a.here, Logger: a.log,
 			Grace: cfg.Fleet.LeaseTTL / 2})
 	}()
 	a.stopTakeover = func() { cancel(); <-done }
