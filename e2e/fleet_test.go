@@ -583,7 +583,7 @@ func TestFleetShutdownHandsRecordingsOn(t *testing.T) {
 	needRecorder(t)
 	rd := startRedis(t)
 	env := map[string]string{"REDIS_ADDRESS": rd.Addr(), "MIXDOWN": "none", "LEASE_TTL": "2s"}
-	fleet := []*service{startService(t, withDir(t, env)), startService(t, withDir(t, env))}
+	fleet := []*service{startService(t, withDir(t, env)), startService(t, withDir(t, env)), startService(t, withDir(t, env))}
 	room := "handover-room"
 	whos := []string{"ivy", "jay", "kim"}
 	pubs := map[string]*testbed.Publisher{}
@@ -593,10 +593,12 @@ func TestFleetShutdownHandsRecordingsOn(t *testing.T) {
 		firsts[who] = fleet[0].mustStart(room, who)
 	}
 	held := 0
-	if fleet[1].instance() == firsts[whos[0]].Instance {
-		held = 1
+	for i, s := range fleet {
+		if s.instance() == firsts[whos[0]].Instance {
+			held = i
+		}
 	}
-	a, b := fleet[held], fleet[1-held]
+	a, b := fleet[held], fleet[(held+1)%len(fleet)]
 	olds := map[string]recorder.TrackInfo{}
 	for _, who := range whos {
 		if firsts[who].Instance != firsts[whos[0]].Instance {
@@ -608,6 +610,7 @@ func TestFleetShutdownHandsRecordingsOn(t *testing.T) {
 		olds[who] = before.Tracks[0]
 	}
 	a.terminate(t, 30*time.Second)
+	successors := map[string]bool{}
 	for _, who := range whos {
 		taken := b.waitRecording(room, who, 20*time.Second, func(r recorder.RecordingInfo) bool {
 			return r.ID == firsts[who].ID && len(r.Tracks) == 1 && r.Tracks[0].Packets > 50
@@ -615,6 +618,14 @@ func TestFleetShutdownHandsRecordingsOn(t *testing.T) {
 		if taken.HandoverAt == nil {
 			t.Errorf("%s: resumed without a handover: %+v", who, taken)
 		}
+		successors[taken.Instance] = true
+	}
+	// The room's recordings, handed over at once, meet on one instance.
+	if len(successors) != 1 {
+		t.Errorf("the room's recordings went to %v, want one instance", successors)
+	}
+	if n := botsIn(t, room); n != 1 {
+		t.Errorf("%d bots in the room after the handover, want 1", n)
 	}
 	time.Sleep(time.Second)
 	for _, who := range whos {

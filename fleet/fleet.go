@@ -39,9 +39,10 @@ type Local interface {
 	Owns(room, participant string) bool
 	// HandOver starts, on this instance, the recording of participant in
 	// room that the instance holding it as owner hands over while it
-	// drains, under the same id; it returns the recording once its files
-	// took over (recorder.HandOverFrom).
-	HandOver(ctx context.Context, room, participant, id, owner string, wait bool) (json.RawMessage, error)
+	// drains, under the same id; it returns the recording and the instant
+	// its files take over (recorder.HandOverFrom).
+	// from is the draining instance.
+	HandOver(ctx context.Context, room, participant, id, owner, from string, wait bool) (json.RawMessage, time.Time, error)
 	// Draining reports that this instance is handing its recordings over:
 	// a successor's claim on them wins over its own.
 	Draining() bool
@@ -278,12 +279,16 @@ type (
 		Instance  string          `json:"instance"`
 		Recording json.RawMessage `json:"recording"`
 		Created   bool            `json:"created"`
+		// CutIn (a handover) is how long after the answer its cut comes:
+		// relative, so the two instances' clocks need not agree.
+		CutIn time.Duration `json:"cut_in_ns,omitempty"`
 	}
 	handReq struct {
 		Room        string `json:"room"`
 		Participant string `json:"participant"`
 		ID          string `json:"id"`
 		Owner       string `json:"owner"` // the claim's holder, handing it over
+		From        string `json:"from"`  // its instance
 		Wait        bool   `json:"wait,omitempty"`
 	}
 	keyReq struct {
@@ -346,12 +351,12 @@ func (f *Fleet) serveStart(ctx context.Context, r startReq) (startRes, error) {
 }
 
 func (f *Fleet) serveHandOver(ctx context.Context, r handReq) (startRes, error) {
-	rec, err := f.local.HandOver(ctx, r.Room, r.Participant, r.ID, r.Owner, r.Wait)
+	rec, cut, err := f.local.HandOver(ctx, r.Room, r.Participant, r.ID, r.Owner, r.From, r.Wait)
 	if err != nil {
 		return startRes{}, err
 	}
 	f.log.Info("fleet: recording taken over", "room", r.Room, "participant", r.Participant, "recording", r.ID)
-	return startRes{Instance: f.instance, Recording: rec, Created: true}, nil
+	return startRes{Instance: f.instance, Recording: rec, Created: true, CutIn: time.Until(cut)}, nil
 }
 
 func (f *Fleet) serveStop(ctx context.Context, r keyReq) (stopRes, error) {
@@ -400,8 +405,12 @@ func (f *Fleet) startAffinity(_ context.Context, m *wrapperspb.BytesValue) float
 		return -1
 	}
 	defer f.served.Done()
+	owns := f.local.Owns(r.Room, r.Participant)
+	if owns && f.local.Draining() {
+		return drainingOwner // its successor, if any, answers
+	}
 	tracks, capacity := f.local.Load()
-	return placement(f.local.Owns(r.Room, r.Participant), f.local.HasRoom(r.Room), tracks, capacity)
+	return placement(owns, f.local.HasRoom(r.Room), tracks, capacity)
 }
 
 // handOverAffinity places a handover as a new start: the instance handing
@@ -482,19 +491,20 @@ func (f *Fleet) Start(ctx context.Context, room, participant string, wait bool) 
 
 // HandOver places participant's recording in room, which this instance
 // holds as owner and hands over while it drains, on another instance (as a
-// start is placed), and returns it as that instance started it (its
-// HandoverAt is the cut) and that instance. ErrFull: no instance has room.
-func (f *Fleet) HandOver(ctx context.Context, room, participant, id, owner string, wait bool) (json.RawMessage, string, error) {
-	res, inst, err := call[startRes](ctx, f, mHand, handReq{Room: room, Participant: participant, ID: id, Owner: owner, Wait: wait}, ErrFull,
+// start is placed), and returns it as that instance started it, that
+// instance, and how long after the answer its cut comes. ErrFull: no
+// instance has room.
+func (f *Fleet) HandOver(ctx context.Context, room, participant, id, owner string, wait bool) (json.RawMessage, string, time.Duration, error) {
+	res, inst, err := call[startRes](ctx, f, mHand, handReq{Room: room, Participant: participant, ID: id, Owner: owner, From: f.instance, Wait: wait}, ErrFull,
 		psrpc.WithSelectionOpts(psrpc.SelectionOpts{
 			MaximumAffinity:     1,
 			AffinityTimeout:     selectTimeout,
 			ShortCircuitTimeout: shortCircuit,
 		}))
 	if err != nil {
-		return nil, inst, err
+		return nil, inst, 0, err
 	}
-	return res.Recording, res.Instance, nil
+	return res.Recording, res.Instance, res.CutIn, nil
 }
 
 // Stop stops participant's recording in room on the instance that owns it

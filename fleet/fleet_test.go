@@ -131,20 +131,22 @@ func (l *fakeLocal) Draining() bool {
 	return l.draining
 }
 
-func (l *fakeLocal) HandOver(_ context.Context, room, participant, id, owner string, _ bool) (json.RawMessage, error) {
+func (l *fakeLocal) HandOver(_ context.Context, room, participant, id, owner, _ string, _ bool) (json.RawMessage, time.Time, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	k := [2]string{room, participant}
 	if l.recs[k] {
-		return nil, fmt.Errorf("local: %w", ErrOwned)
+		return nil, time.Time{}, fmt.Errorf("local: %w", ErrOwned)
 	}
 	l.recs[k] = true
 	if l.handed == nil {
 		l.handed = map[[2]string]string{}
 	}
 	l.handed[k] = owner
-	return l.recording(room, participant, "recording"), nil
+	return l.recording(room, participant, "recording"), time.Now().Add(cutAhead), nil
 }
+
+const cutAhead = 250 * time.Millisecond
 
 func (l *fakeLocal) set(fn func(l *fakeLocal)) {
 	l.mu.Lock()
@@ -664,9 +666,12 @@ func TestHandOver(t *testing.T) {
 		c.locals["a"].set(func(l *fakeLocal) { l.recs[k] = true; l.rooms["room"] = true; l.draining = true; l.extra = 10 })
 		fill(c.locals["b"], 5)
 		fill(c.locals["c"], 2)
-		rec, inst, err := c.nodes["a"].HandOver(t.Context(), "room", "alice", "RC_1", "a/RC_1", false)
+		rec, inst, in, err := c.nodes["a"].HandOver(t.Context(), "room", "alice", "RC_1", "a/RC_1", false)
 		if err != nil || inst != "c" || recordingOn(t, rec) != "c" {
 			t.Fatalf("HandOver: on %q (%s), %v; want c", inst, rec, err)
+		}
+		if in != cutAhead {
+			t.Errorf("cut %v after the answer, want %v", in, cutAhead)
 		}
 		if got := c.locals["c"].handed[k]; got != "a/RC_1" {
 			t.Errorf("c took it over from %q, want a/RC_1", got)
@@ -680,7 +685,7 @@ func TestHandOver(t *testing.T) {
 		}
 		fill(c.locals["b"], 10)
 		fill(c.locals["c"], 10)
-		if _, _, err := c.nodes["a"].HandOver(t.Context(), "room", "bob", "RC_2", "a/RC_2", false); !errors.Is(err, ErrFull) {
+		if _, _, _, err := c.nodes["a"].HandOver(t.Context(), "room", "bob", "RC_2", "a/RC_2", false); !errors.Is(err, ErrFull) {
 			t.Errorf("HandOver with the others full: %v, want ErrFull", err)
 		}
 	})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/trackrec/trackrec/bot"
@@ -26,21 +27,17 @@ type Supervisor struct {
 
 // Homes keeps rooms' home instances (fleetstore.RoomTracks).
 type Homes interface {
-	ClaimHome(ctx context.Context, room, instance string, ttl time.Duration) (string, error)
+	// TakeHome makes instance the home of room for ttl unless another
+	// instance than from is, and returns the home.
+	TakeHome(ctx context.Context, room, from, instance string, ttl time.Duration) (string, error)
 	Home(ctx context.Context, room string) (string, error)
 }
 
 var _ Local = Supervisor{}
 
 func (l Supervisor) Start(ctx context.Context, room, participant string, wait bool) (json.RawMessage, bool, error) {
-	if l.Homes != nil && !l.Sup.HasRoom(room) && !l.Sup.Has(room, participant) {
-		home, err := l.Homes.ClaimHome(ctx, room, l.Instance, l.HomeTTL)
-		if err != nil {
-			return nil, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
-		}
-		if home != l.Instance {
-			return nil, false, fmt.Errorf("%w: %s", ErrElsewhere, home)
-		}
+	if err := l.home(ctx, room, participant, ""); err != nil {
+		return nil, false, err
 	}
 	var opts []recorder.StartOption
 	if wait {
@@ -54,16 +51,42 @@ func (l Supervisor) Start(ctx context.Context, room, participant string, wait bo
 	return doc, created, err
 }
 
-func (l Supervisor) HandOver(ctx context.Context, room, participant, id, owner string, wait bool) (json.RawMessage, error) {
+func (l Supervisor) HandOver(ctx context.Context, room, participant, id, owner, from string, wait bool) (json.RawMessage, time.Time, error) {
+	// The recordings of a room handed over at once meet on one instance,
+	// as concurrent first starts do; the draining one's home is taken.
+	if err := l.home(ctx, room, participant, from); err != nil {
+		return nil, time.Time{}, err
+	}
 	opts := []recorder.StartOption{recorder.Resume(id), recorder.HandOverFrom(owner)}
 	if wait {
 		opts = append(opts, recorder.WaitForParticipant())
 	}
 	info, _, err := l.Sup.Start(ctx, room, participant, opts...)
 	if err != nil {
-		return nil, toFleet(err)
+		return nil, time.Time{}, toFleet(err)
 	}
-	return json.Marshal(info)
+	if info.HandoverAt == nil {
+		return nil, time.Time{}, fmt.Errorf("%s/%s is recorded here already, not taken over", room, participant)
+	}
+	doc, err := json.Marshal(info)
+	return doc, *info.HandoverAt, err
+}
+
+// home makes this instance the home of room while its first bot joins
+// here, unless another instance than from is: ErrElsewhere, the caller
+// places the start again.
+func (l Supervisor) home(ctx context.Context, room, participant, from string) error {
+	if l.Homes == nil || l.Sup.HasRoom(room) || l.Sup.Has(room, participant) {
+		return nil
+	}
+	home, err := l.Homes.TakeHome(ctx, room, from, l.Instance, l.HomeTTL)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if home != l.Instance {
+		return fmt.Errorf("%w: %s", ErrElsewhere, home)
+	}
+	return nil
 }
 
 // Draining: a shutting-down instance hands its recordings over.
@@ -116,13 +139,28 @@ func (l Supervisor) Owns(room, participant string) bool { return l.Sup.Has(room,
 
 // Here is this instance's recorder for the starts that are not placed (a
 // takeover): bounded by MAX_TRACKS like a placed start.
-type Here struct{ Supervisor }
+type Here struct {
+	Supervisor
+	// starting counts the starts between their check and their end, so
+	// that concurrent takeovers do not all fit in one free place.
+	starting *atomic.Int64
+}
+
+// NewHere returns l bounded for takeovers.
+func NewHere(l Supervisor) Here { return Here{Supervisor: l, starting: new(atomic.Int64)} }
 
 // Start starts the recording here unless this instance is full (it may
 // already hold it: then the start is idempotent).
 func (h Here) Start(ctx context.Context, room, participant string, opts ...recorder.StartOption) (recorder.RecordingInfo, bool, error) {
-	if tracks, capacity := h.Load(); tracks >= capacity && !h.Sup.Has(room, participant) {
-		return recorder.RecordingInfo{}, false, fmt.Errorf("%w: %d of %d tracks (MAX_TRACKS)", recorder.ErrFull, tracks, capacity)
+	if h.Sup.Has(room, participant) {
+		return h.Sup.Start(ctx, room, participant, opts...)
+	}
+	n := h.starting.Add(1)
+	defer h.starting.Add(-1)
+	// A start under way may count twice (here and in Load once reserved):
+	// a takeover refused at the edge is tried again a second later.
+	if tracks, capacity := h.Load(); tracks+int(n) > capacity {
+		return recorder.RecordingInfo{}, false, fmt.Errorf("%w: %d of %d tracks (MAX_TRACKS), %d starting", recorder.ErrFull, tracks, capacity, n-1)
 	}
 	return h.Sup.Start(ctx, room, participant, opts...)
 }
@@ -204,10 +242,21 @@ func (r Recorder) Start(ctx context.Context, room, participant string, opts ...r
 // another instance while this one drains, and returns where the other's
 // files take over and its name (recorder.Successor).
 func (r Recorder) TakeOver(ctx context.Context, key recorder.Key, id, owner string, wait bool) (time.Time, string, error) {
-	doc, _, err := r.Fleet.HandOver(ctx, key.Room, key.Participant, id, owner, wait)
+	var doc json.RawMessage
+	var in time.Duration
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		doc, _, in, err = r.Fleet.HandOver(ctx, key.Room, key.Participant, id, owner, wait)
+		if !errors.Is(err, ErrElsewhere) {
+			break
+		}
+	}
 	if err != nil {
 		return time.Time{}, "", toRecorder(err)
 	}
+	// The cut on this instance's clock: the answer's delay, not the
+	// other's clock, so only the answer's latency separates the two.
+	cut := time.Now().Add(in)
 	info, err := decode(doc)
 	if err != nil {
 		return time.Time{}, "", err
@@ -215,7 +264,7 @@ func (r Recorder) TakeOver(ctx context.Context, key recorder.Key, id, owner stri
 	if info.HandoverAt == nil || info.ID != id {
 		return time.Time{}, "", fmt.Errorf("fleet: %s took %s/%s over as %q without a cut", info.Instance, key.Room, key.Participant, info.ID)
 	}
-	return *info.HandoverAt, info.Instance, nil
+	return cut, info.Instance, nil
 }
 
 // Cancel stops the recording of key on the instance that took it over: the
@@ -242,7 +291,9 @@ func decode(doc json.RawMessage) (recorder.RecordingInfo, error) {
 // holds now but the fleet still wants (its instance died; nobody resumed it
 // yet) is no longer wanted: the stop is answered for it.
 func (r Recorder) Stop(ctx context.Context, room, participant string) (recorder.RecordingInfo, error) {
-	if r.Local.Has(room, participant) {
+	// A draining instance's recording may be under way on its successor
+	// too: the fleet finds the one that goes on.
+	if r.Local.Has(room, participant) && !r.Local.Closing() {
 		info, err := r.Local.Stop(ctx, room, participant)
 		if !errors.Is(err, recorder.ErrNotFound) {
 			return info, err

@@ -48,6 +48,8 @@ type Store interface {
 	WaitSince(ctx context.Context, room string, now time.Time) (time.Time, error)
 	ClaimRun(ctx context.Context, room, set, instance string) (string, error)
 	Finish(ctx context.Context, room, set string, completed, found []string, missing map[string]json.RawMessage) error
+	Forget(ctx context.Context, room, key string) error
+	Known(ctx context.Context, room, key string) (bool, error)
 }
 
 // Pipeline is what a complete room runs (mixdown.Pipeline): the room's
@@ -244,19 +246,38 @@ func values(docs map[string]json.RawMessage) []json.RawMessage {
 type Files struct {
 	store    Store
 	instance string
+	publish  bool // a room completion reads the published manifests
 	log      *slog.Logger
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 }
 
-// NewFiles returns the teller of instance's files.
-func NewFiles(store Store, instance string, log *slog.Logger) *Files {
+// NewFiles returns the teller of instance's files. With publish, a stored
+// file's manifest is published for the room's completion; without (no room
+// pipeline), only its pending entry ends.
+func NewFiles(store Store, instance string, publish bool, log *slog.Logger) *Files {
 	if log == nil {
 		log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Files{store: store, instance: instance, log: log, ctx: ctx, cancel: cancel}
+	return &Files{store: store, instance: instance, publish: publish, log: log, ctx: ctx, cancel: cancel}
+}
+
+// claimTimeout bounds Claimed's look, which a new file waits for.
+const claimTimeout = time.Second
+
+// Claimed says whether the fleet knows a file of room under object key
+// (spool.Options.Claimed). Redis not answering is no: the clash it guards
+// against needs a handover within the same second.
+func (f *Files) Claimed(room, key string) bool {
+	ctx, cancel := context.WithTimeout(f.ctx, claimTimeout)
+	defer cancel()
+	known, err := f.store.Known(ctx, room, key)
+	if err != nil {
+		f.log.Warn("cannot check the fleet for a file of the same name", "room", room, "key", key, "err", err)
+	}
+	return known
 }
 
 // writeTimeout bounds each write to Redis.
@@ -297,12 +318,18 @@ func (f *Files) Stored(room string, t spool.Sealed) {
 				return
 			}
 		}
+		ctx, cancel := context.WithTimeout(f.ctx, writeTimeout)
+		defer cancel()
+		if !f.publish {
+			if err := f.store.Forget(ctx, room, t.Manifest.File.Key); err != nil {
+				f.log.Warn("stored file's pending entry not removed; it expires in a day", "room", room, "key", t.Manifest.File.Key, "err", err)
+			}
+			return
+		}
 		doc, err := manifests([]spool.Sealed{t})
 		if err != nil {
 			return
 		}
-		ctx, cancel := context.WithTimeout(f.ctx, writeTimeout)
-		defer cancel()
 		if err := f.store.Publish(ctx, room, doc); err != nil && !errors.Is(err, context.Canceled) {
 			f.log.Warn("stored file not published to the fleet; its room's completion publishes it", "room", room, "key", t.Manifest.File.Key, "err", err)
 		}

@@ -151,7 +151,7 @@ func TestRunClaimedElsewhere(t *testing.T) {
 func TestWaitsForALiveInstancesFiles(t *testing.T) {
 	store := newStore(t)
 	p := &pipe{}
-	files := NewFiles(store, "b", quiet())
+	files := NewFiles(store, "b", true, quiet())
 	files.Opened(spool.Track{Room: "r", Participant: "bob", TrackSID: "TR_b"}, "k/b", time.Now())
 	files.Close(context.Background())
 	a := Wrap(p, Options{Store: store, Instance: "a", Busy: idle, Logger: quiet(), Wait: time.Hour,
@@ -176,7 +176,7 @@ func TestDeadInstancesFilesAreWaitedForThenUpdated(t *testing.T) {
 	store := newStore(t)
 	p := &pipe{}
 	ctx := context.Background()
-	dead := NewFiles(store, "x", quiet())
+	dead := NewFiles(store, "x", true, quiet())
 	dead.Opened(spool.Track{Room: "r", Participant: "xia", TrackSID: "TR_x"}, "k/x", time.Now())
 	dead.Close(ctx)
 	const wait = 300 * time.Millisecond
@@ -210,12 +210,39 @@ func TestDeadInstancesFilesAreWaitedForThenUpdated(t *testing.T) {
 // and Close waits for what is under way.
 func TestStoredPublishes(t *testing.T) {
 	store := newStore(t)
-	files := NewFiles(store, "a", quiet())
+	files := NewFiles(store, "a", true, quiet())
 	files.Opened(spool.Track{Room: "r", Participant: "ann", TrackSID: "TR_a"}, "k/a", time.Now())
 	files.Stored("r", track("k/a"))
 	files.Close(context.Background())
 	st, err := store.Room(context.Background(), "r")
 	if err != nil || st.Tracks["k/a"] == nil || len(st.Pending) != 0 {
 		t.Fatalf("after Stored: %+v %v", st, err)
+	}
+}
+
+// Without a room pipeline a stored file only leaves the pending list; the
+// fleet knows a file's key from its open on, so another instance's file of
+// the same name takes another.
+func TestFilesWithoutPipeline(t *testing.T) {
+	store := newStore(t)
+	files := NewFiles(store, "a", false, quiet())
+	defer files.Close(context.Background())
+	files.Opened(spool.Track{Room: "r", Participant: "ann", TrackSID: "TR_a"}, "k/a", time.Now())
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("never %s", what)
+			}
+		}
+	}
+	eventually("known", func() bool { return files.Claimed("r", "k/a") })
+	if files.Claimed("r", "k/b") || files.Claimed("other", "k/a") {
+		t.Error("an unknown file is claimed")
+	}
+	files.Stored("r", track("k/a"))
+	eventually("forgotten", func() bool { return !files.Claimed("r", "k/a") })
+	if st, _ := store.Room(context.Background(), "r"); len(st.Tracks) != 0 {
+		t.Errorf("published without a pipeline: %+v", st)
 	}
 }

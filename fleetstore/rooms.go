@@ -75,19 +75,51 @@ func (r *RoomTracks) Publish(ctx context.Context, room string, manifests map[str
 	return nil
 }
 
+// pendingScript records a pending file unless it was published already
+// (the two writes of one file may arrive out of order).
+// KEYS: pending, tracks, done. ARGV: ttl s, object key, doc.
+var pendingScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 or redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1`)
+
 // Pending records that the file with object key is being written (doc
 // describes it) until its manifest is published: a completion waits for it.
 func (r *RoomTracks) Pending(ctx context.Context, room, key string, doc json.RawMessage) error {
-	k := r.key(room, "pending")
-	_, err := r.rc.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, k, key, []byte(doc))
-		p.Expire(ctx, k, roomTTL)
-		return nil
-	})
+	err := pendingScript.Run(ctx, r.rc, []string{r.key(room, "pending"), r.key(room, "tracks"), r.key(room, "done")},
+		int64(roomTTL/time.Second), key, []byte(doc)).Err()
 	if err != nil {
 		return fmt.Errorf("fleetstore: pending file of room %q: %w", room, err)
 	}
 	return nil
+}
+
+// Forget ends the pending entry of the file with object key (stored, with
+// no completion to publish it for).
+func (r *RoomTracks) Forget(ctx context.Context, room, key string) error {
+	if err := r.rc.HDel(ctx, r.key(room, "pending"), key).Err(); err != nil {
+		return fmt.Errorf("fleetstore: pending file of room %q: %w", room, err)
+	}
+	return nil
+}
+
+// Known says whether the fleet knows a file of room under object key:
+// pending, published or completed.
+func (r *RoomTracks) Known(ctx context.Context, room, key string) (bool, error) {
+	var cmds [3]*redis.BoolCmd
+	_, err := r.rc.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, part := range []string{"pending", "tracks", "done"} {
+			cmds[i] = p.HExists(ctx, r.key(room, part), key)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("fleetstore: files of room %q: %w", room, err)
+	}
+	return cmds[0].Val() || cmds[1].Val() || cmds[2].Val(), nil
 }
 
 // Tracks returns every manifest published for room and not yet completed,
@@ -207,20 +239,21 @@ func (r *RoomTracks) RunDone(ctx context.Context, room, set string) error {
 	return nil
 }
 
-// claimHome makes ARGV[1] the room's home unless another instance is: it
-// returns the home.
+// claimHome makes ARGV[1] the room's home unless another instance than
+// ARGV[3] (one handing its recordings over, or "") is: it returns the home.
 var claimHome = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
-if v then return v end
+if v and v ~= ARGV[3] then return v end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return ARGV[1]`)
 
-// ClaimHome makes instance the home of room for ttl unless another instance
+// TakeHome makes instance the home of room for ttl unless another instance
+// than from (one handing its recordings over as it drains; "" for none)
 // is, and returns the home: the instance whose bot joins the room, so that
 // starts for a room that has no bot yet, arriving at once on several
 // instances, all go to one.
-func (r *RoomTracks) ClaimHome(ctx context.Context, room, instance string, ttl time.Duration) (string, error) {
-	v, err := claimHome.Run(ctx, r.rc, []string{r.key(room, "home")}, instance, ttl.Milliseconds()).Text()
+func (r *RoomTracks) TakeHome(ctx context.Context, room, from, instance string, ttl time.Duration) (string, error) {
+	v, err := claimHome.Run(ctx, r.rc, []string{r.key(room, "home")}, instance, ttl.Milliseconds(), from).Text()
 	if err != nil {
 		return "", fmt.Errorf("fleetstore: home of room %q: %w", room, err)
 	}

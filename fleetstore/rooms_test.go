@@ -60,6 +60,10 @@ func TestRoomFilesThroughACompletion(t *testing.T) {
 	if err := rt.Publish(ctx, "r", map[string]json.RawMessage{"k/a": doc}); err != nil {
 		t.Fatal(err)
 	}
+	// A pending write that arrives after the publish adds nothing.
+	if err := rt.Pending(ctx, "r", "k/a", doc); err != nil {
+		t.Fatal(err)
+	}
 	st, err := rt.Room(ctx, "r")
 	if err != nil || len(st.Tracks) != 1 || len(st.Pending) != 1 || st.Pending["k/dead"] == nil {
 		t.Fatalf("after publishing k/a: %+v %v", st, err)
@@ -96,5 +100,27 @@ func TestRoomFilesThroughACompletion(t *testing.T) {
 	st, _ = rt.Room(ctx, "r")
 	if len(st.Tracks)+len(st.Pending)+len(st.Missing) != 0 {
 		t.Errorf("after the late file: %+v", st)
+	}
+}
+
+// A room's home goes to the first instance that claims it, and passes from
+// a draining instance to the one that takes its recordings over.
+func TestRoomHome(t *testing.T) {
+	_, rc := startRedis(t)
+	ctx := context.Background()
+	rt := NewRoomTracks(rc, "home")
+	for _, s := range []struct{ from, inst, want string }{
+		{"", "a", "a"},
+		{"", "b", "a"},  // a's
+		{"c", "b", "a"}, // from someone else
+		{"a", "b", "b"}, // a drains: b takes it
+		{"", "b", "b"},
+	} {
+		if got, err := rt.TakeHome(ctx, "r", s.from, s.inst, time.Minute); err != nil || got != s.want {
+			t.Fatalf("TakeHome(from %q, %s) = %q %v, want %q", s.from, s.inst, got, err, s.want)
+		}
+	}
+	if h, _ := rt.Home(ctx, "r"); h != "b" {
+		t.Errorf("home %q, want b", h)
 	}
 }

@@ -278,11 +278,12 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 // running returns key's recording if it is active (after its join), so a
 // repeated start answers without asking LiveKit again.
 func (s *Supervisor) running(ctx context.Context, key Key) (RecordingInfo, bool, error) {
-	if s.Closing() {
-		return RecordingInfo{}, false, ErrShuttingDown
-	}
+	// A draining instance still answers for what it records.
 	rec := s.activeRecording(key)
 	if rec == nil {
+		if s.Closing() {
+			return RecordingInfo{}, false, ErrShuttingDown
+		}
 		return RecordingInfo{}, false, nil
 	}
 	info, _, err := s.joinedInfo(ctx, rec)

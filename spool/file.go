@@ -52,7 +52,7 @@ func (s *Spool) Create(t Track, start time.Time, container string) (*File, error
 		// A manifest of this name belongs to another file (the same track
 		// in the other container): this file takes the next name too.
 		f, err := (*os.File)(nil), error(os.ErrExist)
-		if !taken(path) {
+		if !taken(path) && (s.opts.Claimed == nil || !s.opts.Claimed(t.Room, s.objectKey(name))) {
 			f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 		}
 		if err == nil {

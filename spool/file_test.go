@@ -122,6 +122,23 @@ func TestCreateClash(t *testing.T) {
 	}
 }
 
+// A name another instance of the fleet holds (Claimed) is not taken
+// either: the file gets the next one, so no upload overwrites the other's.
+func TestCreateClaimedElsewhere(t *testing.T) {
+	var asked []string
+	s := open(t, Options{KeyPrefix: "livekit", Claimed: func(room, key string) bool {
+		asked = append(asked, room+" "+key)
+		return key == "livekit/r/alice-2026-01-02T030405-TR_a.ogg"
+	}})
+	f := closedFile(t, s, alice, "ogg", []byte("x"))
+	if f.Name() != "r/alice-2026-01-02T030405-TR_a_2.ogg" || f.Key() != "livekit/r/alice-2026-01-02T030405-TR_a_2.ogg" {
+		t.Errorf("name %q key %q, want the next name", f.Name(), f.Key())
+	}
+	if len(asked) != 2 || asked[0] != "r livekit/r/alice-2026-01-02T030405-TR_a.ogg" {
+		t.Errorf("asked %q", asked)
+	}
+}
+
 func TestSeal(t *testing.T) {
 	for _, tc := range []struct {
 		name    string

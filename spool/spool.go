@@ -40,6 +40,11 @@ type Options struct {
 	// escaped instead, and Recover leaves these folders alone.
 	Reserved []string
 	Logger   *slog.Logger
+	// Claimed, if set, says whether another instance sharing the store
+	// writes or stored a file under an object key (a fleet: a recording
+	// handed over within the second its old file began): Create takes the
+	// next name, as for a clash in Dir, so no upload overwrites another.
+	Claimed func(room, key string) bool
 }
 
 // ErrLocked is wrapped by Open's error when another process holds Dir.

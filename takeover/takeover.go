@@ -150,8 +150,11 @@ func resume(ctx context.Context, o Options, in fleetstore.Intent, since *sync.Ma
 // could start it (the fleet was full): no claim holds it, so the first
 // instance with room resumes it, under a new recording id.
 func Later(ctx context.Context, w Wanted, room, participant string) error {
-	return w.Put(ctx, fleetstore.Intent{Key: fleetstore.Key{Room: room, Participant: participant},
-		ID: recorder.NewID(), Since: time.Now().UTC(), Free: true})
+	key := fleetstore.Key{Room: room, Participant: participant}
+	if _, wanted, err := w.Get(ctx, key); err != nil || wanted {
+		return err // a recording already wanted goes on under its own id
+	}
+	return w.Put(ctx, fleetstore.Intent{Key: key, ID: recorder.NewID(), Since: time.Now().UTC(), Free: true})
 }
 
 // stillWanted says whether in is still wanted under the same recording id.

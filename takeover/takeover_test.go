@@ -236,4 +236,13 @@ func TestLaterIsWantedAndFree(t *testing.T) {
 	if !ok || !in.Free || len(in.ID) < 4 || in.ID[:3] != "RC_" || in.Since.IsZero() {
 		t.Errorf("wanted %+v %v, want a free intent with a recording id", in, ok)
 	}
+	// A recording already wanted keeps its id and its wait.
+	k := fleetstore.Key{Room: "r", Participant: "bob"}
+	w.Put(context.Background(), fleetstore.Intent{Key: k, ID: "RC_bob", Wait: true})
+	if err := Later(context.Background(), w, "r", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := w.Get(context.Background(), k); got.ID != "RC_bob" || !got.Wait {
+		t.Errorf("Later replaced a wanted recording: %+v", got)
+	}
 }

@@ -161,7 +161,10 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 	// is the spool itself.
 	metrics := api.NewMetrics()
 	a.queue = uploader.NewQueue(store, uploader.QueueOptions{DeleteAfter: cfg.S3.Enabled(), Logger: a.log, Observe: metrics.ObserveUpload})
-	if a.spool, err = openSpool(cfg, instance, a.queue, a.log); err != nil {
+	// A fleet's files are told to Redis once it is open (below), before
+	// any file is created.
+	claimed := func(room, key string) bool { return a.files != nil && a.files.Claimed(room, key) }
+	if a.spool, err = openSpool(cfg, instance, a.queue, claimed, a.log); err != nil {
 		return nil, err
 	}
 	fail := func(err error) (*app, error) {
@@ -180,12 +183,17 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 	}
 	a.shared = shared
 	var pipeline completion.Pipeline
-	if mix := roomPipeline(cfg, store, a.queue, a.log); mix != nil {
+	mix := roomPipeline(cfg, store, a.queue, a.log)
+	if shared.rooms != nil {
+		// The fleet knows each instance's files: a room's completion waits
+		// for them, and no two instances store one under the same key.
+		a.files = fleetcompletion.NewFiles(shared.rooms, instance, mix != nil, a.log)
+	}
+	if mix != nil {
 		pipeline = mix.Complete
 		if shared.rooms != nil {
 			// In a fleet a room completes once, with every instance's
-			// tracks, and waits for the files it knows of.
-			a.files = fleetcompletion.NewFiles(shared.rooms, instance, a.log)
+			// tracks.
 			pipeline = fleetcompletion.Wrap(mix, fleetcompletion.Options{
 				Store: shared.rooms, Instance: instance, Logger: a.log,
 				Busy:  fleetcompletion.RoomBusy(shared.intents, shared.leases),
@@ -240,7 +248,9 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 	}
 	var later func(context.Context, string, string) error
 	if wanted := shared.intents; wanted != nil {
-		later = func(ctx context.Context, room, identity string) error { return takeover.Later(ctx, wanted, room, identity) }
+		later = func(ctx context.Context, room, identity string) error {
+			return takeover.Later(ctx, wanted, room, identity)
+		}
 	}
 	a.policy = autorecord.New(front, autorecord.Options{
 		Enabled:          cfg.AutoRecord.Enabled,
@@ -280,7 +290,7 @@ func joinBound(cfg configs.Config) time.Duration { return cfg.Limits.JoinTimeout
 func (a *app) joinFleet(cfg configs.Config, instance string) (fleet.Recorder, error) {
 	local := fleet.Supervisor{Sup: a.sup, MaxTracks: cfg.Fleet.MaxTracks,
 		Homes: a.shared.rooms, Instance: instance, HomeTTL: joinBound(cfg)}
-	a.here = fleet.Here{Supervisor: local}
+	a.here = fleet.NewHere(local)
 	f, err := fleet.New(fleet.Options{
 		Instance: instance, Bus: a.shared.bus, Logger: a.log, Timeout: joinBound(cfg), Local: local,
 	})
@@ -363,9 +373,6 @@ func (a *app) shutdown() error {
 		errs = append(errs, err)
 	}
 	a.policy.Close()
-	if a.fleet != nil {
-		a.fleet.Close()
-	}
 	dctx, dcancel := context.WithTimeout(context.Background(), a.cfg.Storage.DrainTimeout)
 	defer dcancel()
 	if err := a.queue.Drain(dctx); err != nil {
@@ -377,6 +384,11 @@ func (a *app) shutdown() error {
 		fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
 		a.files.Close(fctx)
 		fcancel()
+	}
+	// Left only now: the others count this instance's files as being
+	// stored, not as a dead instance's, while its uploads drain.
+	if a.fleet != nil {
+		a.fleet.Close()
 	}
 	a.rooms.Close()
 	a.sup.Close()
@@ -439,8 +451,9 @@ func (s fleetService) Recovered() []spool.RecoveredFile { return s.local.Recover
 
 // openSpool locks and opens LOCAL_DIRECTORY. With local storage the mixes
 // live in it too, so a room may not take their folder's name.
-func openSpool(cfg configs.Config, instance string, queue *uploader.Queue, log *slog.Logger) (*spool.Spool, error) {
+func openSpool(cfg configs.Config, instance string, queue *uploader.Queue, claimed func(room, key string) bool, log *slog.Logger) (*spool.Spool, error) {
 	o := spool.Options{
+		Claimed:      claimed,
 		Dir:          cfg.Storage.LocalDirectory,
 		Instance:     instance,
 		Uploads:      queue,
