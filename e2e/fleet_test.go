@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -472,9 +473,10 @@ func TestFleetBehindALoadBalancer(t *testing.T) {
 	needRecorder(t)
 	rd := startRedis(t)
 	var fleet []*service
-	var backends []string
+	var backends, dirs []string
 	for range 3 {
-		s := startService(t, map[string]string{"REDIS_ADDRESS": rd.Addr(), "MIXDOWN": "none", "LOCAL_DIRECTORY": t.TempDir()})
+		dirs = append(dirs, t.TempDir())
+		s := startService(t, map[string]string{"REDIS_ADDRESS": rd.Addr(), "MIXDOWN": "none", "LOCAL_DIRECTORY": dirs[len(dirs)-1]})
 		fleet = append(fleet, s)
 		backends = append(backends, strings.TrimPrefix(s.url, "http://"))
 	}
@@ -570,6 +572,25 @@ func TestFleetBehindALoadBalancer(t *testing.T) {
 			t.Fatalf("stop %v: %d %s", w, code, body)
 		}
 		checkTrackFile(t, info.Tracks[0].Path, pubs[w], pubs[w].TrackSID(), 5)
+	}
+	// On every instance's disk, each participant's audio is in one file,
+	// named by its room, identity, second and track.
+	files := map[who][]string{}
+	for _, dir := range dirs {
+		paths, _ := filepath.Glob(filepath.Join(dir, "lb-room-*", "*.ogg"))
+		for _, p := range paths {
+			room, name := filepath.Base(filepath.Dir(p)), filepath.Base(p)
+			for _, w := range all {
+				if w.room == room && strings.HasPrefix(name, w.id+"-") && strings.HasSuffix(name, "-"+pubs[w].TrackSID()+".ogg") {
+					files[w] = append(files[w], p)
+				}
+			}
+		}
+	}
+	for _, w := range all {
+		if len(files[w]) != 1 {
+			t.Errorf("%v: %d files across the fleet, want 1: %v", w, len(files[w]), files[w])
+		}
 	}
 }
 
