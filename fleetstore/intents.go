@@ -37,7 +37,7 @@ func NewIntents(rc redis.UniversalClient, prefix string) *Intents {
 	return &Intents{rc: rc, key: prefix + ":intents"}
 }
 
-func (k Key) field() string { return segment(k.Room) + "." + segment(k.Participant) }
+func (k Key) field() string { return k.id() }
 
 // Put records in as wanted, replacing what was wanted of its key.
 func (i *Intents) Put(ctx context.Context, in Intent) error {

@@ -44,10 +44,29 @@ func mustConfig(rc any, prefix string, ttl time.Duration) {
 // runs into its neighbours, and two names never share one.
 func segment(name string) string { return base64.RawURLEncoding.EncodeToString([]byte(name)) }
 
-// Key names one recording: a participant of a room.
-type Key struct{ Room, Participant string }
+// Key names one recording: a participant of a room, or one track of theirs
+// (a track egress).
+type Key struct {
+	Room, Participant string
+	Track             string `json:",omitempty"` // empty: every audio track of the participant
+}
 
-func (k Key) String() string { return fmt.Sprintf("room %q participant %q", k.Room, k.Participant) }
+func (k Key) String() string {
+	if k.Track != "" {
+		return fmt.Sprintf("room %q participant %q track %q", k.Room, k.Participant, k.Track)
+	}
+	return fmt.Sprintf("room %q participant %q", k.Room, k.Participant)
+}
+
+// id is the key's encoded name: the same as before tracks were named, for
+// a whole participant.
+func (k Key) id() string {
+	s := segment(k.Room) + "." + segment(k.Participant)
+	if k.Track != "" {
+		s += "." + segment(k.Track)
+	}
+	return s
+}
 
 func (k Key) check() error {
 	if k.Room == "" || k.Participant == "" {
@@ -58,4 +77,4 @@ func (k Key) check() error {
 
 // tag is the key's Cluster hash tag: its lease and its token counter share
 // it, so one script may touch both.
-func (k Key) tag() string { return "{" + segment(k.Room) + "." + segment(k.Participant) + "}" }
+func (k Key) tag() string { return "{" + k.id() + "}" }

@@ -50,7 +50,7 @@ func (l *Leases) tokenKey(k Key) string { return l.prefix + ":token:" + k.tag() 
 // keeping its token, or reports the other holder.
 //
 // KEYS: lease, token counter. ARGV: owner, ttl ms, room, participant,
-// counter retention ms, previous owner. Reply: {state, owner, token, pttl
+// counter retention ms, previous owner, track. Reply: {state, owner, token, pttl
 // ms}; state 0: held by another, 1: taken, 2: renewed.
 var claimScript = redis.NewScript(`
 local cur = redis.call('HMGET', KEYS[1], 'owner', 'token')
@@ -70,7 +70,7 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
 end
 local token = string.format('%d', redis.call('INCR', KEYS[2]))
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
-redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', token, 'room', ARGV[3], 'participant', ARGV[4])
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', token, 'room', ARGV[3], 'participant', ARGV[4], 'track', ARGV[7])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1, ARGV[1], token, tonumber(ARGV[2])}
 `)
@@ -124,7 +124,7 @@ func (l *Leases) claim(ctx context.Context, key Key, owner, from string) (Lease,
 	began := time.Now()
 	reply, err := claimScript.Run(ctx, l.rc,
 		[]string{l.leaseKey(key), l.tokenKey(key)},
-		owner, l.ttl.Milliseconds(), key.Room, key.Participant, (l.ttl + tokenRetention).Milliseconds(), from,
+		owner, l.ttl.Milliseconds(), key.Room, key.Participant, (l.ttl + tokenRetention).Milliseconds(), from, key.Track,
 	).Slice()
 	if err != nil {
 		return Lease{}, false, fmt.Errorf("fleetstore: claim %v for %q: %w", key, owner, err)
@@ -266,7 +266,7 @@ type leaseRead struct {
 
 func readLease(ctx context.Context, p redis.Pipeliner, key string) leaseRead {
 	return leaseRead{
-		fields: p.HMGet(ctx, key, "owner", "token", "room", "participant"),
+		fields: p.HMGet(ctx, key, "owner", "token", "room", "participant", "track"),
 		pttl:   p.PTTL(ctx, key),
 	}
 }
@@ -275,9 +275,10 @@ func readLease(ctx context.Context, p redis.Pipeliner, key string) leaseRead {
 // between the two reads, or one this package did not write, is skipped.
 func (r leaseRead) lease(now time.Time) (Lease, bool) {
 	v, err := r.fields.Result()
-	if err != nil || len(v) != 4 {
+	if err != nil || len(v) != 5 {
 		return Lease{}, false
 	}
+	track, _ := v[4].(string) // absent: a whole participant
 	owner, ok1 := v[0].(string)
 	tokenText, ok2 := v[1].(string)
 	room, ok3 := v[2].(string)
@@ -289,7 +290,7 @@ func (r leaseRead) lease(now time.Time) (Lease, bool) {
 	if !ok1 || !ok2 || !ok3 || !ok4 || err != nil || pttlErr != nil || left < 0 {
 		return Lease{}, false
 	}
-	return Lease{Key: Key{Room: room, Participant: participant}, Owner: owner, Token: token, Expires: now.Add(left)}, true
+	return Lease{Key: Key{Room: room, Participant: participant, Track: track}, Owner: owner, Token: token, Expires: now.Add(left)}, true
 }
 
 // scanAll returns the keys matching pattern, each once. A cluster is

@@ -246,16 +246,19 @@ func TestConcurrentClaimsOneOwner(t *testing.T) {
 func hostileKeys() []Key {
 	kb := strings.Repeat("x", 1024)
 	return []Key{
-		{"a:b", "c"}, {"a", "b:c"},
-		{"a", "b:"}, {"a:", "b"},
-		{"a.b", "c"}, {"a", "b.c"},
-		{"a", "b"}, {"ab", "x"}, {"a", "bx"},
-		{"{a}", "b"}, {"a", "{b}"}, {"}", "{"},
-		{"*", "?"}, {"[a-z]", "\\"},
-		{"\x00", "\n"}, {"\n", "\x00"},
-		{"комната", "参加者 🎙"}, {"комната参", "加者 🎙"},
-		{kb, kb}, {kb + "x", kb[1:]}, {kb[1:], "x" + kb},
-		{"a=", "b"}, {"YQ", "Yg"}, // base64 look-alikes
+		{Room: "a:b", Participant: "c"}, {Room: "a", Participant: "b:c"},
+		{Room: "a", Participant: "b:"}, {Room: "a:", Participant: "b"},
+		{Room: "a.b", Participant: "c"}, {Room: "a", Participant: "b.c"},
+		{Room: "a", Participant: "b"}, {Room: "ab", Participant: "x"}, {Room: "a", Participant: "bx"},
+		{Room: "{a}", Participant: "b"}, {Room: "a", Participant: "{b}"}, {Room: "}", Participant: "{"},
+		{Room: "*", Participant: "?"}, {Room: "[a-z]", Participant: "\\"},
+		{Room: "\x00", Participant: "\n"}, {Room: "\n", Participant: "\x00"},
+		{Room: "комната", Participant: "参加者 🎙"}, {Room: "комната参", Participant: "加者 🎙"},
+		{Room: kb, Participant: kb}, {Room: kb + "x", Participant: kb[1:]}, {Room: kb[1:], Participant: "x" + kb},
+		{Room: "a=", Participant: "b"}, {Room: "YQ", Participant: "Yg"}, // base64 look-alikes
+		// a track of a participant is another recording than the participant
+		{Room: "a", Participant: "b", Track: "TR_1"}, {Room: "a", Participant: "b", Track: "TR_2"},
+		{Room: "a", Participant: "b.TR_1"},
 	}
 }
 
@@ -292,7 +295,7 @@ func TestHostileNamesNeverCollide(t *testing.T) {
 			t.Errorf("listed %+v, which was not claimed so", got)
 		}
 	}
-	for _, k := range []Key{{"", "p"}, {"r", ""}} {
+	for _, k := range []Key{{Room: "", Participant: "p"}, {Room: "r", Participant: ""}} {
 		if _, _, err := l.Claim(ctx, k, "o"); err == nil {
 			t.Errorf("claim of %v did not fail", k)
 		}
@@ -325,7 +328,7 @@ func TestList(t *testing.T) {
 		}
 		delete(want, k)
 	}
-	if _, ok, err := other.Claim(ctx, Key{"elsewhere", "p"}, "inst-0"); err != nil || !ok {
+	if _, ok, err := other.Claim(ctx, Key{Room: "elsewhere", Participant: "p"}, "inst-0"); err != nil || !ok {
 		t.Fatal(ok, err)
 	}
 	if err := rc.Set(ctx, "fleet:lease:{junk}", "not a hash", 0).Err(); err != nil {
@@ -368,7 +371,7 @@ func TestRedisOutage(t *testing.T) {
 	// Each operation fails on its own (the client retries the dial for
 	// about 1.7 s), so they run side by side.
 	ops := map[string]func(ctx context.Context) error{
-		"claim":   func(ctx context.Context) error { _, _, err := l.Claim(ctx, Key{"r2", "p"}, "a"); return err },
+		"claim":   func(ctx context.Context) error { _, _, err := l.Claim(ctx, Key{Room: "r2", Participant: "p"}, "a"); return err },
 		"renew":   func(ctx context.Context) error { _, _, err := l.Renew(ctx, a); return err },
 		"release": func(ctx context.Context) error { return l.Release(ctx, a) },
 		"holder":  func(ctx context.Context) error { _, _, err := l.Holder(ctx, key); return err },

@@ -9,10 +9,12 @@ import (
 	"sync"
 )
 
-// Key identifies a recording: one participant of one room.
+// Key identifies a recording: one participant of one room, or one track of
+// theirs (a track egress).
 type Key struct {
 	Room        string
 	Participant string
+	Track       string `json:",omitempty"` // empty: every audio track of the participant
 }
 
 // Memory is the single-instance claim store: a map in memory.

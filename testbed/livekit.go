@@ -38,6 +38,9 @@ type LiveKitOptions struct {
 	// LogLevel is the server's log level; empty means "info" (dev mode
 	// would otherwise log at debug, which is very chatty).
 	LogLevel string
+	// RedisAddress (host:port), if set, is the server's Redis: its psrpc
+	// bus, which egress workers share.
+	RedisAddress string
 }
 
 // LiveKit is a running livekit-server in dev mode on loopback.
@@ -182,6 +185,7 @@ func (lk *LiveKit) configYAML(o LiveKitOptions) (string, error) {
 		Keys    map[string]string `yaml:"keys"`
 		Logging map[string]string `yaml:"logging"`
 		Webhook *webhook          `yaml:"webhook,omitempty"`
+		Redis   map[string]string `yaml:"redis,omitempty"`
 	}{
 		Port:    lk.SignalPort,
 		RTC:     rtc{TCPPort: lk.RTCTCPPort, UDPPort: lk.RTCUDPPort, STUNServers: []string{"127.0.0.1:" + strconv.Itoa(lk.SignalPort)}},
@@ -191,6 +195,9 @@ func (lk *LiveKit) configYAML(o LiveKitOptions) (string, error) {
 	if len(o.WebhookURLs) > 0 {
 		// The server refuses to start unless api_key is one of its keys.
 		conf.Webhook = &webhook{APIKey: lk.APIKey, URLs: o.WebhookURLs}
+	}
+	if o.RedisAddress != "" {
+		conf.Redis = map[string]string{"address": o.RedisAddress}
 	}
 	b, err := yaml.Marshal(conf)
 	if err != nil {
