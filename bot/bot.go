@@ -129,7 +129,7 @@ type Bot struct {
 	handover sync.Mutex
 
 	mu     sync.Mutex
-	wanted map[string]bool
+	wanted map[string]*selection // by identity
 	// requested holds the track SIDs the bot asked to receive. The SDK's own
 	// IsSubscribed stays true after an unsubscribe, so it cannot tell.
 	requested map[string]bool
@@ -158,7 +158,7 @@ func newBot(cfg Config, roomName string, h Handler) *Bot {
 		cfg:       cfg,
 		h:         h,
 		name:      roomName,
-		wanted:    map[string]bool{},
+		wanted:    map[string]*selection{},
 		requested: map[string]bool{},
 		subs:      map[remoteTrack]TrackInfo{},
 		log:       log.With("room", roomName),
@@ -223,12 +223,46 @@ func (b *Bot) token(room string) (string, error) {
 		ToJWT()
 }
 
+// selection is what the bot records of one participant: all their audio,
+// and tracks named one by one (track egresses).
+type selection struct {
+	all    bool
+	tracks map[string]bool
+}
+
+func (s *selection) has(sid string) bool { return s != nil && (s.all || s.tracks[sid]) }
+func (s *selection) empty() bool       { return s == nil || !s.all && len(s.tracks) == 0 }
+
+// sel is identity's selection, made when missing; the caller holds b.mu.
+func (b *Bot) sel(identity string) *selection {
+	s := b.wanted[identity]
+	if s == nil {
+		s = &selection{tracks: map[string]bool{}}
+		b.wanted[identity] = s
+	}
+	return s
+}
+
 // Record subscribes to the audio tracks of identity, present and future.
 // It reports whether the participant is in the room now.
 func (b *Bot) Record(identity string) bool {
 	b.mu.Lock()
-	b.wanted[identity] = true
+	b.sel(identity).all = true
 	b.mu.Unlock()
+	return b.refresh(identity)
+}
+
+// RecordTrack subscribes to one audio track of identity (now or once it is
+// published). It reports whether the participant is in the room now.
+func (b *Bot) RecordTrack(identity, trackSID string) bool {
+	b.mu.Lock()
+	b.sel(identity).tracks[trackSID] = true
+	b.mu.Unlock()
+	return b.refresh(identity)
+}
+
+// refresh asks for what identity's selection holds, if they are here.
+func (b *Bot) refresh(identity string) bool {
 	rp := b.room.participant(identity)
 	if rp == nil {
 		return false
@@ -237,13 +271,39 @@ func (b *Bot) Record(identity string) bool {
 	return true
 }
 
-// Forget unsubscribes from identity's tracks. Their tracks end with EOF or
-// the reader's deadline; TrackEnded is not called for them.
+// Forget unsubscribes from identity's tracks but those named by
+// RecordTrack. Their tracks end with EOF or the reader's deadline;
+// TrackEnded is not called for them.
 func (b *Bot) Forget(identity string) {
 	b.mu.Lock()
-	delete(b.wanted, identity)
+	if s := b.wanted[identity]; s != nil {
+		s.all = false
+	}
+	b.mu.Unlock()
+	b.drop(identity)
+}
+
+// ForgetTrack unsubscribes from one track named by RecordTrack, unless
+// Record still wants all of identity's audio.
+func (b *Bot) ForgetTrack(identity, trackSID string) {
+	b.mu.Lock()
+	if s := b.wanted[identity]; s != nil {
+		delete(s.tracks, trackSID)
+	}
+	b.mu.Unlock()
+	b.drop(identity)
+}
+
+// drop lets go of what identity's selection no longer holds.
+func (b *Bot) drop(identity string) {
+	b.mu.Lock()
+	s := b.wanted[identity]
+	if s.empty() {
+		delete(b.wanted, identity)
+		s = nil
+	}
 	for remote, info := range b.subs {
-		if info.Participant == identity {
+		if info.Participant == identity && !s.has(info.TrackSID) {
 			delete(b.subs, remote)
 		}
 	}
@@ -253,7 +313,9 @@ func (b *Bot) Forget(identity string) {
 		return
 	}
 	for _, pub := range rp.publications() {
-		b.unsubscribe(pub, identity)
+		if !s.has(pub.SID()) {
+			b.unsubscribe(pub, identity)
+		}
 	}
 }
 
@@ -299,10 +361,18 @@ func (b *Bot) left() bool {
 	return b.leaving
 }
 
+// wants says whether anything of identity is recorded.
 func (b *Bot) wants(identity string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.wanted[identity] && !b.leaving
+	return !b.wanted[identity].empty() && !b.leaving
+}
+
+// wantsTrack says whether identity's track sid is recorded.
+func (b *Bot) wantsTrack(identity, sid string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.wanted[identity].has(sid) && !b.leaving
 }
 
 // subscribeAll asks for every publication of rp the rules allow.
@@ -320,7 +390,7 @@ func (b *Bot) subscribe(pub publication, rp participant) {
 	}
 	sid := pub.SID()
 	b.mu.Lock()
-	ask := b.wanted[rp.Identity()] && !b.leaving && !b.requested[sid]
+	ask := b.wanted[rp.Identity()].has(sid) && !b.leaving && !b.requested[sid]
 	if ask {
 		b.requested[sid] = true
 	}
@@ -380,12 +450,12 @@ func (b *Bot) onTrackSubscribed(track remoteTrack, pub publication, rp participa
 func (b *Bot) handOver(track remoteTrack, info TrackInfo) bool {
 	b.handover.Lock()
 	defer b.handover.Unlock()
-	if !b.wants(info.Participant) || !b.h.TrackSubscribed(&Track{Info: info, Remote: track}) {
+	if !b.wantsTrack(info.Participant, info.TrackSID) || !b.h.TrackSubscribed(&Track{Info: info, Remote: track}) {
 		return false
 	}
 	b.mu.Lock()
 	// A Forget during the handover already let go of it.
-	if b.wanted[info.Participant] && !b.leaving {
+	if b.wanted[info.Participant].has(info.TrackSID) && !b.leaving {
 		b.subs[track] = info
 	}
 	b.mu.Unlock()
@@ -422,7 +492,7 @@ func (b *Bot) onTrackUnsubscribed(track remoteTrack, pub publication, rp partici
 	// unsubscribed: ask for it again. Not for a session that left (the SDK
 	// unsubscribes its tracks while they are still listed): a new session
 	// brings new publications.
-	if b.wants(rp.Identity()) && published(rp, sid) && b.ParticipantSID(rp.Identity()) == rp.SID() {
+	if b.wantsTrack(rp.Identity(), sid) && published(rp, sid) && b.ParticipantSID(rp.Identity()) == rp.SID() {
 		b.subscribe(pub, rp)
 	}
 }
@@ -542,7 +612,7 @@ func (b *Bot) onReconnected() {
 	clear(b.requested)
 	b.mu.Unlock()
 	for _, id := range ids {
-		b.Record(id)
+		b.refresh(id)
 	}
 }
 

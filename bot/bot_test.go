@@ -33,6 +33,32 @@ func TestSubscriptions(t *testing.T) {
 		},
 		calls: []string{"sub TR_a", "sub TR_s"},
 	}, {
+		name: "record of one track asks for that track only, now or once published",
+		run: func(e *env) {
+			p := e.present("alice", "PA_1", e.mic("TR_a"), e.pub("TR_s", lksdk.TrackKindAudio, livekit.TrackSource_SCREEN_SHARE_AUDIO))
+			if !e.b.RecordTrack("alice", "TR_s") {
+				e.t.Error("alice not present")
+			}
+			e.b.RecordTrack("alice", "TR_late")
+			e.publish(p, e.mic("TR_other"))
+			e.publish(p, e.mic("TR_late"))
+		},
+		calls: []string{"sub TR_s", "sub TR_late"},
+	}, {
+		name: "forgetting one track keeps the others, and the whole participant keeps a named track",
+		run: func(e *env) {
+			a, s := e.mic("TR_a"), e.pub("TR_s", lksdk.TrackKindAudio, livekit.TrackSource_SCREEN_SHARE_AUDIO)
+			p := e.present("alice", "PA_1", a, s)
+			e.b.RecordTrack("alice", "TR_s")
+			e.record("alice", true)
+			e.deliver(p, a)
+			e.deliver(p, s)
+			e.b.Forget("alice") // the track egress of TR_s goes on
+			e.b.ForgetTrack("alice", "TR_s")
+		},
+		calls:  []string{"sub TR_s", "sub TR_a", "unsub TR_a", "unsub TR_s"},
+		events: []string{"subscribed alice TR_a #1", "subscribed alice TR_s #2"},
+	}, {
 		name: "a second record does not ask again",
 		run: func(e *env) {
 			e.present("alice", "PA_1", e.mic("TR_a"))

@@ -8,7 +8,8 @@
 //
 // The bot asks for a publication (SetSubscribed(true)) when all of these
 // hold: it is audio (video and data are never asked for); its participant's
-// identity is wanted (Record was called and Forget was not called since);
+// identity is wanted (Record was called and Forget was not called since,
+// or RecordTrack named the track and ForgetTrack did not since);
 // the bot has not left; and the bot has not asked for that track SID
 // already. It asks on each of these occasions:
 //
