@@ -231,7 +231,7 @@ type selection struct {
 }
 
 func (s *selection) has(sid string) bool { return s != nil && (s.all || s.tracks[sid]) }
-func (s *selection) empty() bool       { return s == nil || !s.all && len(s.tracks) == 0 }
+func (s *selection) empty() bool         { return s == nil || !s.all && len(s.tracks) == 0 }
 
 // sel is identity's selection, made when missing; the caller holds b.mu.
 func (b *Bot) sel(identity string) *selection {
