@@ -35,6 +35,8 @@ type startOptions struct {
 	id      string
 	confirm func(context.Context) (bool, error)
 	from    string // the owner handing the recording over
+	track   string // one track of the participant, not all their audio
+	output  Output
 }
 
 func parseStart(opts []StartOption) startOptions {
@@ -63,6 +65,19 @@ func Confirm(still func(context.Context) (bool, error)) StartOption {
 // in new files.
 func Resume(id string) StartOption {
 	return func(o *startOptions) { o.id = id }
+}
+
+// Track records one audio track of the participant (a track egress)
+// rather than all their audio: a recording of its own, beside one of the
+// whole participant, which then does without that track. It ends with the
+// track.
+func Track(sid string) StartOption {
+	return func(o *startOptions) { o.track = sid }
+}
+
+// WithOutput names and follows the recording's files (Output).
+func WithOutput(out Output) StartOption {
+	return func(o *startOptions) { o.output = out }
 }
 
 // WaitForParticipant arms a recording for a participant who has not joined

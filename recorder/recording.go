@@ -34,7 +34,8 @@ type Recording struct {
 	key      Key
 	owner    string // ownership token: instance and recording, so a stale release cannot free a newer claim
 	instance string
-	wait     bool // armed: started for a participant who had not joined
+	wait     bool   // armed: started for a participant who had not joined
+	output   Output // nil: the layout's names, nobody told
 	log      *slog.Logger
 	room     *room
 
@@ -124,7 +125,13 @@ func (r *Recording) waitRetired(ctx context.Context) {
 	}
 }
 
-func (r *Recording) retire() { close(r.retired) }
+// retire ends the supervisor's part; the output hears the final state.
+func (r *Recording) retire() {
+	close(r.retired)
+	if r.output != nil {
+		r.output.Stopped(r.Info())
+	}
+}
 
 // arm ends the recording with giveUp if its participant has not come after
 // wait; the participant's arrival or first track disarms it.
@@ -174,7 +181,7 @@ func (r *Recording) addTrack(src *bot.Track, o *Options) bool {
 		r.awayTimer = nil
 	}
 	r.arrived()
-	t := &track{info: src.Info, src: src, log: log, done: make(chan struct{}), opts: o, span: &r.span}
+	t := &track{info: src.Info, src: src, log: log, done: make(chan struct{}), opts: o, span: &r.span, output: r.output}
 	mux, err := muxer.NewTrack(muxer.Options{
 		Open:         t.open,
 		Format:       o.Format,
@@ -303,8 +310,9 @@ type track struct {
 	mux  *muxer.Track
 	log  *slog.Logger
 	done chan struct{}
-	opts *Options
-	span *span // the recording's
+	opts   *Options
+	span   *span  // the recording's
+	output Output // the recording's
 
 	mu     sync.Mutex
 	file   *spool.File // set when the file opens
@@ -325,12 +333,22 @@ func (t *track) open(start time.Time, _ int) (io.WriteCloser, error) {
 		Source:          t.info.Source,
 		MimeType:        t.info.MimeType,
 	}
+	if t.output != nil {
+		key, err := t.output.Key(desc, start)
+		if err != nil {
+			return nil, err
+		}
+		desc.Key = key
+	}
 	f, err := t.opts.Spool.Create(desc, start, t.opts.Format)
 	if err != nil {
 		return nil, err
 	}
 	if t.opts.Opened != nil {
 		t.opts.Opened(desc, f.Key(), start)
+	}
+	if t.output != nil {
+		t.output.Opened(desc, f.Key(), start)
 	}
 	t.mu.Lock()
 	t.file = f
@@ -391,6 +409,9 @@ func (t *track) finish(st muxer.Stats) error {
 	t.mu.Lock()
 	t.sealed = sealed
 	t.mu.Unlock()
+	if t.output != nil {
+		t.output.Closed(sealed, err)
+	}
 	if sealed.Manifest.File.SHA256 != "" && t.opts.Rooms != nil {
 		// Sealed, even if its upload could not be queued: its marker makes
 		// the next start retry it.

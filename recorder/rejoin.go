@@ -72,7 +72,7 @@ func (s *Supervisor) rejoin(rm *room, reason string) {
 				s.mu.Unlock()
 				log.Info("bot joined again", "after", reason)
 				for _, r := range back {
-					if b.Record(r.key.Participant) {
+					if r.subscribe(b) {
 						r.participantBack()
 					}
 				}

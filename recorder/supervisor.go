@@ -65,6 +65,8 @@ type Rooms interface {
 type Bot interface {
 	Record(identity string) bool
 	Forget(identity string)
+	RecordTrack(identity, trackSID string) bool
+	ForgetTrack(identity, trackSID string)
 	Present(identity string) bool
 	ParticipantSID(identity string) string
 	Leave()
@@ -140,11 +142,23 @@ type room struct {
 	ready chan struct{} // closed when the join finished; then bot or err is set
 	bot   Bot
 	err   error
-	recs  map[string]*Recording // by participant identity
+	recs  map[Key]*Recording
 	// rejoining is set while a new bot replaces one that lost LiveKit;
 	// gen counts the room's bots, so a replaced bot's events are dropped.
 	rejoining bool
 	gen       int
+}
+
+// of returns identity's recordings in the room; the caller holds the
+// supervisor's mu.
+func (rm *room) of(identity string) []*Recording {
+	var out []*Recording
+	for k, r := range rm.recs {
+		if k.Participant == identity {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // list returns the room's recordings; the caller holds the supervisor's mu.
@@ -215,7 +229,7 @@ func New(o Options) (*Supervisor, error) {
 // (ErrNoRoom, ErrNoParticipant) unless WaitForParticipant is given.
 func (s *Supervisor) Start(ctx context.Context, roomName, participant string, opts ...StartOption) (info RecordingInfo, created bool, err error) {
 	o := parseStart(opts)
-	key := Key{Room: roomName, Participant: participant}
+	key := Key{Room: roomName, Participant: participant, Track: o.track}
 	if info, ok, err := s.running(ctx, key); ok || err != nil {
 		return info, false, err
 	}
@@ -240,13 +254,13 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 	s.mu.Lock()
 	b, rejoining := rm.bot, rm.rejoining
 	s.mu.Unlock()
-	present := b.Record(participant)
+	present := rec.subscribe(b)
 	if !present && !o.wait && s.opts.Lookup != nil && !rejoining {
 		// LiveKit said the participant was there; the bot's view may lag
 		// by a moment, or they left before it joined. A bot must not stay
 		// waiting for someone gone (no participant_left will come).
 		if present = waitPresent(ctx, b, participant); !present {
-			b.Forget(participant)
+			rec.unsubscribe(b)
 			return s.abandon(ctx, rec, joining, fmt.Errorf("%w: %q left %q before the recorder joined", ErrNoParticipant, participant, roomName))
 		}
 	}
@@ -304,6 +318,7 @@ func (s *Supervisor) claim(ctx context.Context, key Key, o startOptions) (rec *R
 	defer unlock()
 	rec = newRecording(key, o.id, s.opts.Instance, s.log)
 	rec.wait = o.wait
+	rec.output = o.output
 	var ok bool
 	if tr, can := s.opts.Owners.(Transferer); can && o.from != "" {
 		ok, err = tr.Transfer(ctx, key, o.from, rec.owner)
@@ -424,14 +439,14 @@ func (s *Supervisor) reserve(ctx context.Context, rec *Recording) (rm *room, joi
 		s.active[key] = rec
 		rm = s.rooms[key.Room]
 		if rm == nil {
-			rm = &room{name: key.Room, ready: make(chan struct{}), recs: map[string]*Recording{}}
+			rm = &room{name: key.Room, ready: make(chan struct{}), recs: map[Key]*Recording{}}
 			s.rooms[key.Room] = rm
 			joining = true
 			if s.opts.Rooms != nil {
 				s.opts.Rooms.RoomBusy(key.Room)
 			}
 		}
-		rm.recs[key.Participant] = rec
+		rm.recs[key] = rec
 		rec.room = rm
 		s.mu.Unlock()
 		return rm, joining, nil, nil
@@ -473,8 +488,8 @@ func (s *Supervisor) abandon(ctx context.Context, rec *Recording, joining bool, 
 	if s.active[key] == rec {
 		delete(s.active, key)
 	}
-	if rm.recs[key.Participant] == rec {
-		delete(rm.recs, key.Participant)
+	if rm.recs[key] == rec {
+		delete(rm.recs, key)
 	}
 	var leave Bot
 	if len(rm.recs) == 0 && s.rooms[key.Room] == rm {
@@ -587,7 +602,7 @@ func (s *Supervisor) ParticipantSID(room, identity string) string {
 func (s *Supervisor) botFor(room, identity string) Bot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if rm := s.rooms[room]; rm != nil && rm.recs[identity] != nil {
+	if rm := s.rooms[room]; rm != nil && len(rm.of(identity)) > 0 {
 		return rm.bot
 	}
 	return nil
@@ -611,7 +626,7 @@ func (s *Supervisor) stop(ctx context.Context, rec *Recording, reason string) {
 	s.stopping[rec.key] = rec
 	s.closing[rec.key.Room]++
 	rm := rec.room
-	delete(rm.recs, rec.key.Participant)
+	delete(rm.recs, rec.key)
 	leave := len(rm.recs) == 0
 	if leave && s.rooms[rm.name] == rm {
 		delete(s.rooms, rm.name)
@@ -626,7 +641,7 @@ func (s *Supervisor) stop(ctx context.Context, rec *Recording, reason string) {
 		<-rec.keeper // no renewal may follow the release
 	}
 	if b != nil {
-		b.Forget(rec.key.Participant)
+		rec.unsubscribe(b)
 		if leave {
 			b.Leave()
 		}
@@ -669,10 +684,23 @@ func (s *Supervisor) HistoryLen() int {
 	return len(s.history)
 }
 
-func (s *Supervisor) recording(rm *room, identity string) *Recording {
+// recordings are identity's recordings in rm: the whole participant's
+// and those of single tracks.
+func (s *Supervisor) recordings(rm *room, identity string) []*Recording {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return rm.recs[identity]
+	return rm.of(identity)
+}
+
+// trackRecording is the recording that takes identity's track sid: the
+// track's own (a track egress), else the whole participant's.
+func (s *Supervisor) trackRecording(rm *room, identity, sid string) *Recording {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := rm.recs[Key{Room: rm.name, Participant: identity, Track: sid}]; r != nil {
+		return r
+	}
+	return rm.recs[Key{Room: rm.name, Participant: identity}]
 }
 
 // handler turns one room's bot events into supervisor actions.
@@ -696,7 +724,7 @@ func (h *handler) TrackSubscribed(t *bot.Track) bool {
 	if !h.current() {
 		return false
 	}
-	rec := h.s.recording(h.room, t.Info.Participant)
+	rec := h.s.trackRecording(h.room, t.Info.Participant, t.Info.TrackSID)
 	return rec != nil && rec.addTrack(t, &h.s.opts)
 }
 
@@ -704,8 +732,15 @@ func (h *handler) TrackEnded(info bot.TrackInfo) {
 	if !h.current() {
 		return
 	}
-	if rec := h.s.recording(h.room, info.Participant); rec != nil {
-		rec.endTrack(info)
+	rec := h.s.trackRecording(h.room, info.Participant, info.TrackSID)
+	if rec == nil {
+		return
+	}
+	rec.endTrack(info)
+	if rec.key.Track != "" {
+		// A track's own recording ends with its track (livekit-server
+		// never stops a track egress).
+		go h.s.stop(context.Background(), rec, reasonTrackEnded)
 	}
 }
 
@@ -713,7 +748,7 @@ func (h *handler) ParticipantJoined(identity string) {
 	if !h.current() {
 		return
 	}
-	if rec := h.s.recording(h.room, identity); rec != nil {
+	for _, rec := range h.s.recordings(h.room, identity) {
 		rec.participantBack()
 	}
 }
@@ -722,22 +757,20 @@ func (h *handler) ParticipantLeft(identity string, intentional bool) {
 	if !h.current() {
 		return
 	}
-	rec := h.s.recording(h.room, identity)
-	if rec == nil {
-		return
-	}
-	if intentional || h.s.opts.RejoinTimeout <= 0 {
-		go h.s.stop(context.Background(), rec, "participant left")
-		return
-	}
-	rec.participantAway(h.s.opts.RejoinTimeout, func() {
-		// A reconnect whose event raced the departure's is still a return.
-		if b := h.bot(); b != nil && b.Present(identity) {
-			rec.participantBack()
-			return
+	for _, rec := range h.s.recordings(h.room, identity) {
+		if intentional || h.s.opts.RejoinTimeout <= 0 {
+			go h.s.stop(context.Background(), rec, "participant left")
+			continue
 		}
-		h.s.stop(context.Background(), rec, "participant did not reconnect")
-	})
+		rec.participantAway(h.s.opts.RejoinTimeout, func() {
+			// A reconnect whose event raced the departure's is still a return.
+			if b := h.bot(); b != nil && b.Present(identity) {
+				rec.participantBack()
+				return
+			}
+			h.s.stop(context.Background(), rec, "participant did not reconnect")
+		})
+	}
 }
 
 func (h *handler) bot() Bot {

@@ -32,6 +32,19 @@ func (b *fakeBot) Record(id string) bool {
 	return b.present[id]
 }
 
+func (b *fakeBot) RecordTrack(id, sid string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.wanted[id+"/"+sid] = true
+	return b.present[id]
+}
+
+func (b *fakeBot) ForgetTrack(id, sid string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.wanted, id+"/"+sid)
+}
+
 func (b *fakeBot) Forget(id string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -19,6 +19,10 @@ type Track struct {
 	Room, RoomSID                                string
 	Participant, ParticipantName, ParticipantSID string // Participant is the identity
 	TrackSID, Source, MimeType                   string
+	// Key, if set, is the file's object key in place of the layout's (a
+	// track egress names it; it ends in the container's extension). The
+	// file keeps its layout name in Dir; a clash numbers both.
+	Key string
 }
 
 // maxClash bounds the numbered names tried when a track's name is taken.
@@ -51,12 +55,17 @@ func (s *Spool) Create(t Track, start time.Time, container string) (*File, error
 		path := filepath.Join(s.dir, filepath.FromSlash(name))
 		// A manifest of this name belongs to another file (the same track
 		// in the other container): this file takes the next name too.
+		key := s.objectKey(name)
+		if t.Key != "" {
+			ext := "." + container
+			key = strings.TrimSuffix(t.Key, ext) + sid[len(t.TrackSID):] + ext
+		}
 		f, err := (*os.File)(nil), error(os.ErrExist)
-		if !taken(path) && (s.opts.Claimed == nil || !s.opts.Claimed(t.Room, s.objectKey(name))) {
+		if !taken(path) && (s.opts.Claimed == nil || !s.opts.Claimed(t.Room, key)) {
 			f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 		}
 		if err == nil {
-			file := &File{s: s, f: f, path: path, name: name, key: s.objectKey(name)}
+			file := &File{s: s, f: f, path: path, name: name, key: key}
 			file.manifest = NewManifest(t, file.key, container, s.opts.Instance, start)
 			if err := writeJSON(pendingPath(path), file.manifest); err != nil {
 				// Only crash recovery needs it; the recording goes on.

@@ -139,6 +139,26 @@ func TestCreateClaimedElsewhere(t *testing.T) {
 	}
 }
 
+// A file whose key its request names (a track egress) keeps its layout
+// name in the spool; a clash numbers the key too.
+func TestCreateWithKey(t *testing.T) {
+	s := open(t, Options{KeyPrefix: "livekit"})
+	tr := alice
+	tr.Key = "rec/standup/alice-2026-01-02T030405-TR_a.ogg"
+	var got []string
+	for range 2 {
+		f := closedFile(t, s, tr, "ogg", []byte("x"))
+		got = append(got, f.Name()+" "+f.Key())
+	}
+	want := []string{
+		"r/alice-2026-01-02T030405-TR_a.ogg rec/standup/alice-2026-01-02T030405-TR_a.ogg",
+		"r/alice-2026-01-02T030405-TR_a_2.ogg rec/standup/alice-2026-01-02T030405-TR_a_2.ogg",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
 func TestSeal(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
