@@ -371,7 +371,10 @@ func TestRedisOutage(t *testing.T) {
 	// Each operation fails on its own (the client retries the dial for
 	// about 1.7 s), so they run side by side.
 	ops := map[string]func(ctx context.Context) error{
-		"claim":   func(ctx context.Context) error { _, _, err := l.Claim(ctx, Key{Room: "r2", Participant: "p"}, "a"); return err },
+		"claim": func(ctx context.Context) error {
+			_, _, err := l.Claim(ctx, Key{Room: "r2", Participant: "p"}, "a")
+			return err
+		},
 		"renew":   func(ctx context.Context) error { _, _, err := l.Renew(ctx, a); return err },
 		"release": func(ctx context.Context) error { return l.Release(ctx, a) },
 		"holder":  func(ctx context.Context) error { _, _, err := l.Holder(ctx, key); return err },

@@ -307,9 +307,9 @@ type track struct {
 		ReadRTP() (*rtp.Packet, time.Time, error)
 		SetReadDeadline(time.Time) error
 	}
-	mux  *muxer.Track
-	log  *slog.Logger
-	done chan struct{}
+	mux    *muxer.Track
+	log    *slog.Logger
+	done   chan struct{}
 	opts   *Options
 	span   *span  // the recording's
 	output Output // the recording's
