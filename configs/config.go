@@ -27,6 +27,13 @@ type Config struct {
 	Limits     Limits
 	Redis      Redis
 	Fleet      Fleet
+	Egress     Egress
+}
+
+// Egress is the egress worker mode: livekit-server's track egress requests
+// served on its Redis.
+type Egress struct {
+	Worker bool
 }
 
 // LiveKit is the server the bots join and whose key pair signs and verifies

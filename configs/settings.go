@@ -175,6 +175,15 @@ func table() []setting {
 		{env: "COMPLETION_WAIT", key: "fleet.completion_wait", def: "15m",
 			doc:  "in a fleet: how long a room's completion waits for files still on an instance that died; then it completes without them, lists them as missing, and a `recordings_updated` event carries each that arrives later, `0s` to `24h`",
 			bind: bind(func(c *Config) *time.Duration { return &c.Fleet.CompletionWait }, duration, between(0, 24*time.Hour))},
+		{env: "EGRESS_WORKER", key: "egress.worker", def: "false",
+			doc:  "serve livekit-server's track egress requests (Auto Track Egress, StartTrackEgress) for Opus audio, untranscoded, on its Redis (`REDIS_*`, which it needs); video and composites are left to livekit/egress",
+			bind: bind(func(c *Config) *bool { return &c.Egress.Worker }, boolean),
+			also: func(c Config) error {
+				if c.Egress.Worker && !c.Redis.Enabled() {
+					return errors.New("EGRESS_WORKER needs livekit-server's Redis: set REDIS_ADDRESS (or Sentinels, or cluster nodes)")
+				}
+				return nil
+			}},
 	}
 }
 

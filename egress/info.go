@@ -49,15 +49,12 @@ func (i *Info) Status() livekit.EgressStatus {
 }
 
 // change applies fn unless the egress ended, and returns the result and
-// whether it changed.
-func (i *Info) change(fn func(e *livekit.EgressInfo)) (*livekit.EgressInfo, bool) {
+// whether fn changed it.
+func (i *Info) change(fn func(e *livekit.EgressInfo) bool) (*livekit.EgressInfo, bool) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	if ended(i.e.Status) {
-		return proto.Clone(i.e).(*livekit.EgressInfo), false
-	}
-	fn(i.e)
-	return proto.Clone(i.e).(*livekit.EgressInfo), true
+	changed := !ended(i.e.Status) && fn(i.e)
+	return proto.Clone(i.e).(*livekit.EgressInfo), changed
 }
 
 // ended says whether status is final.
@@ -73,42 +70,49 @@ func ended(s livekit.EgressStatus) bool {
 // Active marks the egress active (its first packet is written), with the
 // file it writes; false if it was active or ended already.
 func (i *Info) Active(file *livekit.FileInfo) (*livekit.EgressInfo, bool) {
-	return i.change(func(e *livekit.EgressInfo) {
+	return i.change(func(e *livekit.EgressInfo) bool {
 		if e.Status != livekit.EgressStatus_EGRESS_STARTING {
-			return
+			return false
 		}
 		e.UpdateStatus(livekit.EgressStatus_EGRESS_ACTIVE)
 		setFile(e, file)
+		return true
 	})
 }
 
 // Ending marks the egress ending (its file is closing, then stored).
 func (i *Info) Ending(reason string) (*livekit.EgressInfo, bool) {
-	return i.change(func(e *livekit.EgressInfo) {
+	return i.change(func(e *livekit.EgressInfo) bool {
+		if e.Status == livekit.EgressStatus_EGRESS_ENDING {
+			return false
+		}
 		e.UpdateStatus(livekit.EgressStatus_EGRESS_ENDING)
 		e.SetEndReason(reason)
+		return true
 	})
 }
 
 // Complete marks the egress complete with its stored file.
 func (i *Info) Complete(file *livekit.FileInfo, reason string) (*livekit.EgressInfo, bool) {
-	return i.change(func(e *livekit.EgressInfo) {
+	return i.change(func(e *livekit.EgressInfo) bool {
 		if e.Details == "" {
 			e.SetEndReason(reason)
 		}
 		setFile(e, file)
 		e.SetComplete()
+		return true
 	})
 }
 
 // Failed marks the egress failed with err; file, if not nil, is what was
 // written.
 func (i *Info) Failed(err error, file *livekit.FileInfo) (*livekit.EgressInfo, bool) {
-	return i.change(func(e *livekit.EgressInfo) {
+	return i.change(func(e *livekit.EgressInfo) bool {
 		if file != nil {
 			setFile(e, file)
 		}
 		e.SetFailed(err)
+		return true
 	})
 }
 

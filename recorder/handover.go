@@ -138,6 +138,11 @@ func (s *Supervisor) handOver(ctx context.Context, rec *Recording, next Successo
 	if s.activeRecording(rec.key) != rec {
 		return false // stopping for a reason of its own
 	}
+	if rec.key.Track != "" {
+		// A track egress: its reports to livekit-server stay with this
+		// instance's worker, so it ends here (complete, its file stored).
+		return false
+	}
 	rec.handing.Store(true)
 	cut, inst, err := next.TakeOver(ctx, rec.key, rec.id, rec.owner, rec.wait)
 	if err != nil {

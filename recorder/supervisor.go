@@ -520,13 +520,19 @@ func (s *Supervisor) roomMaybeIdle(room string) {
 	}
 }
 
-// Stop ends a recording, closing its files before it returns.
+// Stop ends a recording, closing its files before it returns. A stop
+// already under way answers with its end, not ErrNotFound; a client
+// hanging up does not leave a stop half done.
 func (s *Supervisor) Stop(ctx context.Context, roomName, participant string) (RecordingInfo, error) {
-	key := Key{Room: roomName, Participant: participant}
+	return s.StopKey(ctx, Key{Room: roomName, Participant: participant}, "stopped by request")
+}
+
+// StopKey ends the recording of key (a single track's, too) for reason,
+// closing its files before it returns.
+func (s *Supervisor) StopKey(ctx context.Context, key Key, reason string) (RecordingInfo, error) {
 	s.mu.Lock()
 	rec, ok := s.active[key]
 	if !ok {
-		// A stop already under way: answer with its end, not a 404.
 		rec, ok = s.stopping[key]
 	}
 	s.mu.Unlock()
@@ -536,8 +542,7 @@ func (s *Supervisor) Stop(ctx context.Context, roomName, participant string) (Re
 	if err := rec.waitJoined(ctx); err != nil {
 		return RecordingInfo{}, err
 	}
-	// A client hanging up does not leave a stop half done.
-	s.stop(context.WithoutCancel(ctx), rec, "stopped by request")
+	s.stop(context.WithoutCancel(ctx), rec, reason)
 	return rec.Info(), nil
 }
 

@@ -33,6 +33,7 @@ import (
 	"github.com/trackrec/trackrec/bot"
 	"github.com/trackrec/trackrec/completion"
 	"github.com/trackrec/trackrec/configs"
+	"github.com/trackrec/trackrec/egress"
 	"github.com/trackrec/trackrec/mixdown"
 	"github.com/trackrec/trackrec/ownership"
 	"github.com/trackrec/trackrec/probe"
@@ -101,6 +102,7 @@ type app struct {
 	// successor takes this instance's recordings over when it drains;
 	// nil alone.
 	successor recorder.Successor
+	egress    *egress.Worker // EGRESS_WORKER; nil otherwise
 }
 
 // shared is the state an instance shares with the fleet: in Redis when
@@ -276,6 +278,11 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 	if shared.intents != nil {
 		a.startTakeover(cfg)
 	}
+	if cfg.Egress.Worker {
+		if a.egress, err = startEgress(cfg, a, rs, instance); err != nil {
+			return fail(err)
+		}
+	}
 	go func() { a.served <- a.srv.Serve(ln) }()
 	a.log.Info("recorder listening", "addr", ln.Addr().String(), "livekit", cfg.LiveKit.URL, "dir", a.spool.Dir(), "store", store.String(), "instance", instance)
 	return a, nil
@@ -310,6 +317,38 @@ func (a *app) joinFleet(cfg configs.Config, instance string) (fleet.Recorder, er
 func (a *app) member(instance string) bool {
 	f := a.joined.Load()
 	return f == nil || f.Member(instance)
+}
+
+// startEgress serves livekit-server's track egress requests on its Redis.
+func startEgress(cfg configs.Config, a *app, rs *lksdk.RoomServiceClient, instance string) (*egress.Worker, error) {
+	var storage *egress.S3
+	if cfg.S3.Enabled() {
+		storage = &egress.S3{Bucket: cfg.S3.Bucket, Region: cfg.S3.Region, Endpoint: cfg.S3.Endpoint, ForcePathStyle: cfg.S3.ForcePathStyle}
+	}
+	dir, err := os.MkdirTemp("", "trackrec-egress-")
+	if err != nil {
+		return nil, fmt.Errorf("EGRESS_WORKER: %w", err)
+	}
+	w, err := egress.NewWorker(egress.Options{
+		Bus:      a.shared.bus,
+		Recorder: a.sup,
+		Find: func(ctx context.Context, room, track string) (egress.Publisher, error) {
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			p, err := probe.FindTrack(ctx, rs, room, track)
+			return egress.Publisher(p), err
+		},
+		Uploads: a.queue,
+		Storage: storage,
+		Load:    func() (int, int) { return a.sup.Load(), cfg.Fleet.MaxTracks },
+		Dir:     dir,
+		Logger:  a.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("EGRESS_WORKER: %w", err)
+	}
+	a.log.Info("egress worker serving livekit-server's track egress requests", "instance", instance)
+	return w, nil
 }
 
 // startTakeover resumes here the recordings whose instance died or shut
@@ -363,6 +402,11 @@ func (a *app) shutdown() error {
 	if a.stopTakeover != nil {
 		a.stopTakeover()
 	}
+	if a.egress != nil {
+		// No new egress is claimed; the running ones end with their
+		// recordings below, and are reported complete once stored.
+		a.egress.Refuse()
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.Limits.ShutdownTimeout)
 	defer cancel()
 	// In a fleet each recording goes on on another instance, cut where
@@ -384,6 +428,11 @@ func (a *app) shutdown() error {
 		fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
 		a.files.Close(fctx)
 		fcancel()
+	}
+	if a.egress != nil {
+		// Egresses whose file is stored are complete by now; the others
+		// are reported failed, their files kept for the next start.
+		a.egress.Close()
 	}
 	// Left only now: the others count this instance's files as being
 	// stored, not as a dead instance's, while its uploads drain.

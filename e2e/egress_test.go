@@ -1,0 +1,202 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/livekit/protocol/auth"
+	"github.com/livekit/protocol/livekit"
+	"github.com/livekit/protocol/webhook"
+	lksdk "github.com/livekit/server-sdk-go/v2"
+
+	"github.com/trackrec/trackrec/egress"
+	"github.com/trackrec/trackrec/testbed"
+)
+
+// liveKitHooks receives livekit-server's own webhooks, verified with its key.
+type liveKitHooks struct {
+	url    string
+	mu     sync.Mutex
+	events []*livekit.WebhookEvent
+}
+
+func newLiveKitHooks(t *testing.T) *liveKitHooks {
+	h := &liveKitHooks{}
+	keys := auth.NewSimpleKeyProvider("devkey", "secret")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ev, err := webhook.ReceiveWebhookEvent(r, keys)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		h.mu.Lock()
+		h.events = append(h.events, ev)
+		h.mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	h.url = srv.URL
+	return h
+}
+
+// egressEvents returns the egress webhooks of id, in arrival order.
+func (h *liveKitHooks) egressEvents(id string) []*livekit.WebhookEvent {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []*livekit.WebhookEvent
+	for _, ev := range h.events {
+		if ev.GetEgressInfo().GetEgressId() == id {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// Auto Track Egress served by the recorder on livekit-server's Redis: two
+// participants' audio, written untranscoded at the consumer's layout with
+// an EG_<id>.json beside each, livekit-server's own egress webhooks for
+// each, ListEgress and StopEgress through its API.
+func TestAutoTrackEgress(t *testing.T) {
+	t.Parallel()
+	needRecorder(t)
+	rd := startRedis(t)
+	s3 := startS3(t)
+	hooks := newLiveKitHooks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	server, err := testbed.StartLiveKit(ctx, testbed.LiveKitOptions{WebhookURLs: []string{hooks.url}, RedisAddress: rd.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	rec := startService(t, withS3(s3, map[string]string{
+		"LIVEKIT_URL": server.URL, "LIVEKIT_API_KEY": server.APIKey, "LIVEKIT_API_SECRET": server.APISecret,
+		"REDIS_ADDRESS": rd.Addr(), "EGRESS_WORKER": "true", "AUTO_RECORD": "false", "MIXDOWN": "none",
+	}))
+	room := "egress-room"
+	rs := lksdk.NewRoomServiceClient(server.HTTPURL, server.APIKey, server.APISecret)
+	if _, err := rs.CreateRoom(ctx, &livekit.CreateRoomRequest{Name: room, Egress: &livekit.RoomEgress{Tracks: &livekit.AutoTrackEgress{
+		Filepath: "livekit/{room_name}/{publisher_identity}-{time}",
+		Output: &livekit.AutoTrackEgress_S3{S3: &livekit.S3Upload{AccessKey: s3.AccessKey, Secret: s3.SecretKey, Region: s3.Region,
+			Endpoint: s3.Endpoint, Bucket: s3.Bucket, ForcePathStyle: true}},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	pubs := map[string]*testbed.Publisher{"eve": publishOn(t, server, room, "eve"), "flo": publishOn(t, server, room, "flo")}
+	ec := lksdk.NewEgressClient(server.HTTPURL, server.APIKey, server.APISecret)
+	egresses := map[string]*livekit.EgressInfo{} // by identity
+	waitFor(t, 30*time.Second, "both egresses active", func() bool {
+		res, err := ec.ListEgress(ctx, &livekit.ListEgressRequest{RoomName: room})
+		if err != nil {
+			t.Logf("ListEgress: %v", err)
+			return false
+		}
+		for _, e := range res.GetItems() {
+			for who, p := range pubs {
+				if e.GetTrack().GetTrackId() == p.TrackSID() && e.Status == livekit.EgressStatus_EGRESS_ACTIVE {
+					egresses[who] = e
+				}
+			}
+		}
+		return len(egresses) == 2
+	})
+	time.Sleep(3 * time.Second)
+	// StopEgress through the API ends one at once (ENDING), and it is
+	// complete once stored.
+	asked := time.Now()
+	stopped, err := ec.StopEgress(ctx, &livekit.StopEgressRequest{EgressId: egresses["eve"].EgressId})
+	if err != nil {
+		t.Fatalf("StopEgress: %v", err)
+	}
+	t.Logf("StopEgress answered in %v with %s", time.Since(asked), stopped.Status)
+	if took := time.Since(asked); took > 3*time.Second || stopped.Status != livekit.EgressStatus_EGRESS_ENDING {
+		t.Errorf("StopEgress: %s after %v, want ENDING within 3 s", stopped.Status, took)
+	}
+	// flo leaves: its egress ends by itself.
+	if err := pubs["flo"].Leave(); err != nil {
+		t.Fatal(err)
+	}
+	ended := map[string]*livekit.EgressInfo{}
+	waitFor(t, 30*time.Second, "both egresses ended", func() bool {
+		for who, e := range egresses {
+			for _, ev := range hooks.egressEvents(e.EgressId) {
+				if ev.Event == webhook.EventEgressEnded {
+					ended[who] = ev.EgressInfo
+				}
+			}
+		}
+		return len(ended) == 2
+	})
+	for who, e := range egresses {
+		events := hooks.egressEvents(e.EgressId)
+		var names []string
+		for _, ev := range events {
+			names = append(names, ev.Event+"/"+ev.EgressInfo.Status.String())
+		}
+		t.Logf("%s: %v", who, names)
+		if len(events) < 3 || events[0].Event != webhook.EventEgressStarted || events[len(events)-1].Event != webhook.EventEgressEnded {
+			t.Errorf("%s: webhooks %v, want egress_started first and egress_ended last", who, names)
+		}
+		active := false
+		for _, ev := range events {
+			active = active || (ev.Event == webhook.EventEgressUpdated && ev.EgressInfo.Status == livekit.EgressStatus_EGRESS_ACTIVE)
+		}
+		if !active {
+			t.Errorf("%s: no egress_updated ACTIVE: %v", who, names)
+		}
+		done := ended[who]
+		if done.Status != livekit.EgressStatus_EGRESS_COMPLETE || len(done.FileResults) != 1 {
+			t.Fatalf("%s: ended %s with %d files: %s", who, done.Status, len(done.FileResults), done.Error)
+		}
+		for _, secret := range []string{s3.SecretKey, s3.AccessKey} {
+			if doc, _ := json.Marshal(done); strings.Contains(string(doc), secret) {
+				t.Errorf("%s: egress info carries a credential: %s", who, doc)
+			}
+		}
+		fr := done.FileResults[0]
+		p := pubs[who]
+		if m := consumerKey.FindStringSubmatch(fr.Filename); m == nil || m[1] != room || m[2] != who || m[4] != p.TrackSID() || m[5] != "ogg" {
+			t.Errorf("%s: key %q does not parse as livekit/{room}/{identity}-{time}-{track}.ogg", who, fr.Filename)
+		}
+		path := object(t, s3, fr.Filename)
+		st, err := os.Stat(path)
+		if err != nil || st.Size() != fr.Size {
+			t.Errorf("%s: object %s: %v, size %d; file result says %d", who, fr.Filename, err, st.Size(), fr.Size)
+		}
+		within(t, who+" duration vs file result", decodedDuration(t, path), time.Duration(fr.Duration), 60*time.Millisecond)
+		checkTrackFile(t, path, p, p.TrackSID(), 0)
+		if !strings.HasPrefix(fr.Location, s3.Endpoint+"/"+s3.Bucket+"/") {
+			t.Errorf("%s: location %q", who, fr.Location)
+		}
+		data, err := os.ReadFile(object(t, s3, egress.ManifestKey(fr.Filename, e.EgressId)))
+		if err != nil {
+			t.Fatalf("%s: EG manifest: %v", who, err)
+		}
+		var man egress.Manifest
+		if err := json.Unmarshal(data, &man); err != nil || man.EgressID != e.EgressId || man.TrackID != p.TrackSID() || man.RoomName != room ||
+			len(man.Files) != 1 || man.Files[0].Filename != fr.Filename || man.Files[0].Location != fr.Location || len(man.Trackrec) == 0 {
+			t.Errorf("%s: EG manifest %s (%v)", who, data, err)
+		}
+	}
+	// Listed as complete afterwards.
+	res, err := ec.ListEgress(ctx, &livekit.ListEgressRequest{RoomName: room})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range res.GetItems() {
+		if e.Status != livekit.EgressStatus_EGRESS_COMPLETE {
+			t.Errorf("ListEgress after: %s %s", e.EgressId, e.Status)
+		}
+	}
+	for _, r := range rec.list() {
+		if !strings.HasPrefix(r.ID, "EG_") {
+			t.Errorf("recording %s is not named by its egress id", r.ID)
+		}
+	}
+}

@@ -1,0 +1,446 @@
+package egress
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/livekit/protocol/livekit"
+	"github.com/livekit/protocol/rpc"
+	"github.com/livekit/psrpc"
+
+	"github.com/trackrec/trackrec/recorder"
+	"github.com/trackrec/trackrec/spool"
+	"github.com/trackrec/trackrec/uploader"
+)
+
+// Publisher is what the worker learns of a track from LiveKit before it
+// claims a request.
+type Publisher struct {
+	Identity string
+	Kind     string // "audio", "video"
+	MimeType string // "audio/opus"
+	Source   string // lower case: "microphone"
+}
+
+// Recorder records the egresses' tracks (recorder.Supervisor).
+type Recorder interface {
+	Start(ctx context.Context, room, participant string, opts ...recorder.StartOption) (recorder.RecordingInfo, bool, error)
+	StopKey(ctx context.Context, key recorder.Key, reason string) (recorder.RecordingInfo, error)
+}
+
+// Uploads stores the egresses' manifests (uploader.Queue).
+type Uploads interface {
+	Submit(uploader.Item) (*uploader.Upload, error)
+}
+
+// Options configure a Worker.
+type Options struct {
+	Bus      psrpc.MessageBus // livekit-server's Redis
+	Recorder Recorder
+	// Find says who publishes track in room, and what it is.
+	Find    func(ctx context.Context, room, track string) (Publisher, error)
+	Uploads Uploads
+	// Storage is the recorder's own S3 target (no credentials), for the
+	// requests that name none or name it; nil: local storage.
+	Storage *S3
+	// Load is the tracks recorded now and the most this instance takes.
+	Load   func() (tracks, capacity int)
+	Dir    string // where manifests wait for their upload
+	Logger *slog.Logger
+}
+
+// Worker serves livekit-server's track egress requests with the recorder.
+type Worker struct {
+	o    Options
+	log  *slog.Logger
+	io   rpc.IOInfoClient
+	srv  rpc.EgressInternalServer
+	stop rpc.EgressHandlerServer
+
+	mu     sync.Mutex
+	active map[string]*job // by egress id
+	closed bool
+	wg     sync.WaitGroup
+	// life ends at Close: a file not stored by then stays in the spool.
+	life    context.Context
+	endLife context.CancelFunc
+}
+
+// NewWorker starts serving on o.Bus.
+func NewWorker(o Options) (*Worker, error) {
+	if o.Bus == nil || o.Recorder == nil || o.Find == nil || o.Uploads == nil || o.Load == nil || o.Dir == "" {
+		return nil, errors.New("egress: Bus, Recorder, Find, Uploads, Load and Dir are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("egress: manifest folder: %w", err)
+	}
+	w := &Worker{o: o, log: o.Logger.With("component", "egress"), active: map[string]*job{}}
+	w.life, w.endLife = context.WithCancel(context.Background())
+	var err error
+	if w.io, err = rpc.NewIOInfoClient(o.Bus); err != nil {
+		return nil, fmt.Errorf("egress: IOInfo client: %w", err)
+	}
+	if w.stop, err = rpc.NewEgressHandlerServer(stopper{w}, o.Bus); err != nil {
+		return nil, fmt.Errorf("egress: handler server: %w", err)
+	}
+	if w.srv, err = rpc.NewEgressInternalServer(w, o.Bus); err != nil {
+		w.stop.Kill()
+		return nil, fmt.Errorf("egress: server: %w", err)
+	}
+	// livekit-server v1.13.5 has no egress cluster id: the topic is "".
+	if err := w.srv.RegisterStartEgressTopic(""); err != nil {
+		w.srv.Kill()
+		w.stop.Kill()
+		return nil, fmt.Errorf("egress: serve StartEgress: %w", err)
+	}
+	return w, nil
+}
+
+// Refuse stops taking requests: the instance is shutting down.
+func (w *Worker) Refuse() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+}
+
+// Close stops taking requests and waits for the egresses' reports under
+// way (each ends with its recording: stop those first).
+func (w *Worker) Close() {
+	w.Refuse()
+	w.srv.Shutdown()
+	w.endLife()
+	w.wg.Wait()
+	w.stop.Shutdown()
+}
+
+// Claims. A request the worker serves is claimed lower the busier the
+// instance is (0.99 when idle), so a fleet spreads them; one whose output
+// it does not write is claimed at lowOutput only, so livekit/egress on the
+// same Redis (which claims 0.5 and up) takes it when it is there.
+const lowOutput = 0.05
+
+// StartEgressAffinity is the worker's claim on req (rpc.EgressInternal).
+func (w *Worker) StartEgressAffinity(ctx context.Context, req *rpc.StartEgressRequest) float32 {
+	r, err := Parse(req)
+	switch {
+	case errors.Is(err, ErrOutput):
+		return lowOutput
+	case err != nil:
+		return -1
+	}
+	w.mu.Lock()
+	_, retry := w.active[r.EgressID]
+	closed := w.closed
+	w.mu.Unlock()
+	switch {
+	case retry:
+		return 1 // a retry of one it runs: idempotent here
+	case closed:
+		return -1
+	}
+	tracks, capacity := w.o.Load()
+	if capacity <= 0 || tracks >= capacity {
+		return -1
+	}
+	pub, err := w.o.Find(ctx, r.RoomName, r.TrackID)
+	if err != nil || pub.Kind != "audio" || !opusTrack(pub.MimeType) {
+		w.log.Debug("egress not claimed", "egress", r.EgressID, "room", r.RoomName, "track", r.TrackID, "kind", pub.Kind, "mime", pub.MimeType, "err", err)
+		return -1
+	}
+	return 0.99 * float32(capacity-tracks) / float32(capacity)
+}
+
+// opusTrack says whether a track of mime reaches a subscriber as Opus:
+// Opus itself, or RED (redundant Opus), which the SFU sends as Opus to
+// subscribers that do not ask for RED.
+func opusTrack(mime string) bool {
+	return strings.EqualFold(mime, "audio/opus") || strings.EqualFold(mime, "audio/red")
+}
+
+// StartEgress starts req's egress (rpc.EgressInternal). livekit-server is
+// told of it (CreateEgress) before this returns.
+func (w *Worker) StartEgress(ctx context.Context, req *rpc.StartEgressRequest) (*livekit.EgressInfo, error) {
+	r, err := Parse(req)
+	if err != nil {
+		return nil, psrpc.NewError(psrpc.InvalidArgument, err)
+	}
+	if r.S3 != nil && !w.ownStorage(r.S3) {
+		return nil, psrpc.NewError(psrpc.InvalidArgument, fmt.Errorf("%w: an S3 target other than the recorder's own (%s)", ErrOutput, r.S3))
+	}
+	w.mu.Lock()
+	if j := w.active[r.EgressID]; j != nil {
+		w.mu.Unlock()
+		return j.info.Snapshot(), nil // a retry
+	}
+	if w.closed {
+		w.mu.Unlock()
+		return nil, psrpc.NewErrorf(psrpc.Unavailable, "egress: the recorder is shutting down")
+	}
+	j := &job{w: w, req: r, info: NewInfo(r, time.Now()), log: w.log.With("egress", r.EgressID, "room", r.RoomName, "track", r.TrackID)}
+	w.active[r.EgressID] = j
+	w.mu.Unlock()
+	pub, err := w.o.Find(ctx, r.RoomName, r.TrackID)
+	if err == nil && pub.Kind != "audio" {
+		err = fmt.Errorf("track %s is %s, not audio", r.TrackID, pub.Kind)
+	}
+	if err != nil {
+		w.forget(j)
+		return nil, psrpc.NewError(psrpc.NotFound, fmt.Errorf("egress: %w", err))
+	}
+	j.pub = pub
+	if err := w.stop.RegisterStopEgressTopic(r.EgressID); err != nil {
+		w.forget(j)
+		return nil, psrpc.NewError(psrpc.Internal, fmt.Errorf("egress: serve StopEgress: %w", err))
+	}
+	if _, err := w.io.CreateEgress(ctx, j.info.Snapshot()); err != nil {
+		w.stop.DeregisterStopEgressTopic(r.EgressID)
+		w.forget(j)
+		return nil, psrpc.NewError(psrpc.Unavailable, fmt.Errorf("egress: report to livekit-server: %w", err))
+	}
+	// The join outlives this request (livekit-server gives it about 10 s).
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	defer cancel()
+	_, _, err = w.o.Recorder.Start(sctx, r.RoomName, pub.Identity,
+		recorder.Track(r.TrackID), recorder.Resume(r.EgressID), recorder.WithOutput(j))
+	if err != nil {
+		j.log.Warn("egress failed to start", "err", err)
+		j.report(j.info.Failed(err, nil))
+		w.end(j)
+		return j.info.Snapshot(), nil
+	}
+	j.log.Info("track egress started", "participant", pub.Identity)
+	return j.info.Snapshot(), nil
+}
+
+// ListActiveEgress lists the egresses running here (rpc.EgressInternal).
+func (w *Worker) ListActiveEgress(context.Context, *rpc.ListActiveEgressRequest) (*rpc.ListActiveEgressResponse, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := &rpc.ListActiveEgressResponse{}
+	for id := range w.active {
+		out.EgressIds = append(out.EgressIds, id)
+	}
+	return out, nil
+}
+
+// ownStorage says whether s is the recorder's own bucket.
+func (w *Worker) ownStorage(s *S3) bool {
+	own := w.o.Storage
+	return own != nil && own.Bucket == s.Bucket && strings.TrimRight(own.Endpoint, "/") == strings.TrimRight(s.Endpoint, "/")
+}
+
+func (w *Worker) forget(j *job) {
+	w.mu.Lock()
+	if w.active[j.req.EgressID] == j {
+		delete(w.active, j.req.EgressID)
+	}
+	w.mu.Unlock()
+}
+
+// end retires j: its stop topic goes, and a retry of its id starts anew.
+func (w *Worker) end(j *job) {
+	w.stop.DeregisterStopEgressTopic(j.req.EgressID)
+	w.forget(j)
+}
+
+// stopper serves StopEgress (rpc.EgressHandler) on each egress's topic.
+type stopper struct{ w *Worker }
+
+func (s stopper) StopEgress(ctx context.Context, req *livekit.StopEgressRequest) (*livekit.EgressInfo, error) {
+	s.w.mu.Lock()
+	j := s.w.active[req.GetEgressId()]
+	s.w.mu.Unlock()
+	if j == nil {
+		return nil, psrpc.NewErrorf(psrpc.NotFound, "egress %s is not running here", req.GetEgressId())
+	}
+	info, _ := j.info.Ending("Stopped by request")
+	j.report(info, true)
+	key := recorder.Key{Room: j.req.RoomName, Participant: j.pub.Identity, Track: j.req.TrackID}
+	// The files close and are stored after the answer: ENDING now,
+	// COMPLETE once stored.
+	s.w.wg.Add(1)
+	go func() {
+		defer s.w.wg.Done()
+		if _, err := s.w.o.Recorder.StopKey(context.Background(), key, "stopped by StopEgress"); err != nil && !errors.Is(err, recorder.ErrNotFound) {
+			j.log.Warn("egress stop", "err", err)
+		}
+	}()
+	return info, nil
+}
+
+func (stopper) UpdateEgress(context.Context, *livekit.UpdateEgressRequest) (*livekit.EgressInfo, error) {
+	return nil, psrpc.NewErrorf(psrpc.Unimplemented, "egress: a track egress has no outputs to update")
+}
+
+func (stopper) UpdateStream(context.Context, *livekit.UpdateStreamRequest) (*livekit.EgressInfo, error) {
+	return nil, psrpc.NewErrorf(psrpc.Unimplemented, "egress: a track egress has no streams")
+}
+
+// job is one egress: the recording's Output, reporting each step.
+type job struct {
+	w    *Worker
+	req  Request
+	pub  Publisher
+	info *Info
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	file   *livekit.FileInfo
+	sealed *spool.Sealed
+	err    error
+}
+
+var _ recorder.Output = (*job)(nil)
+
+func (j *job) Key(t spool.Track, start time.Time) (string, error) {
+	return ObjectKey(j.req.Filepath, Fields{
+		RoomName: j.req.RoomName, RoomID: j.req.RoomID, Identity: t.Participant, TrackID: t.TrackSID,
+		TrackType: "audio", TrackSource: strings.ToLower(t.Source), Start: start,
+	})
+}
+
+func (j *job) Opened(t spool.Track, key string, start time.Time) {
+	f := &livekit.FileInfo{Filename: key, StartedAt: start.UnixNano(), Location: Location(j.target(), key)}
+	j.mu.Lock()
+	j.file = f
+	j.mu.Unlock()
+	j.report(j.info.Active(f))
+}
+
+func (j *job) Closed(t spool.Sealed, err error) {
+	j.mu.Lock()
+	j.sealed, j.err = &t, err
+	j.mu.Unlock()
+}
+
+// Stopped ends the egress once its file is stored: COMPLETE, or FAILED
+// with the reason.
+func (j *job) Stopped(rec recorder.RecordingInfo) {
+	j.w.wg.Add(1)
+	go func() {
+		defer j.w.wg.Done()
+		defer j.w.end(j)
+		j.finish(rec)
+	}()
+}
+
+func (j *job) finish(rec recorder.RecordingInfo) {
+	j.mu.Lock()
+	sealed, serr, file := j.sealed, j.err, j.file
+	j.mu.Unlock()
+	reason := endReason(rec.StopReason)
+	switch {
+	case rec.State == recorder.StateFailed:
+		j.report(j.info.Failed(errors.New(rec.StopReason), nil))
+		return
+	case sealed == nil || file == nil:
+		j.report(j.info.Failed(fmt.Errorf("no audio was received from track %s (%s)", j.req.TrackID, rec.StopReason), nil))
+		return
+	case serr != nil:
+		j.report(j.info.Failed(fmt.Errorf("file not sealed: %w", serr), nil))
+		return
+	}
+	j.report(j.info.Ending(reason))
+	for _, u := range sealed.Uploads {
+		if u == nil {
+			continue
+		}
+		select {
+		case <-u.Done(): // retried until stored: the egress is not complete before
+		case <-j.w.life.Done():
+			j.report(j.info.Failed(errors.New("the recorder shut down before the file was stored; it stays in its spool and is stored at its next start"), nil))
+			return
+		}
+	}
+	m := sealed.Manifest
+	dur := time.Duration(m.Timeline.DurationMS) * time.Millisecond
+	done := &livekit.FileInfo{
+		Filename:  m.File.Key,
+		StartedAt: m.Timeline.Start.UnixNano(),
+		EndedAt:   m.Timeline.Start.Add(dur).UnixNano(),
+		Duration:  dur.Nanoseconds(),
+		Size:      m.File.Size,
+		Location:  Location(j.target(), m.File.Key),
+	}
+	if !j.req.DisableManifest {
+		if err := j.manifest(sealed, done); err != nil {
+			j.log.Warn("EG manifest not stored", "err", err)
+		}
+	}
+	j.report(j.info.Complete(done, reason))
+	j.log.Info("track egress complete", "key", done.Filename, "bytes", done.Size, "duration", dur)
+}
+
+// target is where the egress's files are stored.
+func (j *job) target() *S3 {
+	if j.req.S3 != nil {
+		return j.req.S3
+	}
+	return j.w.o.Storage
+}
+
+// manifest stores EG_<id>.json beside the file and waits for it.
+func (j *job) manifest(sealed *spool.Sealed, file *livekit.FileInfo) error {
+	own, err := json.Marshal(sealed.Manifest)
+	if err != nil {
+		return err
+	}
+	doc, err := json.MarshalIndent(Manifest{
+		EgressID: j.req.EgressID, RoomID: j.req.RoomID, RoomName: j.req.RoomName,
+		StartedAt: file.StartedAt, EndedAt: file.EndedAt,
+		PublisherIdentity: j.pub.Identity, TrackID: j.req.TrackID, TrackKind: "audio", TrackSource: j.pub.Source,
+		Files:    []ManifestFile{{Filename: file.Filename, Location: file.Location}},
+		Trackrec: own,
+	}, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(j.w.o.Dir, j.req.EgressID+".json")
+	if err := os.WriteFile(path, doc, 0o644); err != nil {
+		return err
+	}
+	u, err := j.w.o.Uploads.Submit(uploader.Item{Key: ManifestKey(file.Filename, j.req.EgressID), Path: path, ContentType: "application/json"})
+	if err != nil {
+		return err
+	}
+	select {
+	case <-u.Done():
+		return nil
+	case <-j.w.life.Done():
+		return errors.New("shut down before the manifest was stored")
+	}
+}
+
+// report sends info to livekit-server when it changed.
+func (j *job) report(info *livekit.EgressInfo, changed bool) {
+	if !changed {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := j.w.io.UpdateEgress(ctx, info); err != nil {
+		j.log.Warn("egress update not delivered to livekit-server", "status", info.Status.String(), "err", err)
+	}
+}
+
+// endReason is livekit's wording of why a recording ended.
+func endReason(stop string) string {
+	switch stop {
+	case "stopped by StopEgress", "stopped by request":
+		return "Stopped by request"
+	case "track ended", "participant left", "room finished":
+		return livekit.EndReasonSrcClosed
+	}
+	return stop
+}
