@@ -120,8 +120,8 @@ egress: {worker: true}
 		AutoRecord: AutoRecord{Enabled: false, Rooms: []string{"team-*", "standup"}, IgnoreIdentities: []string{"bot-?"}},
 		Limits: Limits{JoinTimeout: 20 * time.Second, RejoinTimeout: 0, ReconnectTimeout: 2 * time.Minute,
 			ShutdownTimeout: 45 * time.Second, ArmTimeout: 30 * time.Minute, MaxRecordings: 50},
-		Redis: Redis{Address: "redis.internal:6380", Username: "rec", Password: "rpw", DB: 3, UseTLS: true},
-		Fleet: Fleet{LeaseTTL: 10 * time.Second, MaxTracks: 40, CompletionWait: 2 * time.Minute},
+		Redis:  Redis{Address: "redis.internal:6380", Username: "rec", Password: "rpw", DB: 3, UseTLS: true},
+		Fleet:  Fleet{LeaseTTL: 10 * time.Second, MaxTracks: 40, CompletionWait: 2 * time.Minute},
 		Egress: Egress{Worker: true},
 	}
 	for _, s := range table() {
