@@ -61,7 +61,10 @@ func (h *liveKitHooks) egressEvents(id string) []*livekit.WebhookEvent {
 // Auto Track Egress served by the recorder on livekit-server's Redis: two
 // participants' audio, written untranscoded at the consumer's layout with
 // an EG_<id>.json beside each, livekit-server's own egress webhooks for
-// each, ListEgress and StopEgress through its API.
+// each, ListEgress and StopEgress through its API. A video track, and an
+// audio track offered while the recorder is full (MAX_TRACKS=2), are not
+// claimed; StartTrackEgress through the API records a track of a room
+// without auto egress.
 func TestAutoTrackEgress(t *testing.T) {
 	t.Parallel()
 	needRecorder(t)
@@ -77,8 +80,9 @@ func TestAutoTrackEgress(t *testing.T) {
 	defer server.Close()
 	rec := startService(t, withS3(s3, map[string]string{
 		"LIVEKIT_URL": server.URL, "LIVEKIT_API_KEY": server.APIKey, "LIVEKIT_API_SECRET": server.APISecret,
-		"REDIS_ADDRESS": rd.Addr(), "EGRESS_WORKER": "true", "AUTO_RECORD": "false", "MIXDOWN": "none",
+		"REDIS_ADDRESS": rd.Addr(), "EGRESS_WORKER": "true", "AUTO_RECORD": "false", "MIXDOWN": "none", "MAX_TRACKS": "2",
 	}))
+	s3Out := &livekit.S3Upload{AccessKey: s3.AccessKey, Secret: s3.SecretKey, Region: s3.Region, Endpoint: s3.Endpoint, Bucket: s3.Bucket, ForcePathStyle: true}
 	room := "egress-room"
 	rs := lksdk.NewRoomServiceClient(server.HTTPURL, server.APIKey, server.APISecret)
 	if _, err := rs.CreateRoom(ctx, &livekit.CreateRoomRequest{Name: room, Egress: &livekit.RoomEgress{Tracks: &livekit.AutoTrackEgress{
@@ -106,7 +110,37 @@ func TestAutoTrackEgress(t *testing.T) {
 		}
 		return len(egresses) == 2
 	})
-	time.Sleep(3 * time.Second)
+	// Not claimed: eve's camera, and hal's audio while the recorder is full.
+	video, err := pubs["eve"].PublishVideo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hal := publishOn(t, server, room, "hal")
+	time.Sleep(4 * time.Second)
+	res, err := ec.ListEgress(ctx, &livekit.ListEgressRequest{RoomName: room})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range res.GetItems() {
+		if id := e.GetTrack().GetTrackId(); id == video || id == hal.TrackSID() {
+			t.Errorf("egress %s of track %s claimed (video %s, hal's audio while full %s)", e.EgressId, id, video, hal.TrackSID())
+		}
+	}
+	for _, r := range rec.list() {
+		if r.Participant == "hal" {
+			t.Errorf("hal recorded while the recorder was full: %+v", r)
+		}
+	}
+	// The worker looked at both requests and did not claim them, each for
+	// its reason.
+	declined := map[string]bool{}
+	for _, line := range strings.Split(rec.logs.String(), "\n") {
+		declined["video"] = declined["video"] || (strings.Contains(line, `"msg":"egress not claimed"`) && strings.Contains(line, video) && strings.Contains(line, `"kind":"video"`))
+		declined["full"] = declined["full"] || (strings.Contains(line, `"msg":"egress not claimed: the recorder is full"`) && strings.Contains(line, hal.TrackSID()))
+	}
+	if !declined["video"] || !declined["full"] {
+		t.Errorf("declined for its kind: %v, for capacity: %v", declined["video"], declined["full"])
+	}
 	// StopEgress through the API ends one at once (ENDING), and it is
 	// complete once stored.
 	asked := time.Now()
@@ -185,7 +219,7 @@ func TestAutoTrackEgress(t *testing.T) {
 		}
 	}
 	// Listed as complete afterwards.
-	res, err := ec.ListEgress(ctx, &livekit.ListEgressRequest{RoomName: room})
+	res, err = ec.ListEgress(ctx, &livekit.ListEgressRequest{RoomName: room})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,6 +228,35 @@ func TestAutoTrackEgress(t *testing.T) {
 			t.Errorf("ListEgress after: %s %s", e.EgressId, e.Status)
 		}
 	}
+	// StartTrackEgress of a track published later in a room without auto
+	// egress.
+	ivy := publishOn(t, server, "egress-api-room", "ivy")
+	started, err := ec.StartTrackEgress(ctx, &livekit.TrackEgressRequest{RoomName: "egress-api-room", TrackId: ivy.TrackSID(),
+		Output: &livekit.TrackEgressRequest_File{File: &livekit.DirectFileOutput{Filepath: "livekit/{room_name}/{publisher_identity}-{time}-{track_id}", Output: &livekit.DirectFileOutput_S3{S3: s3Out}}}})
+	if err != nil {
+		t.Fatalf("StartTrackEgress: %v", err)
+	}
+	waitFor(t, 20*time.Second, "the API's egress active", func() bool {
+		evs := hooks.egressEvents(started.EgressId)
+		return len(evs) > 0 && evs[len(evs)-1].EgressInfo.Status == livekit.EgressStatus_EGRESS_ACTIVE
+	})
+	time.Sleep(2 * time.Second)
+	if _, err := ec.StopEgress(ctx, &livekit.StopEgressRequest{EgressId: started.EgressId}); err != nil {
+		t.Fatal(err)
+	}
+	var apiDone *livekit.EgressInfo
+	waitFor(t, 20*time.Second, "the API's egress ended", func() bool {
+		for _, ev := range hooks.egressEvents(started.EgressId) {
+			if ev.Event == webhook.EventEgressEnded {
+				apiDone = ev.EgressInfo
+			}
+		}
+		return apiDone != nil
+	})
+	if apiDone.Status != livekit.EgressStatus_EGRESS_COMPLETE || len(apiDone.FileResults) != 1 {
+		t.Fatalf("API egress ended %s: %s", apiDone.Status, apiDone.Error)
+	}
+	checkTrackFile(t, object(t, s3, apiDone.FileResults[0].Filename), ivy, ivy.TrackSID(), 0)
 	for _, r := range rec.list() {
 		if !strings.HasPrefix(r.ID, "EG_") {
 			t.Errorf("recording %s is not named by its egress id", r.ID)

@@ -149,13 +149,14 @@ func (w *Worker) StartEgressAffinity(ctx context.Context, req *rpc.StartEgressRe
 	case closed:
 		return -1
 	}
-	tracks, capacity := w.o.Load()
-	if capacity <= 0 || tracks >= capacity {
-		return -1
-	}
 	pub, err := w.o.Find(ctx, r.RoomName, r.TrackID)
 	if err != nil || pub.Kind != "audio" || !opusTrack(pub.MimeType) {
 		w.log.Debug("egress not claimed", "egress", r.EgressID, "room", r.RoomName, "track", r.TrackID, "kind", pub.Kind, "mime", pub.MimeType, "err", err)
+		return -1
+	}
+	tracks, capacity := w.o.Load()
+	if capacity <= 0 || tracks >= capacity {
+		w.log.Info("egress not claimed: the recorder is full", "egress", r.EgressID, "room", r.RoomName, "track", r.TrackID, "tracks", tracks, "capacity", capacity)
 		return -1
 	}
 	return 0.99 * float32(capacity-tracks) / float32(capacity)

@@ -457,3 +457,47 @@ func (t *Track) sendSlot(local *lksdk.LocalTrack, sid string, slot time.Time) (t
 	p.mu.Unlock()
 	return dur, false
 }
+
+// PublishVideo publishes a VP8 camera track that sends nothing: enough for
+// the server to list it and offer its track egress. It returns its SID.
+func (p *Publisher) PublishVideo(ctx context.Context) (string, error) {
+	local, err := lksdk.NewLocalSampleTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000})
+	if err != nil {
+		return "", fmt.Errorf("publish video: new track: %w", err)
+	}
+	type result struct {
+		pub *lksdk.LocalTrackPublication
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		pub, err := p.room.LocalParticipant.PublishTrack(local, &lksdk.TrackPublicationOptions{
+			Name: "camera", Source: livekit.TrackSource_CAMERA, VideoWidth: 640, VideoHeight: 480,
+		})
+		ch <- result{pub, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return "", fmt.Errorf("publish video: %w", r.err)
+		}
+		// The server takes the track as published once media comes: a
+		// VP8 key frame header, padded, ten times a second until Leave.
+		go func() {
+			frame := append([]byte{0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01}, make([]byte, 200)...)
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-p.life.Done():
+					return
+				case <-tick.C:
+					_ = local.WriteSample(media.Sample{Data: frame, Duration: 100 * time.Millisecond}, nil)
+				}
+			}
+		}()
+		return r.pub.SID(), nil
+	case <-ctx.Done():
+		return "", fmt.Errorf("publish video: %w", ctx.Err())
+	}
+}
