@@ -78,7 +78,9 @@ func TestAutoTrackEgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer server.Close()
-	rec := startService(t, withS3(s3, map[string]string{
+	// The recorder's own storage is its local directory: the requests'
+	// S3 target (versitygw) is theirs, with their credentials.
+	rec := startService(t, withDir(t, map[string]string{
 		"LIVEKIT_URL": server.URL, "LIVEKIT_API_KEY": server.APIKey, "LIVEKIT_API_SECRET": server.APISecret,
 		"REDIS_ADDRESS": rd.Addr(), "EGRESS_WORKER": "true", "AUTO_RECORD": "false", "MIXDOWN": "none", "MAX_TRACKS": "2",
 	}))
@@ -257,6 +259,9 @@ func TestAutoTrackEgress(t *testing.T) {
 		t.Fatalf("API egress ended %s: %s", apiDone.Status, apiDone.Error)
 	}
 	checkTrackFile(t, object(t, s3, apiDone.FileResults[0].Filename), ivy, ivy.TrackSID(), 0)
+	if strings.Contains(rec.logs.String(), s3.SecretKey) {
+		t.Error("the recorder logged the request's S3 secret")
+	}
 	for _, r := range rec.list() {
 		if !strings.HasPrefix(r.ID, "EG_") {
 			t.Errorf("recording %s is not named by its egress id", r.ID)

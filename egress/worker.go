@@ -51,6 +51,9 @@ type Options struct {
 	// Storage is the recorder's own S3 target (no credentials), for the
 	// requests that name none or name it; nil: local storage.
 	Storage *S3
+	// NewStore makes the store of a request that names another S3 target,
+	// with the request's credentials (s3.New).
+	NewStore func(ctx context.Context, target *S3) (uploader.Storage, error)
 	// Load is the tracks recorded now and the most this instance takes.
 	Load   func() (tracks, capacity int)
 	Dir    string // where manifests wait for their upload
@@ -76,8 +79,8 @@ type Worker struct {
 
 // NewWorker starts serving on o.Bus.
 func NewWorker(o Options) (*Worker, error) {
-	if o.Bus == nil || o.Recorder == nil || o.Find == nil || o.Uploads == nil || o.Load == nil || o.Dir == "" {
-		return nil, errors.New("egress: Bus, Recorder, Find, Uploads, Load and Dir are required")
+	if o.Bus == nil || o.Recorder == nil || o.Find == nil || o.Uploads == nil || o.Load == nil || o.Dir == "" || o.NewStore == nil {
+		return nil, errors.New("egress: Bus, Recorder, Find, Uploads, NewStore, Load and Dir are required")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -176,9 +179,6 @@ func (w *Worker) StartEgress(ctx context.Context, req *rpc.StartEgressRequest) (
 	if err != nil {
 		return nil, psrpc.NewError(psrpc.InvalidArgument, err)
 	}
-	if r.S3 != nil && !w.ownStorage(r.S3) {
-		return nil, psrpc.NewError(psrpc.InvalidArgument, fmt.Errorf("%w: an S3 target other than the recorder's own (%s)", ErrOutput, r.S3))
-	}
 	w.mu.Lock()
 	if j := w.active[r.EgressID]; j != nil {
 		w.mu.Unlock()
@@ -200,6 +200,14 @@ func (w *Worker) StartEgress(ctx context.Context, req *rpc.StartEgressRequest) (
 		return nil, psrpc.NewError(psrpc.NotFound, fmt.Errorf("egress: %w", err))
 	}
 	j.pub = pub
+	if r.S3 != nil && !w.ownStorage(r.S3) {
+		// The request's own bucket, with its credentials (kept in memory
+		// only, for this egress).
+		if j.store, err = w.o.NewStore(ctx, r.S3); err != nil {
+			w.forget(j)
+			return nil, psrpc.NewError(psrpc.InvalidArgument, fmt.Errorf("egress: S3 output %s: %w", r.S3, err))
+		}
+	}
 	if err := w.stop.RegisterStopEgressTopic(r.EgressID); err != nil {
 		w.forget(j)
 		return nil, psrpc.NewError(psrpc.Internal, fmt.Errorf("egress: serve StopEgress: %w", err))
@@ -290,11 +298,12 @@ func (stopper) UpdateStream(context.Context, *livekit.UpdateStreamRequest) (*liv
 
 // job is one egress: the recording's Output, reporting each step.
 type job struct {
-	w    *Worker
-	req  Request
-	pub  Publisher
-	info *Info
-	log  *slog.Logger
+	w     *Worker
+	req   Request
+	pub   Publisher
+	info  *Info
+	log   *slog.Logger
+	store uploader.Storage // nil: the recorder's own
 
 	mu     sync.Mutex
 	file   *livekit.FileInfo
@@ -310,6 +319,8 @@ func (j *job) Key(t spool.Track, start time.Time) (string, error) {
 		TrackType: "audio", TrackSource: strings.ToLower(t.Source), Start: start,
 	})
 }
+
+func (j *job) Storage() uploader.Storage { return j.store }
 
 func (j *job) Opened(t spool.Track, key string, start time.Time) {
 	f := &livekit.FileInfo{Filename: key, StartedAt: start.UnixNano(), Location: Location(j.target(), key)}
@@ -411,7 +422,7 @@ func (j *job) manifest(sealed *spool.Sealed, file *livekit.FileInfo) error {
 	if err := os.WriteFile(path, doc, 0o644); err != nil {
 		return err
 	}
-	u, err := j.w.o.Uploads.Submit(uploader.Item{Key: ManifestKey(file.Filename, j.req.EgressID), Path: path, ContentType: "application/json"})
+	u, err := j.w.o.Uploads.Submit(uploader.Item{Key: ManifestKey(file.Filename, j.req.EgressID), Path: path, ContentType: "application/json", Store: j.store})
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/trackrec/trackrec/spool"
+	"github.com/trackrec/trackrec/uploader"
 )
 
 // Output names and follows a recording's files, for a recording started
@@ -14,6 +15,8 @@ type Output interface {
 	// Key is the object key of t's file starting at start; "" keeps the
 	// layout's.
 	Key(t spool.Track, start time.Time) (string, error)
+	// Storage is where the files go; nil: the upload queue's store.
+	Storage() uploader.Storage
 	// Opened says t's file opened under key: its first packet is written.
 	Opened(t spool.Track, key string, start time.Time)
 	// Closed says a file was sealed (its uploads queued), or failed (err).

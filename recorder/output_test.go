@@ -9,6 +9,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/trackrec/trackrec/bot"
 	"github.com/trackrec/trackrec/spool"
+	"github.com/trackrec/trackrec/uploader"
 )
 
 // fakeOutput names files and notes what it is told.
@@ -27,6 +28,7 @@ func (o *fakeOutput) note(e string) {
 func (o *fakeOutput) Key(t spool.Track, start time.Time) (string, error) {
 	return "egress/" + t.Room + "/" + t.TrackSID + "-" + start.UTC().Format("150405") + ".ogg", nil
 }
+func (o *fakeOutput) Storage() uploader.Storage                     { return nil }
 func (o *fakeOutput) Opened(t spool.Track, key string, _ time.Time) { o.note("opened " + key) }
 func (o *fakeOutput) Closed(t spool.Sealed, err error) {
 	o.note("closed " + t.Manifest.File.Key)

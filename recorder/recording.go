@@ -338,7 +338,7 @@ func (t *track) open(start time.Time, _ int) (io.WriteCloser, error) {
 		if err != nil {
 			return nil, err
 		}
-		desc.Key = key
+		desc.Key, desc.Store = key, t.output.Storage()
 	}
 	f, err := t.opts.Spool.Create(desc, start, t.opts.Format)
 	if err != nil {

@@ -23,6 +23,10 @@ type Track struct {
 	// track egress names it; it ends in the container's extension). The
 	// file keeps its layout name in Dir; a clash numbers both.
 	Key string
+	// Store, if set, stores the file and its manifest in place of the
+	// upload queue's (an egress request's own bucket). It is not kept on
+	// disk: a file recovered after a crash goes to the queue's.
+	Store uploader.Storage
 }
 
 // maxClash bounds the numbered names tried when a track's name is taken.
@@ -65,7 +69,7 @@ func (s *Spool) Create(t Track, start time.Time, container string) (*File, error
 			f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 		}
 		if err == nil {
-			file := &File{s: s, f: f, path: path, name: name, key: key}
+			file := &File{s: s, f: f, path: path, name: name, key: key, store: t.Store}
 			file.manifest = NewManifest(t, file.key, container, s.opts.Instance, start)
 			if err := writeJSON(pendingPath(path), file.manifest); err != nil {
 				// Only crash recovery needs it; the recording goes on.
@@ -109,6 +113,7 @@ type File struct {
 	name     string
 	key      string
 	manifest Manifest // as at Create
+	store    uploader.Storage
 
 	closed atomic.Bool
 	sealed atomic.Bool
@@ -161,13 +166,13 @@ func (s *Spool) Seal(f *File, st muxer.Stats) (Sealed, error) {
 	case f.sealed.Swap(true):
 		return Sealed{Manifest: f.manifest, Path: f.path}, fmt.Errorf("spool: seal %s: sealed already", f.path)
 	}
-	return s.seal(f.path, f.manifest, true, func(m *Manifest, size int64, sum []byte) { m.complete(st, size, sum) })
+	return s.seal(f.path, f.manifest, true, f.store, func(m *Manifest, size int64, sum []byte) { m.complete(st, size, sum) })
 }
 
 // seal is Seal for a closed file at path, new or recovered: fill completes
 // m once the file's size and checksum are known; mark says the file may get
 // a marker (its start is known).
-func (s *Spool) seal(path string, m Manifest, mark bool, fill func(m *Manifest, size int64, sum []byte)) (Sealed, error) {
+func (s *Spool) seal(path string, m Manifest, mark bool, store uploader.Storage, fill func(m *Manifest, size int64, sum []byte)) (Sealed, error) {
 	out := Sealed{Manifest: m, Path: path}
 	sum, err := uploader.FileSHA256(path)
 	if err != nil {
@@ -197,12 +202,12 @@ func (s *Spool) seal(path string, m Manifest, mark bool, fill func(m *Manifest, 
 	if s.opts.Uploads == nil {
 		return out, nil
 	}
-	media, err := s.opts.Uploads.Submit(uploader.Item{Key: m.File.Key, Path: path, ContentType: contentType(m.File.Container), SHA256: sum})
+	media, err := s.opts.Uploads.Submit(uploader.Item{Key: m.File.Key, Path: path, ContentType: contentType(m.File.Container), SHA256: sum, Store: store})
 	if err != nil {
 		return out, fmt.Errorf("spool: queue upload: %w", err)
 	}
 	out.Uploads = []*uploader.Upload{media}
-	man, err := s.opts.Uploads.Submit(uploader.Item{Key: manifestPath(m.File.Key), Path: mpath, ContentType: "application/json", After: media})
+	man, err := s.opts.Uploads.Submit(uploader.Item{Key: manifestPath(m.File.Key), Path: mpath, ContentType: "application/json", After: media, Store: store})
 	if err != nil {
 		return out, fmt.Errorf("spool: queue manifest upload: %w", err)
 	}

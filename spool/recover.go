@@ -141,7 +141,7 @@ func (s *Spool) recoverFile(path string, name []string) (RecoveredFile, bool) {
 			log.Error("recover: unreadable manifest", "err", err)
 			return rf, true
 		}
-		sealed, err := s.seal(path, man, s.placed(&rf, man, nil), func(m *Manifest, size int64, sum []byte) {
+		sealed, err := s.seal(path, man, s.placed(&rf, man, nil), nil, func(m *Manifest, size int64, sum []byte) {
 			m.File.Size = size
 			m.File.SHA256 = hex.EncodeToString(sum)
 		})
@@ -154,7 +154,7 @@ func (s *Spool) recoverFile(path string, name []string) (RecoveredFile, bool) {
 	if man, ok := s.sealedBefore(path); ok {
 		// Died between the marker and the manifest: the marker is the
 		// manifest, and the file is the one it describes.
-		sealed, err := s.seal(path, man, s.placed(&rf, man, nil), func(*Manifest, int64, []byte) {})
+		sealed, err := s.seal(path, man, s.placed(&rf, man, nil), nil, func(*Manifest, int64, []byte) {})
 		rf.uploads = sealed.Uploads
 		rf.addError(err)
 		log.Info("recover: manifest restored from the pending-room marker", "room", man.Room)
@@ -198,7 +198,7 @@ func (s *Spool) recoverFile(path string, name []string) (RecoveredFile, bool) {
 	if man.Timeline.Start.IsZero() && perr == nil {
 		man.Timeline.Start = start.UTC()
 	}
-	sealed, err := s.seal(path, man, s.placed(&rf, man, perr), func(m *Manifest, size int64, sum []byte) {
+	sealed, err := s.seal(path, man, s.placed(&rf, man, perr), nil, func(m *Manifest, size int64, sum []byte) {
 		m.File.Size = size
 		m.File.SHA256 = hex.EncodeToString(sum)
 		m.Timeline.DurationMS = res.Duration.Milliseconds()

@@ -31,6 +31,9 @@ type Item struct {
 	// After, if set, must be stored first: a manifest never lands before
 	// the file it describes.
 	After *Upload
+	// Store, if set, stores this item in place of the queue's (an egress
+	// request's own bucket).
+	Store Storage
 }
 
 // QueueOptions configure a Queue.
@@ -212,7 +215,7 @@ func (q *Queue) run(u *Upload) {
 				log.Warn("remove uploaded file", "path", u.Path, "err", err)
 			}
 		}
-		log.Info("uploaded", "store", q.store.String(), "attempts", u.Attempts())
+		log.Info("uploaded", "store", u.storage(q).String(), "attempts", u.Attempts())
 		close(u.done)
 		q.pending.Done()
 		return
@@ -251,7 +254,15 @@ func (q *Queue) put(u *Upload) error {
 	}
 	ctx, cancel := context.WithTimeout(q.ctx, 10*time.Minute)
 	defer cancel()
-	return q.store.Put(ctx, u.Key, u.Path, u.ContentType, u.SHA256)
+	return u.storage(q).Put(ctx, u.Key, u.Path, u.ContentType, u.SHA256)
+}
+
+// storage is where u goes: its own store, else the queue's.
+func (u *Upload) storage(q *Queue) Storage {
+	if u.Store != nil {
+		return u.Store
+	}
+	return q.store
 }
 
 func (u *Upload) set(state string, err error) {

@@ -340,9 +340,13 @@ func startEgress(cfg configs.Config, a *app, rs *lksdk.RoomServiceClient, instan
 		},
 		Uploads: a.queue,
 		Storage: storage,
-		Load:    func() (int, int) { return a.sup.Load(), cfg.Fleet.MaxTracks },
-		Dir:     dir,
-		Logger:  a.log,
+		NewStore: func(ctx context.Context, t *egress.S3) (uploader.Storage, error) {
+			return s3.New(ctx, s3.Config{Bucket: t.Bucket, Region: t.Region, Endpoint: t.Endpoint, ForcePathStyle: t.ForcePathStyle,
+				AccessKey: t.AccessKey, SecretKey: t.Secret, SessionToken: t.SessionToken, MaxAttempts: 3})
+		},
+		Load:   func() (int, int) { return a.sup.Load(), cfg.Fleet.MaxTracks },
+		Dir:    dir,
+		Logger: a.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("EGRESS_WORKER: %w", err)

@@ -58,6 +58,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -105,6 +106,9 @@ type Config struct {
 	// MaxAttempts bounds the attempts of each request; 0 means
 	// DefaultMaxAttempts.
 	MaxAttempts int
+	// AccessKey, SecretKey and SessionToken, if set, are the credentials
+	// (an egress request carries its own); empty: the SDK's chain.
+	AccessKey, SecretKey, SessionToken string
 }
 
 // Client is a uploader.Storage over one bucket. It is safe for concurrent use.
@@ -157,6 +161,9 @@ func newClient(ctx context.Context, c Config, optFns ...func(*awss3.Options)) (*
 	}
 	if c.Region != "" {
 		opts = append(opts, config.WithRegion(c.Region))
+	}
+	if c.AccessKey != "" || c.SecretKey != "" {
+		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(c.AccessKey, c.SecretKey, c.SessionToken)))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
