@@ -268,3 +268,83 @@ func TestAutoTrackEgress(t *testing.T) {
 		}
 	}
 }
+
+// The recorder killed mid-egress: started again on its spool, it stores
+// the cut file and reports the egress complete with it; livekit-server
+// never keeps showing it active.
+func TestEgressSurvivesAKill(t *testing.T) {
+	t.Parallel()
+	needRecorder(t)
+	rd := startRedis(t)
+	s3 := startS3(t)
+	hooks := newLiveKitHooks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	server, err := testbed.StartLiveKit(ctx, testbed.LiveKitOptions{WebhookURLs: []string{hooks.url}, RedisAddress: rd.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	env := withS3(s3, map[string]string{
+		"LIVEKIT_URL": server.URL, "LIVEKIT_API_KEY": server.APIKey, "LIVEKIT_API_SECRET": server.APISecret,
+		"REDIS_ADDRESS": rd.Addr(), "EGRESS_WORKER": "true", "AUTO_RECORD": "false", "MIXDOWN": "none",
+		"LOCAL_DIRECTORY": t.TempDir(),
+	})
+	rec := startService(t, env)
+	room := "egress-kill-room"
+	rs := lksdk.NewRoomServiceClient(server.HTTPURL, server.APIKey, server.APISecret)
+	if _, err := rs.CreateRoom(ctx, &livekit.CreateRoomRequest{Name: room, Egress: &livekit.RoomEgress{Tracks: &livekit.AutoTrackEgress{
+		Filepath: "livekit/{room_name}/{publisher_identity}-{time}",
+		Output: &livekit.AutoTrackEgress_S3{S3: &livekit.S3Upload{AccessKey: s3.AccessKey, Secret: s3.SecretKey, Region: s3.Region,
+			Endpoint: s3.Endpoint, Bucket: s3.Bucket, ForcePathStyle: true}},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	p := publishOn(t, server, room, "kim")
+	var id string
+	waitFor(t, 30*time.Second, "the egress active", func() bool {
+		hooks.mu.Lock()
+		defer hooks.mu.Unlock()
+		for _, ev := range hooks.events {
+			if ev.GetEgressInfo().GetTrack().GetTrackId() == p.TrackSID() && ev.EgressInfo.Status == livekit.EgressStatus_EGRESS_ACTIVE {
+				id = ev.EgressInfo.EgressId
+			}
+		}
+		return id != ""
+	})
+	time.Sleep(3 * time.Second)
+	if err := rec.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-rec.done
+	startService(t, env)
+	var done *livekit.EgressInfo
+	waitFor(t, 60*time.Second, "the egress ended after the restart", func() bool {
+		for _, ev := range hooks.egressEvents(id) {
+			if ev.Event == webhook.EventEgressEnded {
+				done = ev.EgressInfo
+			}
+		}
+		return done != nil
+	})
+	t.Logf("ended %s: %s %s", done.Status, done.Details, done.Error)
+	if done.Status != livekit.EgressStatus_EGRESS_COMPLETE || len(done.FileResults) != 1 {
+		t.Fatalf("after the restart the egress ended %s with %d files: %s", done.Status, len(done.FileResults), done.Error)
+	}
+	fr := done.FileResults[0]
+	path := object(t, s3, fr.Filename)
+	if st, err := os.Stat(path); err != nil || st.Size() != fr.Size {
+		t.Fatalf("recovered object %s: %v (file result %d bytes)", fr.Filename, err, fr.Size)
+	}
+	if m := consumerKey.FindStringSubmatch(fr.Filename); m == nil || m[4] != p.TrackSID() {
+		t.Errorf("recovered key %q", fr.Filename)
+	}
+	if d := decodedDuration(t, path); d < 2*time.Second {
+		t.Errorf("recovered file plays %v", d)
+	}
+	ec := lksdk.NewEgressClient(server.HTTPURL, server.APIKey, server.APISecret)
+	res, err := ec.ListEgress(ctx, &livekit.ListEgressRequest{EgressId: id})
+	if err != nil || len(res.GetItems()) != 1 || res.Items[0].Status != livekit.EgressStatus_EGRESS_COMPLETE {
+		t.Errorf("ListEgress after the restart: %v %v", res, err)
+	}
+}

@@ -55,8 +55,11 @@ type Options struct {
 	// with the request's credentials (s3.New).
 	NewStore func(ctx context.Context, target *S3) (uploader.Storage, error)
 	// Load is the tracks recorded now and the most this instance takes.
-	Load   func() (tracks, capacity int)
-	Dir    string // where manifests wait for their upload
+	Load func() (tracks, capacity int)
+	// Dir keeps each running egress's record (so that the next process
+	// reports one a crash cut short) and the manifests waiting for their
+	// upload. It must outlive the process: a folder of LOCAL_DIRECTORY.
+	Dir    string
 	Logger *slog.Logger
 }
 
@@ -208,6 +211,10 @@ func (w *Worker) StartEgress(ctx context.Context, req *rpc.StartEgressRequest) (
 			return nil, psrpc.NewError(psrpc.InvalidArgument, fmt.Errorf("egress: S3 output %s: %w", r.S3, err))
 		}
 	}
+	if err := j.save(); err != nil {
+		w.forget(j)
+		return nil, psrpc.NewError(psrpc.Internal, fmt.Errorf("egress: keep its record: %w", err))
+	}
 	if err := w.stop.RegisterStopEgressTopic(r.EgressID); err != nil {
 		w.forget(j)
 		return nil, psrpc.NewError(psrpc.Internal, fmt.Errorf("egress: serve StopEgress: %w", err))
@@ -226,6 +233,7 @@ func (w *Worker) StartEgress(ctx context.Context, req *rpc.StartEgressRequest) (
 		j.log.Warn("egress failed to start", "err", err)
 		j.report(j.info.Failed(err, nil))
 		w.end(j)
+		j.drop()
 		return j.info.Snapshot(), nil
 	}
 	j.log.Info("track egress started", "participant", pub.Identity)
@@ -304,6 +312,8 @@ type job struct {
 	info  *Info
 	log   *slog.Logger
 	store uploader.Storage // nil: the recorder's own
+	// recoveredKey is the file key of a job reloaded from its record.
+	recoveredKey string
 
 	mu     sync.Mutex
 	file   *livekit.FileInfo
@@ -327,6 +337,9 @@ func (j *job) Opened(t spool.Track, key string, start time.Time) {
 	j.mu.Lock()
 	j.file = f
 	j.mu.Unlock()
+	if err := j.save(); err != nil {
+		j.log.Warn("egress record not updated; a crash now leaves it unreported", "err", err)
+	}
 	j.report(j.info.Active(f))
 }
 
@@ -344,6 +357,9 @@ func (j *job) Stopped(rec recorder.RecordingInfo) {
 		defer j.w.wg.Done()
 		defer j.w.end(j)
 		j.finish(rec)
+		if ended(j.info.Status()) {
+			j.drop()
+		}
 	}()
 }
 

@@ -25,7 +25,14 @@ type RecoveredFile struct {
 	Uploads  []uploader.UploadInfo `json:"uploads,omitempty"`
 	Error    string                `json:"error,omitempty"`
 
-	uploads []*uploader.Upload
+	uploads  []*uploader.Upload
+	manifest Manifest
+}
+
+// Sealed is the recovered file as sealed: its manifest (its key) and its
+// uploads, for whoever reports it (a track egress).
+func (r *RecoveredFile) Sealed() Sealed {
+	return Sealed{Manifest: r.manifest, Path: r.Path, Uploads: r.uploads}
 }
 
 // Refresh fills Uploads from the live state of the file's uploads.
@@ -145,7 +152,7 @@ func (s *Spool) recoverFile(path string, name []string) (RecoveredFile, bool) {
 			m.File.Size = size
 			m.File.SHA256 = hex.EncodeToString(sum)
 		})
-		rf.uploads = sealed.Uploads
+		rf.uploads, rf.manifest = sealed.Uploads, sealed.Manifest
 		rf.addError(err)
 		log.Info("recover: uploading a closed file left in the spool", "room", man.Room)
 		return rf, true
@@ -155,7 +162,7 @@ func (s *Spool) recoverFile(path string, name []string) (RecoveredFile, bool) {
 		// Died between the marker and the manifest: the marker is the
 		// manifest, and the file is the one it describes.
 		sealed, err := s.seal(path, man, s.placed(&rf, man, nil), nil, func(*Manifest, int64, []byte) {})
-		rf.uploads = sealed.Uploads
+		rf.uploads, rf.manifest = sealed.Uploads, sealed.Manifest
 		rf.addError(err)
 		log.Info("recover: manifest restored from the pending-room marker", "room", man.Room)
 		return rf, true
@@ -204,7 +211,7 @@ func (s *Spool) recoverFile(path string, name []string) (RecoveredFile, bool) {
 		m.Timeline.DurationMS = res.Duration.Milliseconds()
 		m.Recorder.Recovered = true
 	})
-	rf.uploads = sealed.Uploads
+	rf.uploads, rf.manifest = sealed.Uploads, sealed.Manifest
 	rf.addError(err)
 	log.Info("recover: repaired a file left by a crash", "room", man.Room, "repaired", res.Repaired, "truncated_bytes", res.Truncated, "duration", res.Duration)
 	return rf, true

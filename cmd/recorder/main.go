@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -279,7 +280,7 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 		a.startTakeover(cfg)
 	}
 	if cfg.Egress.Worker {
-		if a.egress, err = startEgress(cfg, a, rs, instance); err != nil {
+		if a.egress, err = startEgress(cfg, a, rs, instance, recovery.Files); err != nil {
 			return fail(err)
 		}
 	}
@@ -320,15 +321,13 @@ func (a *app) member(instance string) bool {
 }
 
 // startEgress serves livekit-server's track egress requests on its Redis.
-func startEgress(cfg configs.Config, a *app, rs *lksdk.RoomServiceClient, instance string) (*egress.Worker, error) {
+func startEgress(cfg configs.Config, a *app, rs *lksdk.RoomServiceClient, instance string, recovered []spool.RecoveredFile) (*egress.Worker, error) {
 	var storage *egress.S3
 	if cfg.S3.Enabled() {
 		storage = &egress.S3{Bucket: cfg.S3.Bucket, Region: cfg.S3.Region, Endpoint: cfg.S3.Endpoint, ForcePathStyle: cfg.S3.ForcePathStyle}
 	}
-	dir, err := os.MkdirTemp("", "trackrec-egress-")
-	if err != nil {
-		return nil, fmt.Errorf("EGRESS_WORKER: %w", err)
-	}
+	// Beside the spool, under its lock: records of running egresses.
+	dir := filepath.Join(a.spool.Dir(), egressFolder)
 	w, err := egress.NewWorker(egress.Options{
 		Bus:      a.shared.bus,
 		Recorder: a.sup,
@@ -351,9 +350,19 @@ func startEgress(cfg configs.Config, a *app, rs *lksdk.RoomServiceClient, instan
 	if err != nil {
 		return nil, fmt.Errorf("EGRESS_WORKER: %w", err)
 	}
+	n, err := w.Recover(recovered)
+	if err != nil {
+		a.log.Error("egress records of an earlier process unreadable", "err", err)
+	} else if n > 0 {
+		a.log.Info("egresses an earlier process left running are being reported", "egresses", n)
+	}
 	a.log.Info("egress worker serving livekit-server's track egress requests", "instance", instance)
 	return w, nil
 }
+
+// egressFolder, in LOCAL_DIRECTORY, keeps the egress worker's records; no
+// room's folder takes its name.
+const egressFolder = "_egress"
 
 // startTakeover resumes here the recordings whose instance died or shut
 // down, when this instance wins their claim; stopTakeover ends it.
@@ -514,10 +523,11 @@ func openSpool(cfg configs.Config, instance string, queue *uploader.Queue, claim
 		SpoolIsStore: !cfg.S3.Enabled(),
 		Markers:      cfg.Mixdown.Mode == "builtin" || cfg.Pipeline.WebhookURL != "",
 	}
+	o.Reserved = []string{egressFolder}
 	if cfg.S3.Enabled() {
 		o.KeyPrefix = cfg.S3.Directory
 	} else {
-		o.Reserved = []string{strings.SplitN(strings.Trim(cfg.Mixdown.Directory, "/"), "/", 2)[0]}
+		o.Reserved = append(o.Reserved, strings.SplitN(strings.Trim(cfg.Mixdown.Directory, "/"), "/", 2)[0])
 	}
 	sp, err := spool.Open(o)
 	if err != nil {
