@@ -182,6 +182,7 @@ func table() []setting {
 				if c.Egress.Worker && !c.Redis.Enabled() {
 					return errors.New("EGRESS_WORKER needs livekit-server's Redis: set REDIS_ADDRESS (or Sentinels, or cluster nodes)")
 				}
+
 				return nil
 			}},
 	}

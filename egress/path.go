@@ -40,6 +40,13 @@ var knownExts = map[string]bool{
 // values from outside are escaped as key segments (uploader.Segment), so a
 // room or identity cannot add a path level or climb out with "..".
 func ObjectKey(filepath string, f Fields) (string, error) {
+	// A ".." past livekit/egress's leading ones would let the template
+	// name any key of the bucket (another's file): refused.
+	for _, seg := range strings.Split(strings.TrimLeft(strings.TrimLeft(filepath, "/"), "./"), "/") {
+		if seg == ".." {
+			return "", fmt.Errorf("egress: file path %q climbs with \"..\" inside it", filepath)
+		}
+	}
 	p := clean(filepath)
 	start := f.Start.UTC()
 	if !start.Equal(start.Truncate(time.Second)) {

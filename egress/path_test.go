@@ -38,6 +38,9 @@ func TestObjectKeyEscapesNames(t *testing.T) {
 	if err != nil || got != "livekit/%2E.%2Fetc/a%2Fb-2026-01-02T030405-TR_A.ogg" {
 		t.Errorf("got %q, %v", got, err)
 	}
+	if got, err := ObjectKey("{track_id}/../victim/alice-2026-01-02T030405-TR_V", f); err == nil {
+		t.Errorf("a path climbing inside gave %q", got)
+	}
 	if _, err := ObjectKey("x", Fields{TrackID: "TR_A", Start: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)}); err == nil {
 		t.Error("a start inside a second was accepted")
 	}

@@ -24,6 +24,9 @@ type record struct {
 	Identity string          `json:"identity"`
 	Source   string          `json:"source"`
 	Key      string          `json:"key,omitempty"` // the file's, once it opened
+	// Sealed is the file's manifest once it was sealed: a file the spool
+	// no longer holds was stored (the spool lets go only then).
+	Sealed *spool.Manifest `json:"sealed,omitempty"`
 	// Filepath and DisableManifest are the request's.
 	Filepath        string `json:"filepath"`
 	DisableManifest bool   `json:"disable_manifest,omitempty"`
@@ -41,6 +44,10 @@ func (j *job) save() error {
 	rec := record{Info: info, Identity: j.pub.Identity, Source: j.pub.Source, Filepath: j.req.Filepath, DisableManifest: j.req.DisableManifest}
 	if j.file != nil {
 		rec.Key = j.file.Filename
+	}
+	if j.sealed != nil && j.err == nil {
+		m := j.sealed.Manifest
+		rec.Sealed = &m
 	}
 	j.mu.Unlock()
 	doc, err := json.Marshal(rec)
@@ -84,6 +91,10 @@ func (w *Worker) Recover(files []spool.RecoveredFile) (int, error) {
 			continue
 		}
 		sealed, found := byKey[j.recoveredKey]
+		if !found && j.sealedBefore != nil && j.sealedBefore.File.SHA256 != "" {
+			// Sealed, and no longer in the spool: stored.
+			sealed, found = spool.Sealed{Manifest: *j.sealedBefore}, true
+		}
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
@@ -114,7 +125,7 @@ func (w *Worker) reload(path string) (*job, error) {
 	r := Request{EgressID: id, RoomID: info.RoomId, RoomName: info.RoomName, TrackID: info.GetTrack().GetTrackId(),
 		Filepath: rec.Filepath, DisableManifest: rec.DisableManifest}
 	return &job{
-		w: w, req: r, info: &Info{e: info}, recoveredKey: rec.Key,
+		w: w, req: r, info: &Info{e: info}, recoveredKey: rec.Key, sealedBefore: rec.Sealed,
 		pub: Publisher{Identity: rec.Identity, Kind: "audio", Source: rec.Source},
 		log: w.log.With("egress", id, "room", r.RoomName, "track", r.TrackID),
 	}, nil
@@ -123,16 +134,23 @@ func (w *Worker) reload(path string) (*job, error) {
 // recovered reports a reloaded egress: complete once its recovered file is
 // stored, else failed.
 func (j *job) recovered(sealed spool.Sealed, found bool) {
-	defer j.drop()
 	const why = "recovered after the recorder restarted"
+	if ended(j.info.Status()) {
+		// Its end was known but not delivered: send it now.
+		if j.reportEnd(j.info.Snapshot()) {
+			j.drop()
+		}
+		return
+	}
 	if !found || sealed.Manifest.File.SHA256 == "" {
-		j.report(j.info.Failed(errors.New("the recorder stopped before any audio of this egress was written"), nil))
+		if final, _ := j.info.Failed(errors.New("the recorder stopped before any audio of this egress was written"), nil); j.reportEnd(final) {
+			j.drop()
+		}
 		return
 	}
 	j.mu.Lock()
-	j.sealed = &sealed
 	j.file = &livekit.FileInfo{Filename: sealed.Manifest.File.Key, StartedAt: sealed.Manifest.Timeline.Start.UnixNano()}
 	j.mu.Unlock()
-	j.report(j.info.Ending(why))
+	j.Closed(sealed, nil) // its EG manifest, after the file
 	j.finish(recorder.RecordingInfo{State: recorder.StateStopped, StopReason: why})
 }

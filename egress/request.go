@@ -73,7 +73,7 @@ func Parse(req *rpc.StartEgressRequest) (Request, error) {
 		r.RoomName = req.GetRoomName()
 	}
 	switch {
-	case !strings.HasPrefix(r.EgressID, "EG_"):
+	case !validID(r.EgressID):
 		return Request{}, fmt.Errorf("%w: egress id %q", ErrInvalid, r.EgressID)
 	case r.RoomName == "" || r.TrackID == "":
 		return Request{}, fmt.Errorf("%w: a track egress needs a room name and a track id", ErrInvalid)
@@ -98,6 +98,20 @@ func Parse(req *rpc.StartEgressRequest) (Request, error) {
 		return Request{}, fmt.Errorf("%w: %T", ErrOutput, out)
 	}
 	return r, nil
+}
+
+// validID is an egress id as livekit-server makes them: EG_ and letters
+// or digits (it names files in the worker's folder).
+func validID(id string) bool {
+	if !strings.HasPrefix(id, "EG_") || len(id) < 4 || len(id) > 64 {
+		return false
+	}
+	for _, r := range id[3:] {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 func requestKind(req *rpc.StartEgressRequest) string {

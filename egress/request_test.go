@@ -35,6 +35,7 @@ func TestParse(t *testing.T) {
 		{"room composite", &rpc.StartEgressRequest{EgressId: "EG_1", Request: &rpc.StartEgressRequest_RoomComposite{RoomComposite: &livekit.RoomCompositeEgressRequest{RoomName: "r"}}}, ErrNotOurs, false},
 		{"participant", &rpc.StartEgressRequest{EgressId: "EG_1", Request: &rpc.StartEgressRequest_Participant{Participant: &livekit.ParticipantEgressRequest{RoomName: "r"}}}, ErrNotOurs, false},
 		{"no egress id", &rpc.StartEgressRequest{Request: trackRequest(&livekit.DirectFileOutput{}).Request}, ErrInvalid, false},
+		{"an egress id that names a path", &rpc.StartEgressRequest{EgressId: "EG_../../x", Request: trackRequest(&livekit.DirectFileOutput{}).Request}, ErrInvalid, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := Parse(tc.req)

@@ -16,6 +16,7 @@ import (
 	"github.com/livekit/protocol/rpc"
 	"github.com/livekit/psrpc"
 
+	"github.com/trackrec/trackrec/muxer"
 	"github.com/trackrec/trackrec/recorder"
 	"github.com/trackrec/trackrec/spool"
 	"github.com/trackrec/trackrec/uploader"
@@ -205,7 +206,11 @@ func (w *Worker) StartEgress(ctx context.Context, req *rpc.StartEgressRequest) (
 	j.pub = pub
 	if r.S3 != nil && !w.ownStorage(r.S3) {
 		// The request's own bucket, with its credentials (kept in memory
-		// only, for this egress).
+		// only, for this egress); never with the recorder's own.
+		if r.S3.AccessKey == "" || r.S3.Secret == "" {
+			w.forget(j)
+			return nil, psrpc.NewError(psrpc.InvalidArgument, fmt.Errorf("%w: S3 output %s names no credentials", ErrInvalid, r.S3))
+		}
 		if j.store, err = w.o.NewStore(ctx, r.S3); err != nil {
 			w.forget(j)
 			return nil, psrpc.NewError(psrpc.InvalidArgument, fmt.Errorf("egress: S3 output %s: %w", r.S3, err))
@@ -217,18 +222,26 @@ func (w *Worker) StartEgress(ctx context.Context, req *rpc.StartEgressRequest) (
 	}
 	if err := w.stop.RegisterStopEgressTopic(r.EgressID); err != nil {
 		w.forget(j)
+		j.drop()
 		return nil, psrpc.NewError(psrpc.Internal, fmt.Errorf("egress: serve StopEgress: %w", err))
 	}
 	if _, err := w.io.CreateEgress(ctx, j.info.Snapshot()); err != nil {
 		w.stop.DeregisterStopEgressTopic(r.EgressID)
 		w.forget(j)
+		j.drop()
 		return nil, psrpc.NewError(psrpc.Unavailable, fmt.Errorf("egress: report to livekit-server: %w", err))
 	}
 	// The join outlives this request (livekit-server gives it about 10 s).
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 	defer cancel()
-	_, _, err = w.o.Recorder.Start(sctx, r.RoomName, pub.Identity,
-		recorder.Track(r.TrackID), recorder.Resume(r.EgressID), recorder.WithOutput(j))
+	var created bool
+	_, created, err = w.o.Recorder.Start(sctx, r.RoomName, pub.Identity,
+		recorder.Track(r.TrackID), recorder.Resume(r.EgressID), recorder.InFormat(muxer.FormatOgg), recorder.WithOutput(j))
+	if err == nil && !created {
+		// Another egress of this track runs here; its recording is not
+		// this one's.
+		err = fmt.Errorf("track %s is recorded by another egress", r.TrackID)
+	}
 	if err != nil {
 		j.log.Warn("egress failed to start", "err", err)
 		j.report(j.info.Failed(err, nil))
@@ -237,6 +250,13 @@ func (w *Worker) StartEgress(ctx context.Context, req *rpc.StartEgressRequest) (
 		return j.info.Snapshot(), nil
 	}
 	j.log.Info("track egress started", "participant", pub.Identity)
+	j.mu.Lock()
+	j.started = true
+	stop := j.stopAsked
+	j.mu.Unlock()
+	if stop {
+		j.stopRecording() // a StopEgress came while it started
+	}
 	return j.info.Snapshot(), nil
 }
 
@@ -283,17 +303,27 @@ func (s stopper) StopEgress(ctx context.Context, req *livekit.StopEgressRequest)
 	}
 	info, _ := j.info.Ending("Stopped by request")
 	j.report(info, true)
+	j.mu.Lock()
+	j.stopAsked = true
+	started := j.started
+	j.mu.Unlock()
+	if started {
+		j.stopRecording()
+	} // else StartEgress stops it once its recording is in place
+	return info, nil
+}
+
+// stopRecording ends j's recording in the background: its files close and
+// are stored after StopEgress answered (ENDING now, COMPLETE once stored).
+func (j *job) stopRecording() {
 	key := recorder.Key{Room: j.req.RoomName, Participant: j.pub.Identity, Track: j.req.TrackID}
-	// The files close and are stored after the answer: ENDING now,
-	// COMPLETE once stored.
-	s.w.wg.Add(1)
+	j.w.wg.Add(1)
 	go func() {
-		defer s.w.wg.Done()
-		if _, err := s.w.o.Recorder.StopKey(context.Background(), key, "stopped by StopEgress"); err != nil && !errors.Is(err, recorder.ErrNotFound) {
+		defer j.w.wg.Done()
+		if _, err := j.w.o.Recorder.StopKey(context.Background(), key, "stopped by StopEgress"); err != nil && !errors.Is(err, recorder.ErrNotFound) {
 			j.log.Warn("egress stop", "err", err)
 		}
 	}()
-	return info, nil
 }
 
 func (stopper) UpdateEgress(context.Context, *livekit.UpdateEgressRequest) (*livekit.EgressInfo, error) {
@@ -312,13 +342,19 @@ type job struct {
 	info  *Info
 	log   *slog.Logger
 	store uploader.Storage // nil: the recorder's own
-	// recoveredKey is the file key of a job reloaded from its record.
+	// recoveredKey and sealedBefore are what the record of a job reloaded
+	// after a crash says of its file.
 	recoveredKey string
+	sealedBefore *spool.Manifest
 
-	mu     sync.Mutex
-	file   *livekit.FileInfo
-	sealed *spool.Sealed
-	err    error
+	mu        sync.Mutex
+	file      *livekit.FileInfo
+	sealed    *spool.Sealed
+	err       error
+	started   bool // its recording is in place
+	stopAsked bool // a StopEgress came
+	manUpload *uploader.Upload
+	opened    sync.WaitGroup // Opened's report under way
 }
 
 var _ recorder.Output = (*job)(nil)
@@ -337,16 +373,56 @@ func (j *job) Opened(t spool.Track, key string, start time.Time) {
 	j.mu.Lock()
 	j.file = f
 	j.mu.Unlock()
-	if err := j.save(); err != nil {
-		j.log.Warn("egress record not updated; a crash now leaves it unreported", "err", err)
-	}
-	j.report(j.info.Active(f))
+	// Off the media path; finish waits for it, so ACTIVE comes first.
+	j.opened.Add(1)
+	go func() {
+		defer j.opened.Done()
+		if err := j.save(); err != nil {
+			j.log.Warn("egress record not updated; a crash now leaves it unreported", "err", err)
+		}
+		j.report(j.info.Active(f))
+	}()
 }
 
 func (j *job) Closed(t spool.Sealed, err error) {
 	j.mu.Lock()
 	j.sealed, j.err = &t, err
 	j.mu.Unlock()
+	if err != nil || t.Manifest.File.SHA256 == "" {
+		return
+	}
+	// The EG manifest is queued now, after the file: a drain that follows
+	// stores both or neither.
+	var media *uploader.Upload
+	if len(t.Uploads) > 0 {
+		media = t.Uploads[0]
+	}
+	if !j.req.DisableManifest {
+		u, err := j.manifest(&t, j.result(&t), media)
+		if err != nil {
+			j.log.Warn("EG manifest not queued", "err", err)
+		}
+		j.mu.Lock()
+		j.manUpload = u
+		j.mu.Unlock()
+	}
+	if err := j.save(); err != nil {
+		j.log.Warn("egress record not updated", "err", err)
+	}
+}
+
+// result is the file result of a sealed file, as livekit/egress fills it.
+func (j *job) result(t *spool.Sealed) *livekit.FileInfo {
+	m := t.Manifest
+	dur := time.Duration(m.Timeline.DurationMS) * time.Millisecond
+	return &livekit.FileInfo{
+		Filename:  m.File.Key,
+		StartedAt: m.Timeline.Start.UnixNano(),
+		EndedAt:   m.Timeline.Start.Add(dur).UnixNano(),
+		Duration:  dur.Nanoseconds(),
+		Size:      m.File.Size,
+		Location:  Location(j.target(), m.File.Key),
+	}
 }
 
 // Stopped ends the egress once its file is stored: COMPLETE, or FAILED
@@ -357,72 +433,76 @@ func (j *job) Stopped(rec recorder.RecordingInfo) {
 		defer j.w.wg.Done()
 		defer j.w.end(j)
 		j.finish(rec)
-		if ended(j.info.Status()) {
-			j.drop()
-		}
 	}()
 }
 
+// finish reports j's end and, once livekit-server has it, drops its
+// record; an end that could not be reported stays in the record, and the
+// next process sends it.
 func (j *job) finish(rec recorder.RecordingInfo) {
+	j.opened.Wait()
 	j.mu.Lock()
-	sealed, serr, file := j.sealed, j.err, j.file
+	sealed, serr, file, man := j.sealed, j.err, j.file, j.manUpload
 	j.mu.Unlock()
 	reason := endReason(rec.StopReason)
+	var final *livekit.EgressInfo
 	switch {
 	case rec.State == recorder.StateFailed:
-		j.report(j.info.Failed(errors.New(rec.StopReason), nil))
-		return
+		final, _ = j.info.Failed(errors.New(rec.StopReason), nil)
 	case sealed == nil || file == nil:
-		j.report(j.info.Failed(fmt.Errorf("no audio was received from track %s (%s)", j.req.TrackID, rec.StopReason), nil))
-		return
+		final, _ = j.info.Failed(fmt.Errorf("no audio was received from track %s (%s)", j.req.TrackID, rec.StopReason), nil)
 	case serr != nil:
-		j.report(j.info.Failed(fmt.Errorf("file not sealed: %w", serr), nil))
-		return
+		final, _ = j.info.Failed(fmt.Errorf("file not sealed: %w", serr), nil)
+	default:
+		final = j.stored(sealed, man, reason)
 	}
+	if final == nil || !ended(final.Status) {
+		return // the worker closed first; the record stays for the next start
+	}
+	if j.reportEnd(final) {
+		j.drop()
+	} else if err := j.save(); err != nil {
+		j.log.Error("egress end neither reported nor kept", "err", err)
+	}
+}
+
+// stored waits until the file (and its EG manifest) are stored and returns
+// the complete info; nil if the worker closed first.
+func (j *job) stored(sealed *spool.Sealed, man *uploader.Upload, reason string) *livekit.EgressInfo {
 	j.report(j.info.Ending(reason))
-	for _, u := range sealed.Uploads {
+	waits := append([]*uploader.Upload(nil), sealed.Uploads...)
+	if man != nil {
+		waits = append(waits, man)
+	}
+	for _, u := range waits {
 		if u == nil {
 			continue
 		}
 		select {
 		case <-u.Done(): // retried until stored: the egress is not complete before
 		case <-j.w.life.Done():
-			j.report(j.info.Failed(errors.New("the recorder shut down before the file was stored; it stays in its spool and is stored at its next start"), nil))
-			return
+			return nil
 		}
 	}
-	m := sealed.Manifest
-	dur := time.Duration(m.Timeline.DurationMS) * time.Millisecond
-	done := &livekit.FileInfo{
-		Filename:  m.File.Key,
-		StartedAt: m.Timeline.Start.UnixNano(),
-		EndedAt:   m.Timeline.Start.Add(dur).UnixNano(),
-		Duration:  dur.Nanoseconds(),
-		Size:      m.File.Size,
-		Location:  Location(j.target(), m.File.Key),
-	}
-	if !j.req.DisableManifest {
-		if err := j.manifest(sealed, done); err != nil {
-			j.log.Warn("EG manifest not stored", "err", err)
-		}
-	}
-	j.report(j.info.Complete(done, reason))
-	j.log.Info("track egress complete", "key", done.Filename, "bytes", done.Size, "duration", dur)
+	done := j.result(sealed)
+	final, _ := j.info.Complete(done, reason)
+	j.log.Info("track egress complete", "key", done.Filename, "bytes", done.Size, "duration", time.Duration(done.Duration))
+	return final
 }
 
 // target is where the egress's files are stored.
 func (j *job) target() *S3 {
-	if j.req.S3 != nil {
+	if j.store != nil {
 		return j.req.S3
 	}
 	return j.w.o.Storage
 }
 
-// manifest stores EG_<id>.json beside the file and waits for it.
-func (j *job) manifest(sealed *spool.Sealed, file *livekit.FileInfo) error {
+// manifest queues EG_<id>.json beside the file, after media.
+func (j *job) manifest(sealed *spool.Sealed, file *livekit.FileInfo, media *uploader.Upload) (*uploader.Upload, error) {
 	own, err := json.Marshal(sealed.Manifest)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	doc, err := json.MarshalIndent(Manifest{
 		EgressID: j.req.EgressID, RoomID: j.req.RoomID, RoomName: j.req.RoomName,
@@ -432,22 +512,14 @@ func (j *job) manifest(sealed *spool.Sealed, file *livekit.FileInfo) error {
 		Trackrec: own,
 	}, "", "  ")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	path := filepath.Join(j.w.o.Dir, j.req.EgressID+".json")
 	if err := os.WriteFile(path, doc, 0o644); err != nil {
-		return err
+		return nil, err
 	}
-	u, err := j.w.o.Uploads.Submit(uploader.Item{Key: ManifestKey(file.Filename, j.req.EgressID), Path: path, ContentType: "application/json", Store: j.store})
-	if err != nil {
-		return err
-	}
-	select {
-	case <-u.Done():
-		return nil
-	case <-j.w.life.Done():
-		return errors.New("shut down before the manifest was stored")
-	}
+	return j.w.o.Uploads.Submit(uploader.Item{Key: ManifestKey(file.Filename, j.req.EgressID), Path: path,
+		ContentType: "application/json", After: media, Store: j.store})
 }
 
 // report sends info to livekit-server when it changed.
@@ -459,6 +531,33 @@ func (j *job) report(info *livekit.EgressInfo, changed bool) {
 	defer cancel()
 	if _, err := j.w.io.UpdateEgress(ctx, info); err != nil {
 		j.log.Warn("egress update not delivered to livekit-server", "status", info.Status.String(), "err", err)
+	}
+}
+
+// reportEnd sends a final info, trying for about a minute (Redis or
+// livekit-server away); it reports whether livekit-server has it.
+func (j *job) reportEnd(info *livekit.EgressInfo) bool {
+	wait := time.Second
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := j.w.io.UpdateEgress(ctx, info)
+		cancel()
+		if err == nil {
+			return true
+		}
+		if attempt == 5 {
+			j.log.Error("egress end not delivered to livekit-server; the next start sends it", "status", info.Status.String(), "err", err)
+			return false
+		}
+		j.log.Warn("egress end not delivered; trying again", "status", info.Status.String(), "in", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-j.w.life.Done():
+			t.Stop()
+			return false
+		}
+		wait *= 2
 	}
 }
 

@@ -37,6 +37,7 @@ type startOptions struct {
 	from    string // the owner handing the recording over
 	track   string // one track of the participant, not all their audio
 	output  Output
+	format  string // container; empty: Options.Format
 }
 
 func parseStart(opts []StartOption) startOptions {
@@ -73,6 +74,12 @@ func Resume(id string) StartOption {
 // track.
 func Track(sid string) StartOption {
 	return func(o *startOptions) { o.track = sid }
+}
+
+// InFormat writes the recording's files in format (muxer.FormatOgg or
+// muxer.FormatWebM) whatever FILE_FORMAT says: a track egress is Ogg Opus.
+func InFormat(format string) StartOption {
+	return func(o *startOptions) { o.format = format }
 }
 
 // WithOutput names and follows the recording's files (Output).

@@ -36,6 +36,7 @@ type Recording struct {
 	instance string
 	wait     bool   // armed: started for a participant who had not joined
 	output   Output // nil: the layout's names, nobody told
+	format   string // container; empty: Options.Format
 	log      *slog.Logger
 	room     *room
 
@@ -182,9 +183,13 @@ func (r *Recording) addTrack(src *bot.Track, o *Options) bool {
 	}
 	r.arrived()
 	t := &track{info: src.Info, src: src, log: log, done: make(chan struct{}), opts: o, span: &r.span, output: r.output}
+	t.format = o.Format
+	if r.format != "" {
+		t.format = r.format
+	}
 	mux, err := muxer.NewTrack(muxer.Options{
 		Open:         t.open,
-		Format:       o.Format,
+		Format:       t.format,
 		JitterWindow: o.JitterWindow,
 		Logger:       log,
 	})
@@ -313,6 +318,7 @@ type track struct {
 	opts   *Options
 	span   *span  // the recording's
 	output Output // the recording's
+	format string // its container
 
 	mu     sync.Mutex
 	file   *spool.File // set when the file opens
@@ -340,11 +346,13 @@ func (t *track) open(start time.Time, _ int) (io.WriteCloser, error) {
 		}
 		desc.Key, desc.Store = key, t.output.Storage()
 	}
-	f, err := t.opts.Spool.Create(desc, start, t.opts.Format)
+	f, err := t.opts.Spool.Create(desc, start, t.format)
 	if err != nil {
 		return nil, err
 	}
-	if t.opts.Opened != nil {
+	// A file with an output (a track egress) is that output's: not the
+	// room's completion's, nor the fleet's.
+	if t.opts.Opened != nil && t.output == nil {
 		t.opts.Opened(desc, f.Key(), start)
 	}
 	if t.output != nil {
@@ -412,7 +420,7 @@ func (t *track) finish(st muxer.Stats) error {
 	if t.output != nil {
 		t.output.Closed(sealed, err)
 	}
-	if sealed.Manifest.File.SHA256 != "" && t.opts.Rooms != nil {
+	if sealed.Manifest.File.SHA256 != "" && t.opts.Rooms != nil && t.output == nil {
 		// Sealed, even if its upload could not be queued: its marker makes
 		// the next start retry it.
 		t.opts.Rooms.TrackClosed(t.info.Room, sealed)

@@ -319,6 +319,7 @@ func (s *Supervisor) claim(ctx context.Context, key Key, o startOptions) (rec *R
 	rec = newRecording(key, o.id, s.opts.Instance, s.log)
 	rec.wait = o.wait
 	rec.output = o.output
+	rec.format = o.format
 	var ok bool
 	if tr, can := s.opts.Owners.(Transferer); can && o.from != "" {
 		ok, err = tr.Transfer(ctx, key, o.from, rec.owner)
@@ -589,8 +590,19 @@ func (s *Supervisor) StopRoom(ctx context.Context, room, reason string) {
 // Refresh makes the room's bot subscribe to any audio of identity it lacks
 // (a track published that the bot has not caught up with).
 func (s *Supervisor) Refresh(room, identity string) {
-	if b := s.botFor(room, identity); b != nil {
-		b.Record(identity)
+	s.mu.Lock()
+	var recs []*Recording
+	var b Bot
+	if rm := s.rooms[room]; rm != nil {
+		recs, b = rm.of(identity), rm.bot
+	}
+	s.mu.Unlock()
+	// Each asks again for what it records: a track's own recording never
+	// widens to all of the participant's audio.
+	for _, r := range recs {
+		if b != nil {
+			r.subscribe(b)
+		}
 	}
 }
 
@@ -652,7 +664,7 @@ func (s *Supervisor) stop(ctx context.Context, rec *Recording, reason string) {
 		}
 	}
 	switch {
-	case s.opts.Intents == nil || reason == reasonClaimLost || reason == reasonHandedOver:
+	case s.opts.Intents == nil || rec.key.Track != "" || reason == reasonClaimLost || reason == reasonHandedOver:
 	case reason == reasonShutdown:
 		if err := s.opts.Intents.Free(context.WithoutCancel(ctx), rec.key, rec.id, rec.wait); err != nil {
 			rec.log.Warn("handover not announced; another instance resumes it once its claim lapses", "err", err)
