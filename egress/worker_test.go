@@ -24,7 +24,9 @@ func (noRecorder) StopKey(context.Context, recorder.Key, string) (recorder.Recor
 
 type noUploads struct{}
 
-func (noUploads) Submit(uploader.Item) (*uploader.Upload, error) { return nil, errors.New("not in this test") }
+func (noUploads) Submit(uploader.Item) (*uploader.Upload, error) {
+	return nil, errors.New("not in this test")
+}
 
 // The worker claims the track egresses it serves, lower the busier it is,
 // and no others: video, other codecs, composites, a full instance. An
