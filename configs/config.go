@@ -33,7 +33,8 @@ type Config struct {
 // Egress is the egress worker mode: livekit-server's track egress requests
 // served on its Redis.
 type Egress struct {
-	Worker bool
+	Worker     bool
+	TrackKinds []string // "audio"
 }
 
 // LiveKit is the server the bots join and whose key pair signs and verifies

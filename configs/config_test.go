@@ -65,6 +65,7 @@ func TestDefault(t *testing.T) {
 		Limits: Limits{JoinTimeout: 15 * time.Second, RejoinTimeout: 10 * time.Second, ReconnectTimeout: 60 * time.Second,
 			ShutdownTimeout: 30 * time.Second, ArmTimeout: time.Hour, MaxRecordings: 500},
 		Fleet: Fleet{LeaseTTL: 5 * time.Second, MaxTracks: 400, CompletionWait: 15 * time.Minute},
+		Egress: Egress{TrackKinds: []string{"audio"}},
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", got, want)
@@ -93,7 +94,7 @@ func TestEverySettingFromEachSource(t *testing.T) {
 		"AUTO_RECORD": "false", "AUTO_RECORD_ROOMS": "team-*, standup", "AUTO_RECORD_IGNORE_IDENTITIES": "bot-?",
 		"JOIN_TIMEOUT": "20s", "REJOIN_TIMEOUT": "0s", "RECONNECT_TIMEOUT": "2m", "SHUTDOWN_TIMEOUT": "45s", "ARM_TIMEOUT": "30m", "MAX_RECORDINGS": "50",
 		"REDIS_ADDRESS": "redis.internal:6380", "REDIS_USERNAME": "rec", "REDIS_PASSWORD": "rpw", "REDIS_DB": "3", "REDIS_USE_TLS": "true",
-		"LEASE_TTL": "10s", "MAX_TRACKS": "40", "COMPLETION_WAIT": "2m", "EGRESS_WORKER": "true",
+		"LEASE_TTL": "10s", "MAX_TRACKS": "40", "COMPLETION_WAIT": "2m", "EGRESS_WORKER": "true", "EGRESS_WORKER_TRACK_KINDS": "audio",
 	}
 	file := `
 livekit: {url: "wss://lk.example", api_key: k, api_secret: s}
@@ -107,7 +108,7 @@ auto_record: {enabled: false, rooms: [team-*, standup], ignore_identities: ['bot
 limits: {join_timeout: 20s, rejoin_timeout: 0s, reconnect_timeout: 2m, shutdown_timeout: 45s, arm_timeout: 30m, max_recordings: 50}
 redis: {address: "redis.internal:6380", username: rec, password: rpw, db: 3, use_tls: true}
 fleet: {lease_ttl: 10s, max_tracks: 40, completion_wait: 2m}
-egress: {worker: true}
+egress: {worker: true, track_kinds: [audio]}
 `
 	want := Config{
 		LiveKit:    LiveKit{URL: "wss://lk.example", APIKey: "k", APISecret: "s"},
@@ -122,7 +123,7 @@ egress: {worker: true}
 			ShutdownTimeout: 45 * time.Second, ArmTimeout: 30 * time.Minute, MaxRecordings: 50},
 		Redis:  Redis{Address: "redis.internal:6380", Username: "rec", Password: "rpw", DB: 3, UseTLS: true},
 		Fleet:  Fleet{LeaseTTL: 10 * time.Second, MaxTracks: 40, CompletionWait: 2 * time.Minute},
-		Egress: Egress{Worker: true},
+		Egress: Egress{Worker: true, TrackKinds: []string{"audio"}},
 	}
 	for _, s := range table() {
 		_, ok := envs[s.env]
@@ -283,6 +284,7 @@ var errorCases = []struct {
 	{"lease long", map[string]string{"LEASE_TTL": "2m"}, "LEASE_TTL: 2m0s is not between 1s and 1m0s"},
 	{"lease text", map[string]string{"LEASE_TTL": "5"}, `LEASE_TTL: "5" is not a duration (for example 10s)`},
 	{"completion wait long", map[string]string{"COMPLETION_WAIT": "25h"}, "COMPLETION_WAIT: 25h0m0s is not between 0s and 24h0m0s"},
+	{"egress of video", map[string]string{"EGRESS_WORKER_TRACK_KINDS": "audio,video"}, `EGRESS_WORKER_TRACK_KINDS: "video": only audio track egress is served yet (video is left to livekit/egress)`},
 	{"egress worker alone", map[string]string{"EGRESS_WORKER": "true"}, "EGRESS_WORKER needs livekit-server's Redis: set REDIS_ADDRESS (or Sentinels, or cluster nodes)"},
 	{"max tracks zero", map[string]string{"MAX_TRACKS": "0"}, "MAX_TRACKS: 0 must be at least 1"},
 	{"max tracks text", map[string]string{"MAX_TRACKS": "lots"}, `MAX_TRACKS: "lots" is not a whole number`},

@@ -185,6 +185,9 @@ func table() []setting {
 
 				return nil
 			}},
+		{env: "EGRESS_WORKER_TRACK_KINDS", key: "egress.track_kinds", def: "audio",
+			doc:  "in egress worker mode, the kinds of track egress claimed: `audio` (video, reserved for later, is left to livekit/egress)",
+			bind: bindList(func(c *Config) *[]string { return &c.Egress.TrackKinds }, onlyAudio)},
 	}
 }
 
@@ -512,6 +515,16 @@ func globs(patterns []string) error {
 	for _, g := range patterns {
 		if _, err := path.Match(g, ""); err != nil {
 			return fmt.Errorf("%q is not a glob pattern", g)
+		}
+	}
+	return nil
+}
+
+// onlyAudio accepts the track kinds the egress worker records now.
+func onlyAudio(kinds []string) error {
+	for _, k := range kinds {
+		if k != "audio" {
+			return fmt.Errorf("%q: only audio track egress is served yet (video is left to livekit/egress)", k)
 		}
 	}
 	return nil
