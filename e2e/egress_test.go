@@ -169,6 +169,9 @@ func TestAutoTrackEgress(t *testing.T) {
 		}
 		return len(ended) == 2
 	})
+	if evs := hooks.egressEvents(egresses["eve"].EgressId); len(evs) > 0 {
+		t.Logf("eve's egress complete, its file stored, %v after StopEgress", time.Unix(0, evs[len(evs)-1].EgressInfo.EndedAt).Sub(asked).Round(time.Millisecond))
+	}
 	for who, e := range egresses {
 		events := hooks.egressEvents(e.EgressId)
 		var names []string
