@@ -58,6 +58,52 @@ func (h *liveKitHooks) egressEvents(id string) []*livekit.WebhookEvent {
 	return out
 }
 
+// egressBed is livekit-server on the test's Redis, with its webhooks to
+// hooks, and versitygw for the egresses' files.
+type egressBed struct {
+	t      *testing.T
+	ctx    context.Context
+	redis  *testbed.Redis
+	s3     *testbed.S3
+	hooks  *liveKitHooks
+	server *testbed.LiveKit
+}
+
+func newEgressBed(t *testing.T) *egressBed {
+	t.Helper()
+	needRecorder(t)
+	e := &egressBed{t: t, redis: startRedis(t), s3: startS3(t), hooks: newLiveKitHooks(t)}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	e.ctx = ctx
+	server, err := testbed.StartLiveKit(ctx, testbed.LiveKitOptions{WebhookURLs: []string{e.hooks.url}, RedisAddress: e.redis.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = server.Close() })
+	e.server = server
+	return e
+}
+
+// s3Output is versitygw as an egress request names it.
+func (e *egressBed) s3Output() *livekit.S3Upload {
+	return &livekit.S3Upload{AccessKey: e.s3.AccessKey, Secret: e.s3.SecretKey, Region: e.s3.Region,
+		Endpoint: e.s3.Endpoint, Bucket: e.s3.Bucket, ForcePathStyle: true}
+}
+
+// autoEgressRoom creates room with Auto Track Egress at the consumer's
+// layout, to versitygw.
+func (e *egressBed) autoEgressRoom(room string) {
+	e.t.Helper()
+	rs := lksdk.NewRoomServiceClient(e.server.HTTPURL, e.server.APIKey, e.server.APISecret)
+	if _, err := rs.CreateRoom(e.ctx, &livekit.CreateRoomRequest{Name: room, Egress: &livekit.RoomEgress{Tracks: &livekit.AutoTrackEgress{
+		Filepath: "livekit/{room_name}/{publisher_identity}-{time}",
+		Output:   &livekit.AutoTrackEgress_S3{S3: e.s3Output()},
+	}}}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 // Auto Track Egress served by the recorder on livekit-server's Redis: two
 // participants' audio, written untranscoded at the consumer's layout with
 // an EG_<id>.json beside each, livekit-server's own egress webhooks for
@@ -67,33 +113,17 @@ func (h *liveKitHooks) egressEvents(id string) []*livekit.WebhookEvent {
 // without auto egress.
 func TestAutoTrackEgress(t *testing.T) {
 	t.Parallel()
-	needRecorder(t)
-	rd := startRedis(t)
-	s3 := startS3(t)
-	hooks := newLiveKitHooks(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	server, err := testbed.StartLiveKit(ctx, testbed.LiveKitOptions{WebhookURLs: []string{hooks.url}, RedisAddress: rd.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	e := newEgressBed(t)
+	rd, s3, hooks, server, ctx := e.redis, e.s3, e.hooks, e.server, e.ctx
 	// The recorder's own storage is its local directory: the requests'
 	// S3 target (versitygw) is theirs, with their credentials.
 	rec := startService(t, withDir(t, map[string]string{
 		"LIVEKIT_URL": server.URL, "LIVEKIT_API_KEY": server.APIKey, "LIVEKIT_API_SECRET": server.APISecret,
 		"REDIS_ADDRESS": rd.Addr(), "EGRESS_WORKER": "true", "AUTO_RECORD": "false", "MIXDOWN": "none", "MAX_TRACKS": "2",
 	}))
-	s3Out := &livekit.S3Upload{AccessKey: s3.AccessKey, Secret: s3.SecretKey, Region: s3.Region, Endpoint: s3.Endpoint, Bucket: s3.Bucket, ForcePathStyle: true}
+	s3Out := e.s3Output()
 	room := "egress-room"
-	rs := lksdk.NewRoomServiceClient(server.HTTPURL, server.APIKey, server.APISecret)
-	if _, err := rs.CreateRoom(ctx, &livekit.CreateRoomRequest{Name: room, Egress: &livekit.RoomEgress{Tracks: &livekit.AutoTrackEgress{
-		Filepath: "livekit/{room_name}/{publisher_identity}-{time}",
-		Output: &livekit.AutoTrackEgress_S3{S3: &livekit.S3Upload{AccessKey: s3.AccessKey, Secret: s3.SecretKey, Region: s3.Region,
-			Endpoint: s3.Endpoint, Bucket: s3.Bucket, ForcePathStyle: true}},
-	}}}); err != nil {
-		t.Fatal(err)
-	}
+	e.autoEgressRoom(room)
 	pubs := map[string]*testbed.Publisher{"eve": publishOn(t, server, room, "eve"), "flo": publishOn(t, server, room, "flo")}
 	ec := lksdk.NewEgressClient(server.HTTPURL, server.APIKey, server.APISecret)
 	egresses := map[string]*livekit.EgressInfo{} // by identity
@@ -277,17 +307,8 @@ func TestAutoTrackEgress(t *testing.T) {
 // never keeps showing it active.
 func TestEgressSurvivesAKill(t *testing.T) {
 	t.Parallel()
-	needRecorder(t)
-	rd := startRedis(t)
-	s3 := startS3(t)
-	hooks := newLiveKitHooks(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	server, err := testbed.StartLiveKit(ctx, testbed.LiveKitOptions{WebhookURLs: []string{hooks.url}, RedisAddress: rd.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	e := newEgressBed(t)
+	rd, s3, hooks, server, ctx := e.redis, e.s3, e.hooks, e.server, e.ctx
 	env := withS3(s3, map[string]string{
 		"LIVEKIT_URL": server.URL, "LIVEKIT_API_KEY": server.APIKey, "LIVEKIT_API_SECRET": server.APISecret,
 		"REDIS_ADDRESS": rd.Addr(), "EGRESS_WORKER": "true", "AUTO_RECORD": "false", "MIXDOWN": "none",
@@ -295,14 +316,7 @@ func TestEgressSurvivesAKill(t *testing.T) {
 	})
 	rec := startService(t, env)
 	room := "egress-kill-room"
-	rs := lksdk.NewRoomServiceClient(server.HTTPURL, server.APIKey, server.APISecret)
-	if _, err := rs.CreateRoom(ctx, &livekit.CreateRoomRequest{Name: room, Egress: &livekit.RoomEgress{Tracks: &livekit.AutoTrackEgress{
-		Filepath: "livekit/{room_name}/{publisher_identity}-{time}",
-		Output: &livekit.AutoTrackEgress_S3{S3: &livekit.S3Upload{AccessKey: s3.AccessKey, Secret: s3.SecretKey, Region: s3.Region,
-			Endpoint: s3.Endpoint, Bucket: s3.Bucket, ForcePathStyle: true}},
-	}}}); err != nil {
-		t.Fatal(err)
-	}
+	e.autoEgressRoom(room)
 	p := publishOn(t, server, room, "kim")
 	var id string
 	waitFor(t, 30*time.Second, "the egress active", func() bool {

@@ -210,16 +210,16 @@ func New(o Options) (*Fleet, error) {
 func (f *Fleet) register() error {
 	regs := []func() error{
 		func() error {
-			return server.RegisterHandler(f.srv, mStart, nil, serve(f, mStart, f.serveStart), f.startAffinity)
+			return server.RegisterHandler(f.srv, mStart, nil, serve(f, mStart, f.serveStart), affinity(f, mStart, f.startAffinity))
 		},
 		func() error {
-			return server.RegisterHandler(f.srv, mHand, nil, serve(f, mHand, f.serveHandOver), f.handOverAffinity)
+			return server.RegisterHandler(f.srv, mHand, nil, serve(f, mHand, f.serveHandOver), affinity(f, mHand, f.handOverAffinity))
 		},
 		func() error {
-			return server.RegisterHandler(f.srv, mStop, nil, serve(f, mStop, f.serveStop), f.ownerAffinity)
+			return server.RegisterHandler(f.srv, mStop, nil, serve(f, mStop, f.serveStop), affinity(f, mStop, f.ownerAffinity))
 		},
 		func() error {
-			return server.RegisterHandler(f.srv, mOwner, nil, serve(f, mOwner, f.serveOwner), f.ownerAffinity)
+			return server.RegisterHandler(f.srv, mOwner, nil, serve(f, mOwner, f.serveOwner), affinity(f, mOwner, f.ownerAffinity))
 		},
 		func() error {
 			return server.RegisterHandler(f.srv, mList, nil, serve(f, mList, f.serveList), nil)
@@ -395,16 +395,24 @@ func placement(owns, hasRoom bool, tracks, capacity int) float32 {
 	return 0.99 * float32(capacity-max(tracks, 0)) / float32(capacity)
 }
 
-func (f *Fleet) startAffinity(_ context.Context, m *wrapperspb.BytesValue) float32 {
-	var r startReq
-	if err := json.Unmarshal(m.GetValue(), &r); err != nil {
-		f.log.Warn("fleet: unreadable start request", "err", err)
-		return -1
+// affinity adapts a typed claim to psrpc's: the request decoded, and no
+// claim once Close began.
+func affinity[Req any](f *Fleet, op string, fn func(Req) float32) func(context.Context, *wrapperspb.BytesValue) float32 {
+	return func(_ context.Context, m *wrapperspb.BytesValue) float32 {
+		var r Req
+		if err := json.Unmarshal(m.GetValue(), &r); err != nil {
+			f.log.Warn("fleet: unreadable request", "op", op, "err", err)
+			return -1
+		}
+		if !f.enter() {
+			return -1
+		}
+		defer f.served.Done()
+		return fn(r)
 	}
-	if !f.enter() {
-		return -1
-	}
-	defer f.served.Done()
+}
+
+func (f *Fleet) startAffinity(r startReq) float32 {
 	owns := f.local.Owns(r.Room, r.Participant)
 	if owns && f.local.Draining() {
 		return drainingOwner // its successor, if any, answers
@@ -415,16 +423,7 @@ func (f *Fleet) startAffinity(_ context.Context, m *wrapperspb.BytesValue) float
 
 // handOverAffinity places a handover as a new start: the instance handing
 // it over owns it, but drains, so it is full and does not claim.
-func (f *Fleet) handOverAffinity(_ context.Context, m *wrapperspb.BytesValue) float32 {
-	var r handReq
-	if err := json.Unmarshal(m.GetValue(), &r); err != nil {
-		f.log.Warn("fleet: unreadable handover request", "err", err)
-		return -1
-	}
-	if !f.enter() {
-		return -1
-	}
-	defer f.served.Done()
+func (f *Fleet) handOverAffinity(r handReq) float32 {
 	tracks, capacity := f.local.Load()
 	return placement(false, f.local.HasRoom(r.Room), tracks, capacity)
 }
@@ -434,16 +433,7 @@ func (f *Fleet) handOverAffinity(_ context.Context, m *wrapperspb.BytesValue) fl
 // must reach the successor, which goes on with it.
 const drainingOwner = 0.5
 
-func (f *Fleet) ownerAffinity(_ context.Context, m *wrapperspb.BytesValue) float32 {
-	var r keyReq
-	if err := json.Unmarshal(m.GetValue(), &r); err != nil {
-		f.log.Warn("fleet: unreadable request", "err", err)
-		return -1
-	}
-	if !f.enter() {
-		return -1
-	}
-	defer f.served.Done()
+func (f *Fleet) ownerAffinity(r keyReq) float32 {
 	switch {
 	case !f.local.Owns(r.Room, r.Participant):
 		return -1
