@@ -64,7 +64,7 @@ func TestDefault(t *testing.T) {
 		AutoRecord: AutoRecord{Enabled: true},
 		Limits: Limits{JoinTimeout: 15 * time.Second, RejoinTimeout: 10 * time.Second, ReconnectTimeout: 60 * time.Second,
 			ShutdownTimeout: 30 * time.Second, ArmTimeout: time.Hour, MaxRecordings: 500},
-		Fleet: Fleet{LeaseTTL: 5 * time.Second, MaxTracks: 400, CompletionWait: 15 * time.Minute},
+		Fleet:  Fleet{LeaseTTL: 5 * time.Second, MaxTracks: 400, CompletionWait: 15 * time.Minute},
 		Egress: Egress{TrackKinds: []string{"audio"}},
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
