@@ -319,6 +319,13 @@ func (b *Bot) drop(identity string) {
 	}
 }
 
+// Publishes says whether identity is in the room now publishing the track
+// sid.
+func (b *Bot) Publishes(identity, sid string) bool {
+	rp := b.room.participant(identity)
+	return rp != nil && published(rp, sid)
+}
+
 // Present says whether identity is in the room now.
 func (b *Bot) Present(identity string) bool {
 	return b.room.participant(identity) != nil

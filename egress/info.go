@@ -92,13 +92,17 @@ func (i *Info) Ending(reason string) (*livekit.EgressInfo, bool) {
 	})
 }
 
-// Complete marks the egress complete with its stored file.
-func (i *Info) Complete(file *livekit.FileInfo, reason string) (*livekit.EgressInfo, bool) {
+// Complete marks the egress complete with its stored files (one, unless
+// its track was subscribed again mid-egress).
+func (i *Info) Complete(files []*livekit.FileInfo, reason string) (*livekit.EgressInfo, bool) {
 	return i.change(func(e *livekit.EgressInfo) bool {
 		if e.Details == "" {
 			e.SetEndReason(reason)
 		}
-		setFile(e, file)
+		if len(files) > 0 {
+			e.FileResults = files
+			e.Result = &livekit.EgressInfo_File{File: files[len(files)-1]}
+		}
 		e.SetComplete()
 		return true
 	})

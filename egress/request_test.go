@@ -63,7 +63,7 @@ func TestRedacted(t *testing.T) {
 		t.Fatal(err)
 	}
 	info := NewInfo(r, time.Now())
-	done, _ := info.Complete(&livekit.FileInfo{Filename: "x.ogg"}, "Source closed")
+	done, _ := info.Complete([]*livekit.FileInfo{{Filename: "x.ogg"}}, "Source closed")
 	doc, _ := protojson.Marshal(done)
 	for _, secret := range []string{"AKIASECRET", "TOPSECRET", "TOKENSECRET", "PROXYSECRET"} {
 		if strings.Contains(string(doc), secret) || strings.Contains(r.S3.String(), secret) {
@@ -93,7 +93,7 @@ func TestInfoTransitions(t *testing.T) {
 	if e, _ := info.Ending("Stopped by request"); e.Status != livekit.EgressStatus_EGRESS_ENDING || e.Details != "End reason: Stopped by request" {
 		t.Fatalf("ending: %v", e)
 	}
-	done, ok := info.Complete(&livekit.FileInfo{Filename: "x.ogg", Size: 10}, "Source closed")
+	done, ok := info.Complete([]*livekit.FileInfo{{Filename: "x.ogg", Size: 10}}, "Source closed")
 	if !ok || done.Status != livekit.EgressStatus_EGRESS_COMPLETE || done.EndedAt == 0 || done.FileResults[0].Size != 10 || done.Details != "End reason: Stopped by request" {
 		t.Fatalf("complete: %v %v", done, ok)
 	}

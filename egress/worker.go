@@ -355,6 +355,10 @@ type job struct {
 	stopAsked bool // a StopEgress came
 	manUpload *uploader.Upload
 	opened    sync.WaitGroup // Opened's report under way
+	// done are the files sealed, in order (a resubscription mid-egress
+	// makes another), and waits the uploads they need before COMPLETE.
+	done  []*spool.Sealed
+	waits []*uploader.Upload
 }
 
 var _ recorder.Output = (*job)(nil)
@@ -387,23 +391,34 @@ func (j *job) Opened(t spool.Track, key string, start time.Time) {
 func (j *job) Closed(t spool.Sealed, err error) {
 	j.mu.Lock()
 	j.sealed, j.err = &t, err
+	ok := err == nil && t.Manifest.File.SHA256 != ""
+	if ok {
+		j.done = append(j.done, &t)
+		j.waits = append(j.waits, t.Uploads...)
+	}
+	done := append([]*spool.Sealed(nil), j.done...)
+	prev := j.manUpload
 	j.mu.Unlock()
-	if err != nil || t.Manifest.File.SHA256 == "" {
+	if !ok {
 		return
 	}
-	// The EG manifest is queued now, after the file: a drain that follows
-	// stores both or neither.
-	var media *uploader.Upload
-	if len(t.Uploads) > 0 {
-		media = t.Uploads[0]
+	// The EG manifest, listing every file so far, is queued now, after the
+	// file (or the manifest before it): a drain that follows stores what
+	// was queued.
+	after := prev
+	if after == nil && len(t.Uploads) > 0 {
+		after = t.Uploads[0]
 	}
 	if !j.req.DisableManifest {
-		u, err := j.manifest(&t, j.result(&t), media)
+		u, err := j.manifest(done, after)
 		if err != nil {
 			j.log.Warn("EG manifest not queued", "err", err)
 		}
 		j.mu.Lock()
-		j.manUpload = u
+		if u != nil {
+			j.manUpload = u
+			j.waits = append(j.waits, u)
+		}
 		j.mu.Unlock()
 	}
 	if err := j.save(); err != nil {
@@ -442,19 +457,19 @@ func (j *job) Stopped(rec recorder.RecordingInfo) {
 func (j *job) finish(rec recorder.RecordingInfo) {
 	j.opened.Wait()
 	j.mu.Lock()
-	sealed, serr, file, man := j.sealed, j.err, j.file, j.manUpload
+	done, serr, waits := append([]*spool.Sealed(nil), j.done...), j.err, append([]*uploader.Upload(nil), j.waits...)
 	j.mu.Unlock()
 	reason := endReason(rec.StopReason)
 	var final *livekit.EgressInfo
 	switch {
 	case rec.State == recorder.StateFailed:
 		final, _ = j.info.Failed(errors.New(rec.StopReason), nil)
-	case sealed == nil || file == nil:
-		final, _ = j.info.Failed(fmt.Errorf("no audio was received from track %s (%s)", j.req.TrackID, rec.StopReason), nil)
-	case serr != nil:
+	case len(done) == 0 && serr != nil:
 		final, _ = j.info.Failed(fmt.Errorf("file not sealed: %w", serr), nil)
+	case len(done) == 0:
+		final, _ = j.info.Failed(fmt.Errorf("no audio was received from track %s (%s)", j.req.TrackID, rec.StopReason), nil)
 	default:
-		final = j.stored(sealed, man, reason)
+		final = j.stored(done, waits, reason)
 	}
 	if final == nil || !ended(final.Status) {
 		return // the worker closed first; the record stays for the next start
@@ -468,12 +483,8 @@ func (j *job) finish(rec recorder.RecordingInfo) {
 
 // stored waits until the file (and its EG manifest) are stored and returns
 // the complete info; nil if the worker closed first.
-func (j *job) stored(sealed *spool.Sealed, man *uploader.Upload, reason string) *livekit.EgressInfo {
+func (j *job) stored(done []*spool.Sealed, waits []*uploader.Upload, reason string) *livekit.EgressInfo {
 	j.report(j.info.Ending(reason))
-	waits := append([]*uploader.Upload(nil), sealed.Uploads...)
-	if man != nil {
-		waits = append(waits, man)
-	}
 	for _, u := range waits {
 		if u == nil {
 			continue
@@ -484,9 +495,13 @@ func (j *job) stored(sealed *spool.Sealed, man *uploader.Upload, reason string) 
 			return nil
 		}
 	}
-	done := j.result(sealed)
-	final, _ := j.info.Complete(done, reason)
-	j.log.Info("track egress complete", "key", done.Filename, "bytes", done.Size, "duration", time.Duration(done.Duration))
+	results := make([]*livekit.FileInfo, len(done))
+	for i, s := range done {
+		results[i] = j.result(s)
+	}
+	final, _ := j.info.Complete(results, reason)
+	last := results[len(results)-1]
+	j.log.Info("track egress complete", "files", len(results), "key", last.Filename, "bytes", last.Size, "duration", time.Duration(last.Duration))
 	return final
 }
 
@@ -498,19 +513,26 @@ func (j *job) target() *S3 {
 	return j.w.o.Storage
 }
 
-// manifest queues EG_<id>.json beside the file, after media.
-func (j *job) manifest(sealed *spool.Sealed, file *livekit.FileInfo, media *uploader.Upload) (*uploader.Upload, error) {
-	own, err := json.Marshal(sealed.Manifest)
+// manifest queues EG_<id>.json, listing done, beside the first file,
+// after the upload after.
+func (j *job) manifest(done []*spool.Sealed, after *uploader.Upload) (*uploader.Upload, error) {
+	first, last := j.result(done[0]), j.result(done[len(done)-1])
+	own, err := json.Marshal(done[len(done)-1].Manifest)
 	if err != nil {
 		return nil, err
 	}
-	doc, err := json.MarshalIndent(Manifest{
+	m := Manifest{
 		EgressID: j.req.EgressID, RoomID: j.req.RoomID, RoomName: j.req.RoomName,
-		StartedAt: file.StartedAt, EndedAt: file.EndedAt,
+		StartedAt: first.StartedAt, EndedAt: last.EndedAt,
 		PublisherIdentity: j.pub.Identity, TrackID: j.req.TrackID, TrackKind: "audio", TrackSource: j.pub.Source,
-		Files:    []ManifestFile{{Filename: file.Filename, Location: file.Location}},
 		Trackrec: own,
-	}, "", "  ")
+	}
+	for _, s := range done {
+		r := j.result(s)
+		m.Files = append(m.Files, ManifestFile{Filename: r.Filename, Location: r.Location})
+	}
+	file := first
+	doc, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return nil, err
 	}
@@ -519,7 +541,7 @@ func (j *job) manifest(sealed *spool.Sealed, file *livekit.FileInfo, media *uplo
 		return nil, err
 	}
 	return j.w.o.Uploads.Submit(uploader.Item{Key: ManifestKey(file.Filename, j.req.EgressID), Path: path,
-		ContentType: "application/json", After: media, Store: j.store})
+		ContentType: "application/json", After: after, Store: j.store})
 }
 
 // report sends info to livekit-server when it changed.

@@ -84,7 +84,25 @@ func TestTrackRecordingBesideTheParticipants(t *testing.T) {
 	if got := waitTracks(one.ID, 1); got.Tracks[0].TrackSID != "TR_s" {
 		t.Errorf("the track's recording took %s", got.Tracks[0].TrackSID)
 	}
+	// A subscription that ends while the track is still published (the
+	// bot subscribes again) does not end the track's recording.
+	b.mu.Lock()
+	b.published = map[string]bool{"alice/TR_s": true}
+	b.mu.Unlock()
 	f.handler("r").TrackEnded(bot.TrackInfo{Room: "r", Participant: "alice", TrackSID: "TR_s", Subscription: uint64(len("TR_s"))})
+	select {
+	case info := <-out.stopped:
+		t.Fatalf("the track's recording stopped while its track is published: %+v", info)
+	case <-time.After(300 * time.Millisecond):
+	}
+	r2 := newFakeReader()
+	if !f.handler("r").TrackSubscribed(&bot.Track{Info: bot.TrackInfo{Room: "r", Participant: "alice", TrackSID: "TR_s", Subscription: 99, MimeType: "audio/opus"}, Remote: r2}) {
+		t.Fatal("the new subscription was not taken")
+	}
+	b.mu.Lock()
+	b.published = nil
+	b.mu.Unlock()
+	f.handler("r").TrackEnded(bot.TrackInfo{Room: "r", Participant: "alice", TrackSID: "TR_s", Subscription: 99})
 	var final RecordingInfo
 	select {
 	case final = <-out.stopped:

@@ -67,6 +67,7 @@ type Bot interface {
 	Forget(identity string)
 	RecordTrack(identity, trackSID string) bool
 	ForgetTrack(identity, trackSID string)
+	Publishes(identity, trackSID string) bool
 	Present(identity string) bool
 	ParticipantSID(identity string) string
 	Leave()
@@ -754,11 +755,22 @@ func (h *handler) TrackEnded(info bot.TrackInfo) {
 		return
 	}
 	rec.endTrack(info)
-	if rec.key.Track != "" {
+	if rec.key.Track != "" && h.trackGone(info) {
 		// A track's own recording ends with its track (livekit-server
-		// never stops a track egress).
+		// never stops a track egress). A subscription that ended while
+		// the track is still published (a resubscription, a bot that lost
+		// LiveKit) goes on in a new file once subscribed again.
 		go h.s.stop(context.Background(), rec, reasonTrackEnded)
 	}
+}
+
+// trackGone says whether the ended subscription's track is gone for good:
+// not while the room's bot is being replaced, nor while it is published.
+func (h *handler) trackGone(info bot.TrackInfo) bool {
+	h.s.mu.Lock()
+	b, rejoining := h.room.bot, h.room.rejoining
+	h.s.mu.Unlock()
+	return !rejoining && !h.lost.Load() && (b == nil || !b.Publishes(info.Participant, info.TrackSID))
 }
 
 func (h *handler) ParticipantJoined(identity string) {

@@ -19,10 +19,11 @@ import (
 
 // fakeBot stands in for a LiveKit participant in unit tests.
 type fakeBot struct {
-	mu      sync.Mutex
-	present map[string]bool
-	wanted  map[string]bool
-	left    bool
+	mu        sync.Mutex
+	present   map[string]bool
+	wanted    map[string]bool
+	published map[string]bool // identity/track
+	left      bool
 }
 
 func (b *fakeBot) Record(id string) bool {
@@ -37,6 +38,12 @@ func (b *fakeBot) RecordTrack(id, sid string) bool {
 	defer b.mu.Unlock()
 	b.wanted[id+"/"+sid] = true
 	return b.present[id]
+}
+
+func (b *fakeBot) Publishes(id, sid string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.published[id+"/"+sid]
 }
 
 func (b *fakeBot) ForgetTrack(id, sid string) {
