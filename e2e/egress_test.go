@@ -292,6 +292,32 @@ func TestAutoTrackEgress(t *testing.T) {
 		t.Fatalf("API egress ended %s: %s", apiDone.Status, apiDone.Error)
 	}
 	checkTrackFile(t, object(t, s3, apiDone.FileResults[0].Filename), ivy, ivy.TrackSID(), 0)
+	// An S3 target that refuses the request's credentials fails the egress
+	// with the reason, never showing the secret.
+	bad := e.s3Output()
+	bad.Secret = "not-the-secret-at-all"
+	refused, err := ec.StartTrackEgress(ctx, &livekit.TrackEgressRequest{RoomName: "egress-api-room", TrackId: ivy.TrackSID(),
+		Output: &livekit.TrackEgressRequest_File{File: &livekit.DirectFileOutput{Filepath: "livekit/{room_name}/refused-{time}", Output: &livekit.DirectFileOutput_S3{S3: bad}}}})
+	if err != nil {
+		t.Fatalf("StartTrackEgress: %v", err)
+	}
+	time.Sleep(2 * time.Second)
+	if _, err := ec.StopEgress(ctx, &livekit.StopEgressRequest{EgressId: refused.EgressId}); err != nil {
+		t.Fatal(err)
+	}
+	var failed *livekit.EgressInfo
+	waitFor(t, 90*time.Second, "the refused egress ended", func() bool {
+		for _, ev := range hooks.egressEvents(refused.EgressId) {
+			if ev.Event == webhook.EventEgressEnded {
+				failed = ev.EgressInfo
+			}
+		}
+		return failed != nil
+	})
+	t.Logf("refused egress: %s: %s", failed.Status, failed.Error)
+	if failed.Status != livekit.EgressStatus_EGRESS_FAILED || !strings.Contains(failed.Error, "refused") || strings.Contains(failed.Error, bad.Secret) {
+		t.Errorf("refused egress ended %s: %q", failed.Status, failed.Error)
+	}
 	if strings.Contains(rec.logs.String(), s3.SecretKey) {
 		t.Error("the recorder logged the request's S3 secret")
 	}

@@ -489,9 +489,11 @@ func (j *job) stored(done []*spool.Sealed, waits []*uploader.Upload, reason stri
 		if u == nil {
 			continue
 		}
-		select {
-		case <-u.Done(): // retried until stored: the egress is not complete before
-		case <-j.w.life.Done():
+		if err := j.await(u); err != nil {
+			final, _ := j.info.Failed(err, nil)
+			return final
+		}
+		if j.w.life.Err() != nil {
 			return nil
 		}
 	}
@@ -503,6 +505,37 @@ func (j *job) stored(done []*spool.Sealed, waits []*uploader.Upload, reason stri
 	last := results[len(results)-1]
 	j.log.Info("track egress complete", "files", len(results), "key", last.Filename, "bytes", last.Size, "duration", time.Duration(last.Duration))
 	return final
+}
+
+// refusals is how many failed attempts of the request's own S3 target
+// fail the egress: its credentials or bucket are wrong, and livekit-server
+// should not show it ending for as long as the queue retries.
+const refusals = 4
+
+// await waits until u is stored (the recorder's own store is retried for
+// as long as it takes), or the worker closes (nil: the caller looks), or
+// the request's own target refused it refusals times.
+func (j *job) await(u *uploader.Upload) error {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-u.Done():
+			return nil
+		case <-j.w.life.Done():
+			return nil
+		case <-tick.C:
+		}
+		if info := u.Info(); j.store != nil && info.State == uploader.StateFailed && info.Attempts >= refusals {
+			why := info.Error
+			for _, secret := range []string{j.req.S3.AccessKey, j.req.S3.Secret, j.req.S3.SessionToken} {
+				if secret != "" {
+					why = strings.ReplaceAll(why, secret, redacted)
+				}
+			}
+			return fmt.Errorf("the request's S3 target %s refused the upload %d times (%s); the file stays in the recorder's spool, still retried", j.req.S3, info.Attempts, why)
+		}
+	}
 }
 
 // target is where the egress's files are stored.
