@@ -497,6 +497,11 @@ func (j *job) stored(done []*spool.Sealed, waits []*uploader.Upload, reason stri
 			return nil
 		}
 	}
+	// The EG manifest's local copy is not needed once stored (with S3 the
+	// queue removed it already).
+	if err := os.Remove(filepath.Join(j.w.o.Dir, j.req.EgressID+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		j.log.Warn("EG manifest's local copy not removed", "err", err)
+	}
 	results := make([]*livekit.FileInfo, len(done))
 	for i, s := range done {
 		results[i] = j.result(s)
