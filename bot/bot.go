@@ -319,6 +319,28 @@ func (b *Bot) drop(identity string) {
 	}
 }
 
+// Resubscribe lets go of identity's track sid and asks for it again, so
+// that a new subscription is handed over (to recordings that now share it).
+func (b *Bot) Resubscribe(identity, sid string) {
+	rp := b.room.participant(identity)
+	if rp == nil {
+		return
+	}
+	for _, pub := range rp.publications() {
+		if pub.SID() != sid {
+			continue
+		}
+		b.unsubscribe(pub, identity)
+		// Asked for again once the server had the unsubscribe (the SDK
+		// does not always report it); a request made meanwhile (by the
+		// unsubscribe's event) is not made twice.
+		time.AfterFunc(resubscribeAfter, func() { b.subscribe(pub, rp) })
+	}
+}
+
+// resubscribeAfter is how long Resubscribe leaves the server to unsubscribe.
+const resubscribeAfter = 300 * time.Millisecond
+
 // Publishes says whether identity is in the room now publishing the track
 // sid.
 func (b *Bot) Publishes(identity, sid string) bool {

@@ -265,12 +265,24 @@ func TestAutoTrackEgress(t *testing.T) {
 	}
 	// StartTrackEgress of a track published later in a room without auto
 	// egress.
+	// ivy is recorded whole through the recorder's API first: her track's
+	// egress then shares the subscription, and both files hold her audio.
 	ivy := publishOn(t, server, "egress-api-room", "ivy")
+	rec.mustStart("egress-api-room", "ivy")
 	started, err := ec.StartTrackEgress(ctx, &livekit.TrackEgressRequest{RoomName: "egress-api-room", TrackId: ivy.TrackSID(),
 		Output: &livekit.TrackEgressRequest_File{File: &livekit.DirectFileOutput{Filepath: "livekit/{room_name}/{publisher_identity}-{time}-{track_id}", Output: &livekit.DirectFileOutput_S3{S3: s3Out}}}})
 	if err != nil {
 		t.Fatalf("StartTrackEgress: %v", err)
 	}
+	defer func() {
+		if t.Failed() {
+			for _, l := range strings.Split(rec.logs.String(), "\n") {
+				if strings.Contains(l, "ivy") {
+					t.Log(l)
+				}
+			}
+		}
+	}()
 	waitFor(t, 20*time.Second, "the API's egress active", func() bool {
 		evs := hooks.egressEvents(started.EgressId)
 		return len(evs) > 0 && evs[len(evs)-1].EgressInfo.Status == livekit.EgressStatus_EGRESS_ACTIVE
@@ -292,6 +304,13 @@ func TestAutoTrackEgress(t *testing.T) {
 		t.Fatalf("API egress ended %s: %s", apiDone.Status, apiDone.Error)
 	}
 	checkTrackFile(t, object(t, s3, apiDone.FileResults[0].Filename), ivy, ivy.TrackSID(), 0)
+	whole := rec.mustStop("egress-api-room", "ivy")
+	if n := len(whole.Tracks); n != 2 {
+		t.Errorf("ivy's whole recording has %d files of her track, want 2 (cut where the egress began)", n)
+	}
+	for _, tr := range whole.Tracks {
+		checkTrackFile(t, tr.Path, ivy, ivy.TrackSID(), 0)
+	}
 	// An S3 target that refuses the request's credentials fails the egress
 	// with the reason, never showing the secret.
 	bad := e.s3Output()
@@ -322,7 +341,7 @@ func TestAutoTrackEgress(t *testing.T) {
 		t.Error("the recorder logged the request's S3 secret")
 	}
 	for _, r := range rec.list() {
-		if !strings.HasPrefix(r.ID, "EG_") {
+		if r.ID != whole.ID && !strings.HasPrefix(r.ID, "EG_") {
 			t.Errorf("recording %s is not named by its egress id", r.ID)
 		}
 	}

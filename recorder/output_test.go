@@ -36,9 +36,9 @@ func (o *fakeOutput) Closed(t spool.Sealed, err error) {
 func (o *fakeOutput) Stopped(info RecordingInfo) { o.stopped <- info }
 
 // One track of a participant recorded on its own (a track egress), beside
-// a recording of the whole participant: each subscription goes to one of
-// them, the track's file is named by its output, and the track's end ends
-// its recording alone.
+// a recording of the whole participant: the shared track's subscription is
+// split between them, the track's file is named by its output, and the
+// track's end ends its recording alone.
 func TestTrackRecordingBesideTheParticipants(t *testing.T) {
 	f := newFixture(t, 0)
 	ctx := context.Background()
@@ -78,9 +78,16 @@ func TestTrackRecordingBesideTheParticipants(t *testing.T) {
 		t.Fatalf("%s never had %d tracks", id, n)
 		return RecordingInfo{}
 	}
-	if got := waitTracks(whole.ID, 1); got.Tracks[0].TrackSID != "TR_a" {
-		t.Errorf("the whole participant's recording took %s", got.Tracks[0].TrackSID)
+	// The track the egress records is the whole participant's too: one
+	// subscription, split (asked for again when the egress began).
+	if n := b.resubscribed["alice/TR_s"]; n != 1 {
+		t.Errorf("TR_s subscribed again %d times when its egress began, want 1", n)
 	}
+	got := waitTracks(whole.ID, 2)
+	if got.Tracks[0].TrackSID != "TR_a" || got.Tracks[1].TrackSID != "TR_s" {
+		t.Errorf("the whole participant's recording took %+v", got.Tracks)
+	}
+
 	if got := waitTracks(one.ID, 1); got.Tracks[0].TrackSID != "TR_s" {
 		t.Errorf("the track's recording took %s", got.Tracks[0].TrackSID)
 	}
@@ -129,5 +136,11 @@ func TestTrackRecordingBesideTheParticipants(t *testing.T) {
 	}
 	if b.wanted["alice/TR_s"] || !b.wanted["alice"] {
 		t.Errorf("after the track's end the bot wants %v", b.wanted)
+	}
+	// Its share of the split subscription ended with the subscription,
+	// every packet in its file too.
+	w, err := f.s.Stop(ctx, "r", "alice")
+	if err != nil || len(w.Tracks) < 2 || w.Tracks[1].TrackSID != "TR_s" || w.Tracks[1].Packets != 60 {
+		t.Errorf("the whole participant's recording: %+v %v", w.Tracks, err)
 	}
 }

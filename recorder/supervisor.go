@@ -68,6 +68,7 @@ type Bot interface {
 	RecordTrack(identity, trackSID string) bool
 	ForgetTrack(identity, trackSID string)
 	Publishes(identity, trackSID string) bool
+	Resubscribe(identity, trackSID string)
 	Present(identity string) bool
 	ParticipantSID(identity string) string
 	Leave()
@@ -256,6 +257,7 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 	b, rejoining := rm.bot, rm.rejoining
 	s.mu.Unlock()
 	present := rec.subscribe(b)
+	s.share(rm, b, rec)
 	if !present && !o.wait && s.opts.Lookup != nil && !rejoining {
 		// LiveKit said the participant was there; the bot's view may lag
 		// by a moment, or they left before it joined. A bot must not stay
@@ -710,15 +712,41 @@ func (s *Supervisor) recordings(rm *room, identity string) []*Recording {
 	return rm.of(identity)
 }
 
-// trackRecording is the recording that takes identity's track sid: the
-// track's own (a track egress), else the whole participant's.
-func (s *Supervisor) trackRecording(rm *room, identity, sid string) *Recording {
+// share makes a track's own recording (a track egress) share its track
+// with its participant's recording, which holds the subscription: asked
+// for again, the subscription is split between them (the participant's
+// recording goes on in a new file of that track). The reverse, a
+// participant's recording started while an egress holds one of its
+// tracks, does not cut the egress's file: it does without that track.
+func (s *Supervisor) share(rm *room, b Bot, rec *Recording) {
+	if rec.key.Track == "" {
+		s.mu.Lock()
+		held := 0
+		for k := range rm.recs {
+			if k.Participant == rec.key.Participant && k.Track != "" {
+				held++
+			}
+		}
+		s.mu.Unlock()
+		if held > 0 {
+			rec.log.Warn("tracks of this participant recorded by track egresses here are not in this recording", "tracks", held)
+		}
+		return
+	}
+	s.mu.Lock()
+	whole := rm.recs[Key{Room: rm.name, Participant: rec.key.Participant}]
+	s.mu.Unlock()
+	if whole != nil {
+		b.Resubscribe(rec.key.Participant, rec.key.Track)
+	}
+}
+
+// trackRecordings are the recordings that take identity's track sid: the
+// track's own (a track egress) and the whole participant's, either nil.
+func (s *Supervisor) trackRecordings(rm *room, identity, sid string) (own, whole *Recording) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r := rm.recs[Key{Room: rm.name, Participant: identity, Track: sid}]; r != nil {
-		return r
-	}
-	return rm.recs[Key{Room: rm.name, Participant: identity}]
+	return rm.recs[Key{Room: rm.name, Participant: identity, Track: sid}], rm.recs[Key{Room: rm.name, Participant: identity}]
 }
 
 // handler turns one room's bot events into supervisor actions.
@@ -742,20 +770,46 @@ func (h *handler) TrackSubscribed(t *bot.Track) bool {
 	if !h.current() {
 		return false
 	}
-	rec := h.s.trackRecording(h.room, t.Info.Participant, t.Info.TrackSID)
-	return rec != nil && rec.addTrack(t, &h.s.opts)
+	own, whole := h.s.trackRecordings(h.room, t.Info.Participant, t.Info.TrackSID)
+	switch {
+	case own == nil && whole == nil:
+		return false
+	case own == nil:
+		return whole.addTrack(t, &h.s.opts)
+	case whole == nil:
+		return own.addTrack(t, &h.s.opts)
+	}
+	// Both want it: one subscription, split.
+	sp := newSplit(t.Remote, 2)
+	took := false
+	for i, rec := range []*Recording{own, whole} {
+		r := sp.readers[i]
+		if rec.addTrack(&bot.Track{Info: t.Info, Remote: r}, &h.s.opts) {
+			took = true
+		} else {
+			_ = r.SetReadDeadline(time.Now()) // nobody reads it
+		}
+	}
+	if took {
+		go sp.run()
+	}
+	return took
 }
 
 func (h *handler) TrackEnded(info bot.TrackInfo) {
 	if !h.current() {
 		return
 	}
-	rec := h.s.trackRecording(h.room, info.Participant, info.TrackSID)
-	if rec == nil {
+	own, whole := h.s.trackRecordings(h.room, info.Participant, info.TrackSID)
+	if whole != nil {
+		whole.endTrack(info)
+	}
+	if own == nil {
 		return
 	}
+	rec := own
 	rec.endTrack(info)
-	if rec.key.Track != "" && h.trackGone(info) {
+	if h.trackGone(info) {
 		// A track's own recording ends with its track (livekit-server
 		// never stops a track egress). A subscription that ended while
 		// the track is still published (a resubscription, a bot that lost

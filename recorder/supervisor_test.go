@@ -19,11 +19,12 @@ import (
 
 // fakeBot stands in for a LiveKit participant in unit tests.
 type fakeBot struct {
-	mu        sync.Mutex
-	present   map[string]bool
-	wanted    map[string]bool
-	published map[string]bool // identity/track
-	left      bool
+	mu           sync.Mutex
+	present      map[string]bool
+	wanted       map[string]bool
+	published    map[string]bool // identity/track
+	resubscribed map[string]int  // identity/track: Resubscribe calls
+	left         bool
 }
 
 func (b *fakeBot) Record(id string) bool {
@@ -38,6 +39,15 @@ func (b *fakeBot) RecordTrack(id, sid string) bool {
 	defer b.mu.Unlock()
 	b.wanted[id+"/"+sid] = true
 	return b.present[id]
+}
+
+func (b *fakeBot) Resubscribe(id, sid string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.resubscribed == nil {
+		b.resubscribed = map[string]int{}
+	}
+	b.resubscribed[id+"/"+sid]++
 }
 
 func (b *fakeBot) Publishes(id, sid string) bool {
