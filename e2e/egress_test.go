@@ -104,6 +104,23 @@ func (e *egressBed) autoEgressRoom(room string) {
 	}
 }
 
+// ended is the egress_ended info of id, nil before it came.
+func (h *liveKitHooks) ended(id string) *livekit.EgressInfo {
+	for _, ev := range h.egressEvents(id) {
+		if ev.Event == webhook.EventEgressEnded {
+			return ev.EgressInfo
+		}
+	}
+	return nil
+}
+
+// waitEnded waits for the egress_ended webhook of id.
+func (h *liveKitHooks) waitEnded(t *testing.T, id string, within time.Duration) *livekit.EgressInfo {
+	t.Helper()
+	waitFor(t, within, "egress "+id+" ended", func() bool { return h.ended(id) != nil })
+	return h.ended(id)
+}
+
 // Auto Track Egress served by the recorder on livekit-server's Redis: two
 // participants' audio, written untranscoded at the consumer's layout with
 // an EG_<id>.json beside each, livekit-server's own egress webhooks for
@@ -189,16 +206,9 @@ func TestAutoTrackEgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	ended := map[string]*livekit.EgressInfo{}
-	waitFor(t, 30*time.Second, "both egresses ended", func() bool {
-		for who, e := range egresses {
-			for _, ev := range hooks.egressEvents(e.EgressId) {
-				if ev.Event == webhook.EventEgressEnded {
-					ended[who] = ev.EgressInfo
-				}
-			}
-		}
-		return len(ended) == 2
-	})
+	for who, e := range egresses {
+		ended[who] = hooks.waitEnded(t, e.EgressId, 30*time.Second)
+	}
 	if evs := hooks.egressEvents(egresses["eve"].EgressId); len(evs) > 0 {
 		t.Logf("eve's egress complete, its file stored, %v after StopEgress", time.Unix(0, evs[len(evs)-1].EgressInfo.EndedAt).Sub(asked).Round(time.Millisecond))
 	}
@@ -291,15 +301,7 @@ func TestAutoTrackEgress(t *testing.T) {
 	if _, err := ec.StopEgress(ctx, &livekit.StopEgressRequest{EgressId: started.EgressId}); err != nil {
 		t.Fatal(err)
 	}
-	var apiDone *livekit.EgressInfo
-	waitFor(t, 20*time.Second, "the API's egress ended", func() bool {
-		for _, ev := range hooks.egressEvents(started.EgressId) {
-			if ev.Event == webhook.EventEgressEnded {
-				apiDone = ev.EgressInfo
-			}
-		}
-		return apiDone != nil
-	})
+	apiDone := hooks.waitEnded(t, started.EgressId, 20*time.Second)
 	if apiDone.Status != livekit.EgressStatus_EGRESS_COMPLETE || len(apiDone.FileResults) != 1 {
 		t.Fatalf("API egress ended %s: %s", apiDone.Status, apiDone.Error)
 	}
@@ -324,15 +326,7 @@ func TestAutoTrackEgress(t *testing.T) {
 	if _, err := ec.StopEgress(ctx, &livekit.StopEgressRequest{EgressId: refused.EgressId}); err != nil {
 		t.Fatal(err)
 	}
-	var failed *livekit.EgressInfo
-	waitFor(t, 90*time.Second, "the refused egress ended", func() bool {
-		for _, ev := range hooks.egressEvents(refused.EgressId) {
-			if ev.Event == webhook.EventEgressEnded {
-				failed = ev.EgressInfo
-			}
-		}
-		return failed != nil
-	})
+	failed := hooks.waitEnded(t, refused.EgressId, 90*time.Second)
 	t.Logf("refused egress: %s: %s", failed.Status, failed.Error)
 	if failed.Status != livekit.EgressStatus_EGRESS_FAILED || !strings.Contains(failed.Error, "refused") || strings.Contains(failed.Error, bad.Secret) {
 		t.Errorf("refused egress ended %s: %q", failed.Status, failed.Error)
@@ -380,15 +374,7 @@ func TestEgressSurvivesAKill(t *testing.T) {
 	}
 	<-rec.done
 	startService(t, env)
-	var done *livekit.EgressInfo
-	waitFor(t, 60*time.Second, "the egress ended after the restart", func() bool {
-		for _, ev := range hooks.egressEvents(id) {
-			if ev.Event == webhook.EventEgressEnded {
-				done = ev.EgressInfo
-			}
-		}
-		return done != nil
-	})
+	done := hooks.waitEnded(t, id, 60*time.Second)
 	t.Logf("ended %s: %s %s", done.Status, done.Details, done.Error)
 	if done.Status != livekit.EgressStatus_EGRESS_COMPLETE || len(done.FileResults) != 1 {
 		t.Fatalf("after the restart the egress ended %s with %d files: %s", done.Status, len(done.FileResults), done.Error)

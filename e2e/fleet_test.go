@@ -19,17 +19,7 @@ import (
 )
 
 // startRedis runs a redis-server of the test's own on loopback.
-func startRedis(t *testing.T) *testbed.Redis {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	rd, err := testbed.StartRedis(ctx, testbed.RedisOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rd.Close() })
-	return rd
-}
+func startRedis(t *testing.T) *testbed.Redis { return testbed.RedisForTest(t) }
 
 // Three instances behind haproxy, LiveKit's webhooks pointed at haproxy and
 // each event also replayed to every instance (each arrives four times, with

@@ -1,13 +1,11 @@
 package fleet
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"github.com/trackrec/trackrec/testbed"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/livekit/psrpc"
 	"github.com/redis/go-redis/v9"
@@ -15,17 +13,7 @@ import (
 
 // startRedis runs a redis-server of its own (testbed) until the test ends,
 // and returns its address.
-func startRedis(t *testing.T) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	rd, err := testbed.StartRedis(ctx, testbed.RedisOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rd.Close() })
-	return rd.Addr()
-}
+func startRedis(t *testing.T) string { return testbed.RedisForTest(t).Addr() }
 
 // The fleet over a real Redis: one bus and one client per node, as in
 // three processes.

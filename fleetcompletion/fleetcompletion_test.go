@@ -24,12 +24,7 @@ func newStore(t *testing.T) *fleetstore.RoomTracks {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := testbed.StartRedis(ctx, testbed.RedisOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	rc, err := fleetstore.NewClient(ctx, fleetstore.Config{Address: srv.Addr()})
+	rc, err := fleetstore.NewClient(ctx, fleetstore.Config{Address: testbed.RedisForTest(t).Addr()})
 	if err != nil {
 		t.Fatal(err)
 	}

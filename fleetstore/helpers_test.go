@@ -16,11 +16,7 @@ func startRedis(t *testing.T) (*testbed.Redis, redis.UniversalClient) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := testbed.StartRedis(ctx, testbed.RedisOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
+	srv := testbed.RedisForTest(t)
 	rc, err := NewClient(ctx, Config{Address: srv.Addr()})
 	if err != nil {
 		t.Fatal(err)

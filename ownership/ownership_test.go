@@ -58,12 +58,7 @@ func TestMemoryClaims(t *testing.T) {
 func TestSharedClaimsAcrossInstances(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rd, err := testbed.StartRedis(ctx, testbed.RedisOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rd.Close()
-	rc, err := fleetstore.NewClient(ctx, fleetstore.Config{Address: rd.Addr()})
+	rc, err := fleetstore.NewClient(ctx, fleetstore.Config{Address: testbed.RedisForTest(t).Addr()})
 	if err != nil {
 		t.Fatal(err)
 	}

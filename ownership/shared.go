@@ -31,27 +31,26 @@ func (s *Shared) TTL() time.Duration { return s.ttl }
 
 // Claim takes key's lease for owner; false when another owner holds it.
 func (s *Shared) Claim(ctx context.Context, key Key, owner string) (bool, error) {
-	lease, ok, err := s.leases.Claim(ctx, fleetstore.Key(key), owner)
-	if err != nil || !ok {
-		return false, err
+	return s.hold(owner)(s.leases.Claim(ctx, fleetstore.Key(key), owner))
+}
+
+// hold keeps owner's lease when a claim took it.
+func (s *Shared) hold(owner string) func(fleetstore.Lease, bool, error) (bool, error) {
+	return func(lease fleetstore.Lease, ok bool, err error) (bool, error) {
+		if err != nil || !ok {
+			return false, err
+		}
+		s.mu.Lock()
+		s.held[owner] = lease
+		s.mu.Unlock()
+		return true, nil
 	}
-	s.mu.Lock()
-	s.held[owner] = lease
-	s.mu.Unlock()
-	return true, nil
 }
 
 // Transfer takes key's lease for owner from the owner from, who is handing
 // it over, in one step; false when someone else holds it.
 func (s *Shared) Transfer(ctx context.Context, key Key, from, owner string) (bool, error) {
-	lease, ok, err := s.leases.Transfer(ctx, fleetstore.Key(key), from, owner)
-	if err != nil || !ok {
-		return false, err
-	}
-	s.mu.Lock()
-	s.held[owner] = lease
-	s.mu.Unlock()
-	return true, nil
+	return s.hold(owner)(s.leases.Transfer(ctx, fleetstore.Key(key), from, owner))
 }
 
 // Renew extends owner's lease on key; false when it is no longer owner's.

@@ -109,12 +109,6 @@ func Run(ctx context.Context, o Options) {
 
 // resume starts in here if nobody has held its claim for the grace.
 func resume(ctx context.Context, o Options, in fleetstore.Intent, since *sync.Map) {
-	if in.Key.Track != "" {
-		// A single track's recording is a track egress: its naming and
-		// reports live with its egress, which goes on elsewhere only with
-		// the egress worker's own state.
-		return
-	}
 	if _, held, err := o.Holders.Holder(ctx, in.Key); err != nil || held {
 		since.Delete(in.Key)
 		return
