@@ -264,8 +264,10 @@ func NewFiles(store Store, instance string, publish bool, log *slog.Logger) *Fil
 	return &Files{store: store, instance: instance, publish: publish, log: log, ctx: ctx, cancel: cancel}
 }
 
-// claimTimeout bounds Claimed's look, which a new file waits for.
-const claimTimeout = time.Second
+// claimTimeout bounds Claimed's look: a new file waits for it in its
+// track's read loop (once per file), so a slow Redis must not hold the
+// packets long.
+const claimTimeout = 250 * time.Millisecond
 
 // Claimed says whether the fleet knows a file of room under object key
 // (spool.Options.Claimed). Redis not answering is no: the clash it guards
