@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,8 +16,10 @@ import (
 	"github.com/livekit/protocol/livekit"
 	"github.com/livekit/protocol/webhook"
 	lksdk "github.com/livekit/server-sdk-go/v2"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/trackrec/trackrec/egress"
+	"github.com/trackrec/trackrec/recorder"
 	"github.com/trackrec/trackrec/testbed"
 )
 
@@ -341,58 +344,252 @@ func TestAutoTrackEgress(t *testing.T) {
 	}
 }
 
-// The recorder killed mid-egress: started again on its spool, it stores
-// the cut file and reports the egress complete with it; livekit-server
-// never keeps showing it active.
-func TestEgressSurvivesAKill(t *testing.T) {
-	t.Parallel()
-	e := newEgressBed(t)
-	rd, s3, hooks, server, ctx := e.redis, e.s3, e.hooks, e.server, e.ctx
-	env := withS3(s3, map[string]string{
-		"LIVEKIT_URL": server.URL, "LIVEKIT_API_KEY": server.APIKey, "LIVEKIT_API_SECRET": server.APISecret,
-		"REDIS_ADDRESS": rd.Addr(), "EGRESS_WORKER": "true", "AUTO_RECORD": "false", "MIXDOWN": "none",
-		"LOCAL_DIRECTORY": t.TempDir(),
-	})
-	rec := startService(t, env)
-	room := "egress-kill-room"
-	e.autoEgressRoom(room)
-	p := publishOn(t, server, room, "kim")
+// egressFleet starts n recorders serving livekit-server's egress requests
+// on its Redis, as one fleet, each on its own spool. With ownS3 their own
+// storage is the requests' bucket; without, they store on their local
+// directory, and the requests' bucket is reached with the requests'
+// credentials (sealed in the fleet's records).
+func (e *egressBed) egressFleet(n int, ownS3 bool) []*service {
+	e.t.Helper()
+	var fleet []*service
+	for range n {
+		fleet = append(fleet, startService(e.t, withDir(e.t, e.egressEnv(ownS3))))
+	}
+	return fleet
+}
+
+func (e *egressBed) egressEnv(ownS3 bool) map[string]string {
+	env := map[string]string{
+		"LIVEKIT_URL": e.server.URL, "LIVEKIT_API_KEY": e.server.APIKey, "LIVEKIT_API_SECRET": e.server.APISecret,
+		"REDIS_ADDRESS": e.redis.Addr(), "EGRESS_WORKER": "true", "AUTO_RECORD": "false", "MIXDOWN": "none", "LEASE_TTL": "2s",
+	}
+	if ownS3 {
+		return withS3(e.s3, env)
+	}
+	return env
+}
+
+// activeEgress waits for the egress of track to be active and returns its
+// id.
+func (h *liveKitHooks) activeEgress(t *testing.T, track string) string {
+	t.Helper()
 	var id string
-	waitFor(t, 30*time.Second, "the egress active", func() bool {
-		hooks.mu.Lock()
-		defer hooks.mu.Unlock()
-		for _, ev := range hooks.events {
-			if ev.GetEgressInfo().GetTrack().GetTrackId() == p.TrackSID() && ev.EgressInfo.Status == livekit.EgressStatus_EGRESS_ACTIVE {
+	waitFor(t, 30*time.Second, "the egress of "+track+" active", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, ev := range h.events {
+			if ev.GetEgressInfo().GetTrack().GetTrackId() == track && ev.EgressInfo.Status == livekit.EgressStatus_EGRESS_ACTIVE {
 				id = ev.EgressInfo.EgressId
 			}
 		}
 		return id != ""
 	})
+	return id
+}
+
+// holder is the instance of fleet recording egress id.
+func holder(t *testing.T, fleet []*service, id string) (held, other *service) {
+	t.Helper()
+	waitFor(t, 10*time.Second, "the egress's recording listed", func() bool {
+		for _, r := range fleet[0].list() {
+			if r.ID == id && !r.State.Final() {
+				for i, s := range fleet {
+					if s.instance() == r.Instance {
+						held, other = s, fleet[(i+1)%len(fleet)]
+					}
+				}
+			}
+		}
+		return held != nil
+	})
+	return held, other
+}
+
+// checkEgressFiles is what a consumer checks of a finished egress written
+// by more than one instance: exactly one egress_ended, COMPLETE, with
+// files in order, each object of its result's size and decoding to its
+// duration, holding the publisher's packets, all listed in the EG
+// manifest beside the first. It returns each file's matched packets.
+func (e *egressBed) checkEgressFiles(id string, p *testbed.Publisher, want int) [][]testbed.SentPacket {
+	t := e.t
+	t.Helper()
+	done := e.hooks.waitEnded(t, id, 60*time.Second)
+	t.Logf("ended %s: %s %s", done.Status, done.Details, done.Error)
+	var ends int
+	for _, ev := range e.hooks.egressEvents(id) {
+		if ev.Event == webhook.EventEgressEnded {
+			ends++
+		}
+	}
+	if ends != 1 {
+		t.Errorf("%d egress_ended webhooks, want 1", ends)
+	}
+	if done.Status != livekit.EgressStatus_EGRESS_COMPLETE || len(done.FileResults) != want {
+		t.Fatalf("the egress ended %s with %d files, want COMPLETE with %d: %s", done.Status, len(done.FileResults), want, done.Error)
+	}
+	var out [][]testbed.SentPacket
+	for i, fr := range done.FileResults {
+		t.Logf("file %d: %s, %d bytes, %v from %v", i, fr.Filename, fr.Size, time.Duration(fr.Duration), time.Unix(0, fr.StartedAt).UTC().Format("15:04:05.000"))
+		if m := consumerKey.FindStringSubmatch(fr.Filename); m == nil || m[4] != p.TrackSID() {
+			t.Errorf("file %d: key %q", i, fr.Filename)
+		}
+		if i > 0 && fr.StartedAt <= done.FileResults[i-1].StartedAt {
+			t.Errorf("file %d starts before file %d", i, i-1)
+		}
+		path := object(t, e.s3, fr.Filename)
+		if st, err := os.Stat(path); err != nil || st.Size() != fr.Size {
+			t.Fatalf("object %s: %v (file result %d bytes)", fr.Filename, err, fr.Size)
+		}
+		within(t, "duration vs file result", decodedDuration(t, path), time.Duration(fr.Duration), 60*time.Millisecond)
+		// Its first packet came within its first second.
+		out = append(out, checkTrackFileNear(t, path, p, p.TrackSID(), 0, time.Unix(0, fr.StartedAt).Add(500*time.Millisecond)))
+	}
+	data, err := os.ReadFile(object(t, e.s3, egress.ManifestKey(done.FileResults[0].Filename, id)))
+	if err != nil {
+		t.Fatalf("EG manifest: %v", err)
+	}
+	var man egress.Manifest
+	if err := json.Unmarshal(data, &man); err != nil || man.EgressID != id || len(man.Files) != want {
+		t.Fatalf("EG manifest %s (%v), want %d files", data, err, want)
+	}
+	for i, f := range man.Files {
+		if f.Filename != done.FileResults[i].Filename {
+			t.Errorf("EG manifest file %d is %s, the egress's %s", i, f.Filename, done.FileResults[i].Filename)
+		}
+	}
+	ec := lksdk.NewEgressClient(e.server.HTTPURL, e.server.APIKey, e.server.APISecret)
+	res, err := ec.ListEgress(e.ctx, &livekit.ListEgressRequest{EgressId: id})
+	if err != nil || len(res.GetItems()) != 1 || res.Items[0].Status != livekit.EgressStatus_EGRESS_COMPLETE {
+		t.Errorf("ListEgress: %v %v", res, err)
+	}
+	return out
+}
+
+// egressOnFleet starts a fleet of two egress workers and an Auto Track
+// Egress room in which who publishes; once the egress has run 3 s it
+// returns the egress, the instance running it (a) and the other (b).
+func (e *egressBed) egressOnFleet(room, who string, ownS3 bool) (fleet []*service, p *testbed.Publisher, id string, a, b *service) {
+	e.t.Helper()
+	fleet = e.egressFleet(2, ownS3)
+	e.autoEgressRoom(room)
+	p = publishOn(e.t, e.server, room, who)
+	id = e.hooks.activeEgress(e.t, p.TrackSID())
+	a, b = holder(e.t, fleet, id)
 	time.Sleep(3 * time.Second)
-	if err := rec.cmd.Process.Kill(); err != nil {
+	return fleet, p, id, a, b
+}
+
+// SIGTERM of the instance running a track egress: it hands the egress to
+// another instance, which reports it from then on. The egress ends once,
+// complete, with both files, the old ending where the new begins
+// (measured on the publisher's packets: a gap of at most 100 ms, an
+// overlap of at most 40 ms), and its EG manifest lists both.
+func TestEgressHandedOverOnShutdown(t *testing.T) {
+	t.Parallel()
+	e := newEgressBed(t)
+	room := "egress-handover-room"
+	fleet, p, id, a, b := e.egressOnFleet(room, "una", false)
+	a.terminate(t, 30*time.Second)
+	taken := b.waitRecording(room, "una", 20*time.Second, func(r recorder.RecordingInfo) bool {
+		return r.ID == id && r.Instance == b.instance() && len(r.Tracks) == 1 && r.Tracks[0].Packets > 100
+	})
+	if taken.HandoverAt == nil {
+		t.Errorf("resumed without a handover: %+v", taken)
+	}
+	if d := e.hooks.ended(id); d != nil {
+		t.Fatalf("the egress ended at the handover: %s %s", d.Status, d.Error)
+	}
+	// The fleet's record of the egress, which carried the request's
+	// credentials to b, holds them sealed only.
+	if doc := fleetKeys(t, e.redis); !strings.Contains(doc, id) || strings.Contains(doc, e.s3.SecretKey) || strings.Contains(doc, e.s3.AccessKey) {
+		t.Errorf("the fleet's keys in Redis do not name the egress, or hold its credentials in the clear:\n%s", doc)
+	}
+	if err := p.Leave(); err != nil {
 		t.Fatal(err)
 	}
-	<-rec.done
-	startService(t, env)
-	done := hooks.waitEnded(t, id, 60*time.Second)
-	t.Logf("ended %s: %s %s", done.Status, done.Details, done.Error)
-	if done.Status != livekit.EgressStatus_EGRESS_COMPLETE || len(done.FileResults) != 1 {
-		t.Fatalf("after the restart the egress ended %s with %d files: %s", done.Status, len(done.FileResults), done.Error)
+	files := e.checkEgressFiles(id, p, 2)
+	old, cur := files[0], files[1]
+	gap := cur[0].RTPTime.Sub(old[len(old)-1].RTPTime) - frame
+	t.Logf("egress handover gap %v (negative: overlap)", gap)
+	if gap > 100*time.Millisecond || gap < -40*time.Millisecond {
+		t.Errorf("the old file ends %v before the new file begins, want a gap of at most 100 ms and an overlap of at most 40 ms", gap)
 	}
-	fr := done.FileResults[0]
-	path := object(t, s3, fr.Filename)
-	if st, err := os.Stat(path); err != nil || st.Size() != fr.Size {
-		t.Fatalf("recovered object %s: %v (file result %d bytes)", fr.Filename, err, fr.Size)
+	for _, s := range fleet {
+		if strings.Contains(s.logs.String(), e.s3.SecretKey) {
+			t.Error("a recorder logged the request's S3 secret")
+		}
 	}
-	if m := consumerKey.FindStringSubmatch(fr.Filename); m == nil || m[4] != p.TrackSID() {
-		t.Errorf("recovered key %q", fr.Filename)
+}
+
+// SIGKILL of the instance running a track egress: another instance takes
+// the egress over once its claim lapses and goes on in a new file; the
+// killed one, started again on its spool, stores its cut file. The egress
+// ends once, complete, with both files; livekit-server lists it complete.
+func TestEgressFailsOver(t *testing.T) {
+	t.Parallel()
+	e := newEgressBed(t)
+	room := "egress-kill-room"
+	_, p, id, a, b := e.egressOnFleet(room, "kim", true)
+	if err := a.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
 	}
-	if d := decodedDuration(t, path); d < 2*time.Second {
-		t.Errorf("recovered file plays %v", d)
+	<-a.done
+	killed := time.Now()
+	b.waitRecording(room, "kim", 30*time.Second, func(r recorder.RecordingInfo) bool {
+		return r.ID == id && r.Instance == b.instance() && len(r.Tracks) == 1 && r.Tracks[0].Packets > 50
+	})
+	t.Logf("egress resumed on the other instance %v after the kill", time.Since(killed).Round(100*time.Millisecond))
+	// The killed instance again, on its spool: it stores the cut file.
+	startService(t, withEnv(e.egressEnv(true), "LOCAL_DIRECTORY", a.dir))
+	time.Sleep(3 * time.Second)
+	if d := e.hooks.ended(id); d != nil {
+		t.Fatalf("the egress ended while its track was published: %s %s", d.Status, d.Error)
 	}
-	ec := lksdk.NewEgressClient(server.HTTPURL, server.APIKey, server.APISecret)
-	res, err := ec.ListEgress(ctx, &livekit.ListEgressRequest{EgressId: id})
-	if err != nil || len(res.GetItems()) != 1 || res.Items[0].Status != livekit.EgressStatus_EGRESS_COMPLETE {
-		t.Errorf("ListEgress after the restart: %v %v", res, err)
+	if err := p.Leave(); err != nil {
+		t.Fatal(err)
 	}
+	files := e.checkEgressFiles(id, p, 2)
+	if d := files[0][len(files[0])-1].RTPTime.Sub(files[0][0].RTPTime); d < 2*time.Second {
+		t.Errorf("the cut file holds %v of audio", d)
+	}
+}
+
+func withEnv(env map[string]string, k, v string) map[string]string {
+	out := map[string]string{k: v}
+	for key, val := range env {
+		if key != k {
+			out[key] = val
+		}
+	}
+	return out
+}
+
+// fleetKeys is every key the fleet keeps in Redis (trackrec:*), with its
+// fields and values.
+func fleetKeys(t *testing.T, rd *testbed.Redis) string {
+	t.Helper()
+	rc := redis.NewClient(&redis.Options{Addr: rd.Addr()})
+	defer rc.Close()
+	ctx := t.Context()
+	var b strings.Builder
+	iter := rc.Scan(ctx, 0, "trackrec:*", 100).Iterator()
+	for iter.Next(ctx) {
+		k := iter.Val()
+		fmt.Fprintf(&b, "%s:", k)
+		switch rc.Type(ctx, k).Val() {
+		case "hash":
+			for f, v := range rc.HGetAll(ctx, k).Val() {
+				fmt.Fprintf(&b, " %s=%s", f, v)
+			}
+		case "string":
+			fmt.Fprintf(&b, " %s", rc.Get(ctx, k).Val())
+		case "set":
+			fmt.Fprintf(&b, " %v", rc.SMembers(ctx, k).Val())
+		}
+		b.WriteString("\n")
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }

@@ -27,4 +27,18 @@
 // starts on, and names from outside are escaped), Info keeps one egress's
 // EgressInfo (credentials redacted), Location and ManifestKey name where a
 // file and its EG_<id>.json manifest are, and Manifest is that manifest.
+//
+// In a fleet an egress outlives its instance (shared.go). Its owner keeps
+// its record in Redis (Shared): the request, the redacted info, the
+// request's credentials sealed (Sealer), and one field per file written by
+// the instance writing it. A draining instance hands the egress over with
+// its recording (recorder's handover calls HandedOver); the successor
+// (TakeOver) answers StopEgress and reports from then on, and the former
+// owner only stores its files and marks them stored. After a crash the
+// fleet's takeover calls Resume once the recording's claim lapsed: the
+// egress goes on in a new file, or, its track gone, ends with the stored
+// files. The end lists the files of every instance, in order, waiting for
+// those a live instance still stores. A restarted instance whose record
+// says the egress was shared stores its recovered file and leaves the
+// reporting to the fleet.
 package egress

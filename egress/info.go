@@ -68,13 +68,19 @@ func ended(s livekit.EgressStatus) bool {
 }
 
 // Active marks the egress active (its first packet is written), with the
-// file it writes; false if it was active or ended already.
+// file it writes; false if it was active with that file or ended already.
 func (i *Info) Active(file *livekit.FileInfo) (*livekit.EgressInfo, bool) {
 	return i.change(func(e *livekit.EgressInfo) bool {
-		if e.Status != livekit.EgressStatus_EGRESS_STARTING {
+		switch {
+		case e.Status == livekit.EgressStatus_EGRESS_STARTING:
+			e.UpdateStatus(livekit.EgressStatus_EGRESS_ACTIVE)
+		case e.Status != livekit.EgressStatus_EGRESS_ACTIVE || file == nil || file.Filename == e.GetFile().GetFilename():
 			return false
+		default:
+			// Another file (a resubscription, or another instance going
+			// on with it): livekit-server shows the one written now.
+			e.UpdatedAt = time.Now().UnixNano()
 		}
-		e.UpdateStatus(livekit.EgressStatus_EGRESS_ACTIVE)
 		setFile(e, file)
 		return true
 	})

@@ -30,6 +30,9 @@ type record struct {
 	// Filepath and DisableManifest are the request's.
 	Filepath        string `json:"filepath"`
 	DisableManifest bool   `json:"disable_manifest,omitempty"`
+	// Shared: the fleet has the egress's record, and whichever instance
+	// takes it over reports it; a restart only stores its file.
+	Shared bool `json:"shared,omitempty"`
 }
 
 func (j *job) recordPath() string { return filepath.Join(j.w.o.Dir, j.req.EgressID+".egress") }
@@ -41,7 +44,8 @@ func (j *job) save() error {
 		return err
 	}
 	j.mu.Lock()
-	rec := record{Info: info, Identity: j.pub.Identity, Source: j.pub.Source, Filepath: j.req.Filepath, DisableManifest: j.req.DisableManifest}
+	rec := record{Info: info, Identity: j.pub.Identity, Source: j.pub.Source, Filepath: j.req.Filepath, DisableManifest: j.req.DisableManifest,
+		Shared: j.shared || j.recoveredShared}
 	if j.file != nil {
 		rec.Key = j.file.Filename
 	}
@@ -125,7 +129,7 @@ func (w *Worker) reload(path string) (*job, error) {
 	r := Request{EgressID: id, RoomID: info.RoomId, RoomName: info.RoomName, TrackID: info.GetTrack().GetTrackId(),
 		Filepath: rec.Filepath, DisableManifest: rec.DisableManifest}
 	return &job{
-		w: w, req: r, info: &Info{e: info}, recoveredKey: rec.Key, sealedBefore: rec.Sealed,
+		w: w, req: r, info: &Info{e: info}, recoveredKey: rec.Key, sealedBefore: rec.Sealed, recoveredShared: rec.Shared && w.o.Shared != nil,
 		pub: Publisher{Identity: rec.Identity, Kind: "audio", Source: rec.Source},
 		log: w.log.With("egress", id, "room", r.RoomName, "track", r.TrackID),
 	}, nil
@@ -135,6 +139,24 @@ func (w *Worker) reload(path string) (*job, error) {
 // stored, else failed.
 func (j *job) recovered(sealed spool.Sealed, found bool) {
 	const why = "recovered after the recorder restarted"
+	if j.recoveredShared && !ended(j.info.Status()) {
+		// The fleet goes on with the egress (this instance's takeover,
+		// or another's) and reports it: this part only stores its file.
+		j.mu.Lock()
+		j.follower = true
+		j.mu.Unlock()
+		if !found || sealed.Manifest.File.SHA256 == "" {
+			j.shareFile(sharedFile{Key: j.recoveredKey, Gone: true})
+			j.drop()
+			return
+		}
+		j.mu.Lock()
+		j.file = &livekit.FileInfo{Filename: sealed.Manifest.File.Key, StartedAt: sealed.Manifest.Timeline.Start.UnixNano()}
+		j.mu.Unlock()
+		j.Closed(sealed, nil)
+		j.settle()
+		return
+	}
 	if ended(j.info.Status()) {
 		// Its end was known but not delivered: send it now.
 		if j.reportEnd(j.info.Snapshot()) {

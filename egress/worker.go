@@ -46,7 +46,9 @@ type Uploads interface {
 type Options struct {
 	Bus      psrpc.MessageBus // livekit-server's Redis
 	Recorder Recorder
-	// Find says who publishes track in room, and what it is.
+	// Find says who publishes track in room, and what it is; its error
+	// wraps recorder.ErrNoParticipant when nobody does (or the room is
+	// gone).
 	Find    func(ctx context.Context, room, track string) (Publisher, error)
 	Uploads Uploads
 	// Storage is the recorder's own S3 target (no credentials), for the
@@ -60,8 +62,16 @@ type Options struct {
 	// Dir keeps each running egress's record (so that the next process
 	// reports one a crash cut short) and the manifests waiting for their
 	// upload. It must outlive the process: a folder of LOCAL_DIRECTORY.
-	Dir    string
-	Logger *slog.Logger
+	Dir string
+	// Shared, in a fleet, keeps each egress's record for the instance
+	// that takes it over (fleetstore.Egresses); Sealer seals the
+	// credentials in it. Instance is this instance's name there, and
+	// Alive says whether an instance is in the fleet.
+	Shared   Shared
+	Sealer   *Sealer
+	Instance string
+	Alive    func(instance string) bool
+	Logger   *slog.Logger
 }
 
 // Worker serves livekit-server's track egress requests with the recorder.
@@ -231,6 +241,11 @@ func (w *Worker) StartEgress(ctx context.Context, req *rpc.StartEgressRequest) (
 		j.drop()
 		return nil, psrpc.NewError(psrpc.Unavailable, fmt.Errorf("egress: report to livekit-server: %w", err))
 	}
+	if err := j.share(ctx); err != nil {
+		j.log.Warn("egress not recorded fleet-wide: no other instance can take it over", "err", err)
+	} else if err := j.save(); err != nil {
+		j.log.Warn("egress record not updated", "err", err)
+	}
 	// The join outlives this request (livekit-server gives it about 10 s).
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 	defer cancel()
@@ -250,13 +265,7 @@ func (w *Worker) StartEgress(ctx context.Context, req *rpc.StartEgressRequest) (
 		return j.info.Snapshot(), nil
 	}
 	j.log.Info("track egress started", "participant", pub.Identity)
-	j.mu.Lock()
-	j.started = true
-	stop := j.stopAsked
-	j.mu.Unlock()
-	if stop {
-		j.stopRecording() // a StopEgress came while it started
-	}
+	j.inPlace()
 	return j.info.Snapshot(), nil
 }
 
@@ -313,6 +322,18 @@ func (s stopper) StopEgress(ctx context.Context, req *livekit.StopEgressRequest)
 	return info, nil
 }
 
+// inPlace says j's recording runs: a StopEgress that came while it started
+// stops it now.
+func (j *job) inPlace() {
+	j.mu.Lock()
+	j.started = true
+	stop := j.stopAsked
+	j.mu.Unlock()
+	if stop {
+		j.stopRecording()
+	}
+}
+
 // stopRecording ends j's recording in the background: its files close and
 // are stored after StopEgress answered (ENDING now, COMPLETE once stored).
 func (j *job) stopRecording() {
@@ -344,8 +365,9 @@ type job struct {
 	store uploader.Storage // nil: the recorder's own
 	// recoveredKey and sealedBefore are what the record of a job reloaded
 	// after a crash says of its file.
-	recoveredKey string
-	sealedBefore *spool.Manifest
+	recoveredKey    string
+	sealedBefore    *spool.Manifest
+	recoveredShared bool
 
 	mu        sync.Mutex
 	file      *livekit.FileInfo
@@ -353,6 +375,11 @@ type job struct {
 	err       error
 	started   bool // its recording is in place
 	stopAsked bool // a StopEgress came
+	shared    bool // the fleet has its record (shared.go)
+	// follower: another instance reports the egress (it was handed over,
+	// or this is a restart's recovered part of it); this one only stores
+	// its files.
+	follower  bool
 	manUpload *uploader.Upload
 	opened    sync.WaitGroup // Opened's report under way
 	// done are the files sealed, in order (a resubscription mid-egress
@@ -384,7 +411,14 @@ func (j *job) Opened(t spool.Track, key string, start time.Time) {
 		if err := j.save(); err != nil {
 			j.log.Warn("egress record not updated; a crash now leaves it unreported", "err", err)
 		}
-		j.report(j.info.Active(f))
+		j.shareFile(sharedFile{Key: key, StartedAt: f.StartedAt})
+		info, changed := j.info.Active(f)
+		j.report(info, changed)
+		if changed {
+			if err := j.share(context.Background()); err != nil {
+				j.log.Warn("fleet's egress record not updated", "err", err)
+			}
+		}
 	}()
 }
 
@@ -397,9 +431,23 @@ func (j *job) Closed(t spool.Sealed, err error) {
 		j.waits = append(j.waits, t.Uploads...)
 	}
 	done := append([]*spool.Sealed(nil), j.done...)
-	prev := j.manUpload
+	prev, follower := j.manUpload, j.follower
+	key := ""
+	if j.file != nil {
+		key = j.file.Filename
+	}
 	j.mu.Unlock()
 	if !ok {
+		j.shareFile(sharedFile{Key: key, Gone: true})
+		return
+	}
+	j.shareFile(j.sharedResult(&t, false))
+	if follower {
+		// The instance that goes on writes the EG manifest, listing
+		// this file too.
+		if err := j.save(); err != nil {
+			j.log.Warn("egress record not updated", "err", err)
+		}
 		return
 	}
 	// The EG manifest, listing every file so far, is queued now, after the
@@ -458,15 +506,20 @@ func (j *job) finish(rec recorder.RecordingInfo) {
 	j.opened.Wait()
 	j.mu.Lock()
 	done, serr, waits := append([]*spool.Sealed(nil), j.done...), j.err, append([]*uploader.Upload(nil), j.waits...)
+	follower := j.follower
 	j.mu.Unlock()
+	if follower || j.elsewhere() {
+		j.settle() // another instance goes on with the egress
+		return
+	}
 	reason := endReason(rec.StopReason)
 	var final *livekit.EgressInfo
 	switch {
 	case rec.State == recorder.StateFailed:
 		final, _ = j.info.Failed(errors.New(rec.StopReason), nil)
-	case len(done) == 0 && serr != nil:
+	case len(done) == 0 && !j.hasPrior() && serr != nil:
 		final, _ = j.info.Failed(fmt.Errorf("file not sealed: %w", serr), nil)
-	case len(done) == 0:
+	case len(done) == 0 && !j.hasPrior():
 		final, _ = j.info.Failed(fmt.Errorf("no audio was received from track %s (%s)", j.req.TrackID, rec.StopReason), nil)
 	default:
 		final = j.stored(done, waits, reason)
@@ -476,6 +529,7 @@ func (j *job) finish(rec recorder.RecordingInfo) {
 	}
 	if j.reportEnd(final) {
 		j.drop()
+		j.unshare()
 	} else if err := j.save(); err != nil {
 		j.log.Error("egress end neither reported nor kept", "err", err)
 	}
@@ -502,11 +556,23 @@ func (j *job) stored(done []*spool.Sealed, waits []*uploader.Upload, reason stri
 	if err := os.Remove(filepath.Join(j.w.o.Dir, j.req.EgressID+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		j.log.Warn("EG manifest's local copy not removed", "err", err)
 	}
-	results := make([]*livekit.FileInfo, len(done))
-	for i, s := range done {
-		results[i] = j.result(s)
+	// Files of the instances before this one (a handover, a takeover)
+	// come first, once they stored them.
+	results, missing := j.prior(true)
+	if j.w.life.Err() != nil {
+		return nil
 	}
-	final, _ := j.info.Complete(results, reason)
+	for _, s := range done {
+		results = append(results, j.result(s))
+	}
+	if len(results) == 0 {
+		final, _ := j.info.Failed(fmt.Errorf("no file of this egress was stored (%s)", note(missing)), nil)
+		return final
+	}
+	if len(missing) > 0 {
+		j.log.Warn("egress ends without files other instances have not stored", "missing", missing)
+	}
+	final, _ := j.info.Complete(results, reason+note(missing))
 	last := results[len(results)-1]
 	j.log.Info("track egress complete", "files", len(results), "key", last.Filename, "bytes", last.Size, "duration", time.Duration(last.Duration))
 	return final
@@ -554,7 +620,11 @@ func (j *job) target() *S3 {
 // manifest queues EG_<id>.json, listing done, beside the first file,
 // after the upload after.
 func (j *job) manifest(done []*spool.Sealed, after *uploader.Upload) (*uploader.Upload, error) {
-	first, last := j.result(done[0]), j.result(done[len(done)-1])
+	files, _ := j.prior(false)
+	for _, s := range done {
+		files = append(files, j.result(s))
+	}
+	first, last := files[0], files[len(files)-1]
 	own, err := json.Marshal(done[len(done)-1].Manifest)
 	if err != nil {
 		return nil, err
@@ -565,8 +635,7 @@ func (j *job) manifest(done []*spool.Sealed, after *uploader.Upload) (*uploader.
 		PublisherIdentity: j.pub.Identity, TrackID: j.req.TrackID, TrackKind: "audio", TrackSource: j.pub.Source,
 		Trackrec: own,
 	}
-	for _, s := range done {
-		r := j.result(s)
+	for _, r := range files {
 		m.Files = append(m.Files, ManifestFile{Filename: r.Filename, Location: r.Location})
 	}
 	file := first

@@ -17,6 +17,8 @@ import (
 	"github.com/livekit/psrpc/pkg/rand"
 	"github.com/livekit/psrpc/pkg/server"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/trackrec/trackrec/recorder"
 )
 
 // Local is this instance's recorder as the fleet drives it. Recordings are
@@ -27,22 +29,21 @@ type Local interface {
 	// Start starts (or finds) the recording of participant in room and
 	// reports whether it created it.
 	Start(ctx context.Context, room, participant string, wait bool) (json.RawMessage, bool, error)
-	// Stop stops the recording and returns it once its files are closed.
-	Stop(ctx context.Context, room, participant string) (json.RawMessage, error)
+	// Stop stops key's recording and returns it once its files are closed.
+	Stop(ctx context.Context, key recorder.Key) (json.RawMessage, error)
 	List() []json.RawMessage
 	// HasRoom reports that a bot of this instance is in room.
 	HasRoom(room string) bool
 	// Load is the number of tracks recorded now and the most this instance
 	// takes (MAX_TRACKS).
 	Load() (tracks, capacity int)
-	// Owns reports that this instance records participant in room.
-	Owns(room, participant string) bool
-	// HandOver starts, on this instance, the recording of participant in
-	// room that the instance holding it as owner hands over while it
-	// drains, under the same id; it returns the recording and the instant
-	// its files take over (recorder.HandOverFrom).
-	// from is the draining instance.
-	HandOver(ctx context.Context, room, participant, id, owner, from string, wait bool) (json.RawMessage, time.Time, error)
+	// Owns reports that this instance records key.
+	Owns(key recorder.Key) bool
+	// HandOver starts, on this instance, key's recording that the
+	// instance holding it as owner hands over while it drains, under the
+	// same id; it returns the recording and the instant its files take
+	// over (recorder.HandOverFrom). from is the draining instance.
+	HandOver(ctx context.Context, key recorder.Key, id, owner, from string, wait bool) (json.RawMessage, time.Time, error)
 	// Draining reports that this instance is handing its recordings over:
 	// a successor's claim on them wins over its own.
 	Draining() bool
@@ -286,6 +287,7 @@ type (
 	handReq struct {
 		Room        string `json:"room"`
 		Participant string `json:"participant"`
+		Track       string `json:"track,omitempty"` // a track egress's recording
 		ID          string `json:"id"`
 		Owner       string `json:"owner"` // the claim's holder, handing it over
 		From        string `json:"from"`  // its instance
@@ -294,6 +296,7 @@ type (
 	keyReq struct {
 		Room        string `json:"room"`
 		Participant string `json:"participant"`
+		Track       string `json:"track,omitempty"`
 	}
 	stopRes struct {
 		Instance  string          `json:"instance"`
@@ -351,21 +354,25 @@ func (f *Fleet) serveStart(ctx context.Context, r startReq) (startRes, error) {
 }
 
 func (f *Fleet) serveHandOver(ctx context.Context, r handReq) (startRes, error) {
-	rec, cut, err := f.local.HandOver(ctx, r.Room, r.Participant, r.ID, r.Owner, r.From, r.Wait)
+	rec, cut, err := f.local.HandOver(ctx, recorder.Key{Room: r.Room, Participant: r.Participant, Track: r.Track}, r.ID, r.Owner, r.From, r.Wait)
 	if err != nil {
 		return startRes{}, err
 	}
-	f.log.Info("fleet: recording taken over", "room", r.Room, "participant", r.Participant, "recording", r.ID)
+	f.log.Info("fleet: recording taken over", "room", r.Room, "participant", r.Participant, "track", r.Track, "recording", r.ID)
 	return startRes{Instance: f.instance, Recording: rec, Created: true, CutIn: time.Until(cut)}, nil
 }
 
 func (f *Fleet) serveStop(ctx context.Context, r keyReq) (stopRes, error) {
-	rec, err := f.local.Stop(ctx, r.Room, r.Participant)
+	rec, err := f.local.Stop(ctx, r.key())
 	if err != nil {
 		return stopRes{}, err
 	}
 	f.log.Debug("fleet: stop served", "room", r.Room, "participant", r.Participant)
 	return stopRes{Instance: f.instance, Recording: rec}, nil
+}
+
+func (r keyReq) key() recorder.Key {
+	return recorder.Key{Room: r.Room, Participant: r.Participant, Track: r.Track}
 }
 
 func (f *Fleet) serveOwner(_ context.Context, _ keyReq) (ownerRes, error) {
@@ -413,7 +420,7 @@ func affinity[Req any](f *Fleet, op string, fn func(Req) float32) func(context.C
 }
 
 func (f *Fleet) startAffinity(r startReq) float32 {
-	owns := f.local.Owns(r.Room, r.Participant)
+	owns := f.local.Owns(recorder.Key{Room: r.Room, Participant: r.Participant})
 	if owns && f.local.Draining() {
 		return drainingOwner // its successor, if any, answers
 	}
@@ -435,7 +442,7 @@ const drainingOwner = 0.5
 
 func (f *Fleet) ownerAffinity(r keyReq) float32 {
 	switch {
-	case !f.local.Owns(r.Room, r.Participant):
+	case !f.local.Owns(r.key()):
 		return -1
 	case f.local.Draining():
 		return drainingOwner
@@ -484,8 +491,8 @@ func (f *Fleet) Start(ctx context.Context, room, participant string, wait bool) 
 // start is placed), and returns it as that instance started it, that
 // instance, and how long after the answer its cut comes. ErrFull: no
 // instance has room.
-func (f *Fleet) HandOver(ctx context.Context, room, participant, id, owner string, wait bool) (json.RawMessage, string, time.Duration, error) {
-	res, inst, err := call[startRes](ctx, f, mHand, handReq{Room: room, Participant: participant, ID: id, Owner: owner, From: f.instance, Wait: wait}, ErrFull,
+func (f *Fleet) HandOver(ctx context.Context, key recorder.Key, id, owner string, wait bool) (json.RawMessage, string, time.Duration, error) {
+	res, inst, err := call[startRes](ctx, f, mHand, handReq{Room: key.Room, Participant: key.Participant, Track: key.Track, ID: id, Owner: owner, From: f.instance, Wait: wait}, ErrFull,
 		psrpc.WithSelectionOpts(psrpc.SelectionOpts{
 			MaximumAffinity:     1,
 			AffinityTimeout:     selectTimeout,
@@ -500,8 +507,8 @@ func (f *Fleet) HandOver(ctx context.Context, room, participant, id, owner strin
 // Stop stops participant's recording in room on the instance that owns it
 // and returns the final recording and that instance. ErrNotFound: no
 // instance records them.
-func (f *Fleet) Stop(ctx context.Context, room, participant string) (json.RawMessage, string, error) {
-	res, inst, err := call[stopRes](ctx, f, mStop, keyReq{Room: room, Participant: participant}, ErrNotFound,
+func (f *Fleet) Stop(ctx context.Context, key recorder.Key) (json.RawMessage, string, error) {
+	res, inst, err := call[stopRes](ctx, f, mStop, keyReq{Room: key.Room, Participant: key.Participant, Track: key.Track}, ErrNotFound,
 		psrpc.WithSelectionOpts(psrpc.SelectionOpts{
 			MaximumAffinity:     1,
 			AffinityTimeout:     selectTimeout,

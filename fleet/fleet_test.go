@@ -17,6 +17,8 @@ import (
 
 	"github.com/livekit/psrpc"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/trackrec/trackrec/recorder"
 )
 
 // fakeLocal is a recorder in memory: one recording per (room, participant),
@@ -65,7 +67,8 @@ func (l *fakeLocal) Start(_ context.Context, room, participant string, _ bool) (
 	return l.recording(room, participant, "recording"), true, nil
 }
 
-func (l *fakeLocal) Stop(_ context.Context, room, participant string) (json.RawMessage, error) {
+func (l *fakeLocal) Stop(_ context.Context, key recorder.Key) (json.RawMessage, error) {
+	room, participant := key.Room, key.Participant
 	l.mu.Lock()
 	gate := l.stopGate
 	l.mu.Unlock()
@@ -119,10 +122,10 @@ func (l *fakeLocal) Load() (int, int) {
 	return len(l.recs) + l.extra, l.capacity
 }
 
-func (l *fakeLocal) Owns(room, participant string) bool {
+func (l *fakeLocal) Owns(key recorder.Key) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.recs[[2]string{room, participant}]
+	return l.recs[[2]string{key.Room, key.Participant}]
 }
 
 func (l *fakeLocal) Draining() bool {
@@ -131,7 +134,8 @@ func (l *fakeLocal) Draining() bool {
 	return l.draining
 }
 
-func (l *fakeLocal) HandOver(_ context.Context, room, participant, id, owner, _ string, _ bool) (json.RawMessage, time.Time, error) {
+func (l *fakeLocal) HandOver(_ context.Context, key recorder.Key, id, owner, _ string, _ bool) (json.RawMessage, time.Time, error) {
+	room, participant := key.Room, key.Participant
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	k := [2]string{room, participant}
@@ -368,7 +372,7 @@ func TestStopReachesOwner(t *testing.T) {
 				if inst, err := c.nodes[from].Owner(t.Context(), "room", "alice"); err != nil || inst != "b" {
 					t.Fatalf("Owner: %q, %v; want b", inst, err)
 				}
-				rec, inst, err := c.nodes[from].Stop(t.Context(), "room", "alice")
+				rec, inst, err := c.nodes[from].Stop(t.Context(), recorder.Key{Room: "room", Participant: "alice"})
 				if err != nil {
 					t.Fatalf("Stop: %v", err)
 				}
@@ -377,12 +381,12 @@ func TestStopReachesOwner(t *testing.T) {
 				if inst != "b" || r.On != "b" || r.State != "stopped" {
 					t.Fatalf("Stop: on %s, recording %s; want the final recording from b", inst, rec)
 				}
-				if c.locals["b"].Owns("room", "alice") {
+				if c.locals["b"].Owns(recorder.Key{Room: "room", Participant: "alice"}) {
 					t.Fatal("b still records alice")
 				}
 
 				start := time.Now()
-				_, _, err = c.nodes[from].Stop(t.Context(), "room", "alice")
+				_, _, err = c.nodes[from].Stop(t.Context(), recorder.Key{Room: "room", Participant: "alice"})
 				if !errors.Is(err, ErrNotFound) {
 					t.Fatalf("second Stop: %v, want ErrNotFound", err)
 				}
@@ -408,7 +412,7 @@ func TestCloseWaitsForServedCalls(t *testing.T) {
 		})
 		stopped := make(chan error, 1)
 		go func() {
-			_, _, err := c.nodes["a"].Stop(t.Context(), "r", "alice")
+			_, _, err := c.nodes["a"].Stop(t.Context(), recorder.Key{Room: "r", Participant: "alice"})
 			stopped <- err
 		}()
 		synctest.Wait()
@@ -428,10 +432,10 @@ func TestCloseWaitsForServedCalls(t *testing.T) {
 			t.Fatalf("the served stop: %v", err)
 		}
 		<-closed
-		if _, _, err := c.nodes["a"].Stop(t.Context(), "r", "bob"); !errors.Is(err, ErrNotFound) {
+		if _, _, err := c.nodes["a"].Stop(t.Context(), recorder.Key{Room: "r", Participant: "bob"}); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("Stop of a recording on a closed instance: %v, want ErrNotFound", err)
 		}
-		if !c.locals["b"].Owns("r", "bob") {
+		if !c.locals["b"].Owns(recorder.Key{Room: "r", Participant: "bob"}) {
 			t.Fatal("a closed instance's Local was called")
 		}
 	})
@@ -585,7 +589,7 @@ func TestErrorsCrossTheWire(t *testing.T) {
 					l.recs[[2]string{"r1", "bob"}] = true
 				})
 				_, _, inst, startErr := c.nodes["a"].Start(t.Context(), "r1", "alice", false)
-				_, stopInst, stopErr := c.nodes["c"].Stop(t.Context(), "r1", "bob")
+				_, stopInst, stopErr := c.nodes["c"].Stop(t.Context(), recorder.Key{Room: "r1", Participant: "bob"})
 				for op, got := range map[string]struct {
 					inst string
 					err  error
@@ -666,7 +670,7 @@ func TestHandOver(t *testing.T) {
 		c.locals["a"].set(func(l *fakeLocal) { l.recs[k] = true; l.rooms["room"] = true; l.draining = true; l.extra = 10 })
 		fill(c.locals["b"], 5)
 		fill(c.locals["c"], 2)
-		rec, inst, in, err := c.nodes["a"].HandOver(t.Context(), "room", "alice", "RC_1", "a/RC_1", false)
+		rec, inst, in, err := c.nodes["a"].HandOver(t.Context(), recorder.Key{Room: "room", Participant: "alice"}, "RC_1", "a/RC_1", false)
 		if err != nil || inst != "c" || recordingOn(t, rec) != "c" {
 			t.Fatalf("HandOver: on %q (%s), %v; want c", inst, rec, err)
 		}
@@ -676,16 +680,16 @@ func TestHandOver(t *testing.T) {
 		if got := c.locals["c"].handed[k]; got != "a/RC_1" {
 			t.Errorf("c took it over from %q, want a/RC_1", got)
 		}
-		_, stoppedOn, err := c.nodes["b"].Stop(t.Context(), "room", "alice")
+		_, stoppedOn, err := c.nodes["b"].Stop(t.Context(), recorder.Key{Room: "room", Participant: "alice"})
 		if err != nil || stoppedOn != "c" {
 			t.Fatalf("Stop while a drains: on %q, %v; want the successor c", stoppedOn, err)
 		}
-		if !c.locals["a"].Owns("room", "alice") {
+		if !c.locals["a"].Owns(recorder.Key{Room: "room", Participant: "alice"}) {
 			t.Error("the stop reached the draining owner too")
 		}
 		fill(c.locals["b"], 10)
 		fill(c.locals["c"], 10)
-		if _, _, _, err := c.nodes["a"].HandOver(t.Context(), "room", "bob", "RC_2", "a/RC_2", false); !errors.Is(err, ErrFull) {
+		if _, _, _, err := c.nodes["a"].HandOver(t.Context(), recorder.Key{Room: "room", Participant: "bob"}, "RC_2", "a/RC_2", false); !errors.Is(err, ErrFull) {
 			t.Errorf("HandOver with the others full: %v, want ErrFull", err)
 		}
 	})

@@ -23,6 +23,15 @@ type Supervisor struct {
 	Homes    Homes
 	Instance string
 	HomeTTL  time.Duration // how long a home outlives its claim: the join's bound
+	// Tracks, if set, goes on here with the track egresses other
+	// instances hand over (egress.Worker).
+	Tracks Tracks
+}
+
+// Tracks takes over track egresses (egress.Worker): it starts key's
+// recording under egress id with opts and reports the egress from then on.
+type Tracks interface {
+	TakeOver(ctx context.Context, key recorder.Key, id string, opts ...recorder.StartOption) (recorder.RecordingInfo, error)
 }
 
 // Homes keeps rooms' home instances (fleetstore.RoomTracks).
@@ -51,22 +60,32 @@ func (l Supervisor) Start(ctx context.Context, room, participant string, wait bo
 	return doc, created, err
 }
 
-func (l Supervisor) HandOver(ctx context.Context, room, participant, id, owner, from string, wait bool) (json.RawMessage, time.Time, error) {
+func (l Supervisor) HandOver(ctx context.Context, key recorder.Key, id, owner, from string, wait bool) (json.RawMessage, time.Time, error) {
 	// The recordings of a room handed over at once meet on one instance,
 	// as concurrent first starts do; the draining one's home is taken.
-	if err := l.home(ctx, room, participant, from); err != nil {
+	if err := l.home(ctx, key.Room, key.Participant, from); err != nil {
 		return nil, time.Time{}, err
 	}
 	opts := []recorder.StartOption{recorder.Resume(id), recorder.HandOverFrom(owner)}
 	if wait {
 		opts = append(opts, recorder.WaitForParticipant())
 	}
-	info, _, err := l.Sup.Start(ctx, room, participant, opts...)
+	var info recorder.RecordingInfo
+	var err error
+	switch {
+	case key.Track == "":
+		info, _, err = l.Sup.Start(ctx, key.Room, key.Participant, opts...)
+	case l.Tracks == nil:
+		err = fmt.Errorf("%w: this instance serves no track egress", recorder.ErrFull)
+	default:
+		// A track egress: its worker here goes on reporting it.
+		info, err = l.Tracks.TakeOver(ctx, key, id, opts...)
+	}
 	if err != nil {
 		return nil, time.Time{}, toFleet(err)
 	}
 	if info.HandoverAt == nil {
-		return nil, time.Time{}, fmt.Errorf("%s/%s is recorded here already, not taken over", room, participant)
+		return nil, time.Time{}, fmt.Errorf("%s is recorded here already, not taken over", key)
 	}
 	doc, err := json.Marshal(info)
 	return doc, *info.HandoverAt, err
@@ -92,8 +111,8 @@ func (l Supervisor) home(ctx context.Context, room, participant, from string) er
 // Draining: a shutting-down instance hands its recordings over.
 func (l Supervisor) Draining() bool { return l.Sup.Closing() }
 
-func (l Supervisor) Stop(ctx context.Context, room, participant string) (json.RawMessage, error) {
-	info, err := l.Sup.Stop(ctx, room, participant)
+func (l Supervisor) Stop(ctx context.Context, key recorder.Key) (json.RawMessage, error) {
+	info, err := l.Sup.StopKey(ctx, key, "stopped by request")
 	if err != nil {
 		return nil, toFleet(err)
 	}
@@ -135,7 +154,7 @@ func (l Supervisor) Load() (int, int) {
 	}
 	return l.Sup.Load(), l.MaxTracks
 }
-func (l Supervisor) Owns(room, participant string) bool { return l.Sup.Has(room, participant) }
+func (l Supervisor) Owns(key recorder.Key) bool { return l.Sup.HasKey(key) }
 
 // Here is this instance's recorder for the starts that are not placed (a
 // takeover): bounded by MAX_TRACKS like a placed start.
@@ -246,7 +265,7 @@ func (r Recorder) TakeOver(ctx context.Context, key recorder.Key, id, owner stri
 	var in time.Duration
 	var err error
 	for attempt := 0; attempt < 4; attempt++ {
-		doc, _, in, err = r.Fleet.HandOver(ctx, key.Room, key.Participant, id, owner, wait)
+		doc, _, in, err = r.Fleet.HandOver(ctx, key, id, owner, wait)
 		if !errors.Is(err, ErrElsewhere) {
 			break
 		}
@@ -270,7 +289,7 @@ func (r Recorder) TakeOver(ctx context.Context, key recorder.Key, id, owner stri
 // Cancel stops the recording of key on the instance that took it over: the
 // one handing it over claims stops lower while it drains.
 func (r Recorder) Cancel(ctx context.Context, key recorder.Key) error {
-	_, _, err := r.Fleet.Stop(ctx, key.Room, key.Participant)
+	_, _, err := r.Fleet.Stop(ctx, key)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return toRecorder(err)
 	}
@@ -299,7 +318,7 @@ func (r Recorder) Stop(ctx context.Context, room, participant string) (recorder.
 			return info, err
 		}
 	}
-	doc, _, err := r.Fleet.Stop(ctx, room, participant)
+	doc, _, err := r.Fleet.Stop(ctx, recorder.Key{Room: room, Participant: participant})
 	if errors.Is(err, ErrNotFound) && r.Forget != nil {
 		if wanted, ferr := r.Forget(ctx, room, participant); ferr == nil && wanted {
 			return recorder.RecordingInfo{Room: room, Participant: participant, State: recorder.StateStopped,

@@ -3,6 +3,7 @@ package fleet
 import (
 	"errors"
 	"fmt"
+	"github.com/trackrec/trackrec/recorder"
 	"github.com/trackrec/trackrec/testbed"
 	"slices"
 	"testing"
@@ -57,16 +58,16 @@ func TestOverRedis(t *testing.T) {
 		t.Fatalf("List: %v, want %v", got, want)
 	}
 
-	rec, inst, err := c.nodes["a"].Stop(ctx, "busy", "bob")
+	rec, inst, err := c.nodes["a"].Stop(ctx, recorder.Key{Room: "busy", Participant: "bob"})
 	if err != nil || inst != "c" || recordingOn(t, rec) != "c" {
 		t.Fatalf("Stop from a: on %q, %v; want c", inst, err)
 	}
-	if _, _, err := c.nodes["b"].Stop(ctx, "busy", "bob"); !errors.Is(err, ErrNotFound) {
+	if _, _, err := c.nodes["b"].Stop(ctx, recorder.Key{Room: "busy", Participant: "bob"}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second Stop: %v, want ErrNotFound", err)
 	}
 
 	c.locals["b"].set(func(l *fakeLocal) { l.err = fmt.Errorf("recorder: %w", ErrShuttingDown) })
-	if _, inst, err := c.nodes["c"].Stop(ctx, "quiet", "alice"); !errors.Is(err, ErrShuttingDown) || inst != "b" {
+	if _, inst, err := c.nodes["c"].Stop(ctx, recorder.Key{Room: "quiet", Participant: "alice"}); !errors.Is(err, ErrShuttingDown) || inst != "b" {
 		t.Fatalf("Stop on a shutting-down b: from %q, %v", inst, err)
 	}
 

@@ -28,6 +28,9 @@ var ErrNoTrack = fmt.Errorf("track not published in the room")
 // is (an egress request names the track only).
 func FindTrack(ctx context.Context, ps Participants, room, sid string) (Published, error) {
 	res, err := ps.ListParticipants(ctx, &livekit.ListParticipantsRequest{Room: room})
+	if isNotFound(err) {
+		return Published{}, fmt.Errorf("%w: %s in %q, a room that is gone", ErrNoTrack, sid, room)
+	}
 	if err != nil {
 		return Published{}, fmt.Errorf("list participants of %q: %w", room, cutBy(ctx, err))
 	}

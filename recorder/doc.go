@@ -50,7 +50,11 @@
 // cutAhead from then; it writes what arrives from the cut on, this instance
 // what arrived before, read by read on each side (span), and then its
 // files close. A recording no successor takes is stopped as Shutdown stops
-// it. The successor's RecordingInfo.HandoverAt is the cut.
+// it. The successor's RecordingInfo.HandoverAt is the cut. A track
+// egress's recording is handed over the same way; its Output hears of it
+// (HandedOver), since the successor's egress worker reports the egress
+// from then on. Track recordings are wanted fleet-wide too (Intents), so a
+// takeover resumes them with their egress after a crash.
 //
 // # Bots
 //

@@ -21,6 +21,12 @@ type Successor interface {
 	Cancel(ctx context.Context, key Key) error
 }
 
+// HandedOver is implemented by Outputs that hear of their recording's
+// handover (a track egress: the successor reports it from then on).
+type HandedOver interface {
+	HandedOver(instance string)
+}
+
 // Transferer is implemented by Owners whose claims can pass straight from
 // one owner to another (ownership.Shared), so that a recording handed over
 // is never unclaimed on the way.
@@ -138,13 +144,13 @@ func (s *Supervisor) handOver(ctx context.Context, rec *Recording, next Successo
 	if s.activeRecording(rec.key) != rec {
 		return false // stopping for a reason of its own
 	}
-	if rec.key.Track != "" {
-		// A track egress: its reports to livekit-server stay with this
-		// instance's worker, so it ends here (complete, its file stored).
-		return false
-	}
 	rec.handing.Store(true)
 	cut, inst, err := next.TakeOver(ctx, rec.key, rec.id, rec.owner, rec.wait)
+	if err == nil {
+		if h, ok := rec.output.(HandedOver); ok {
+			h.HandedOver(inst) // the successor reports it from now on
+		}
+	}
 	if err != nil {
 		rec.handing.Store(false)
 		if !errors.Is(err, ErrFull) {

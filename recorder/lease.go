@@ -87,9 +87,9 @@ func (s *Supervisor) keepClaim(rec *Recording, r Renewer) {
 // want tells Intents that rec should be running. A store that does not
 // answer only costs a takeover: the recording goes on.
 func (s *Supervisor) want(ctx context.Context, rec *Recording) {
-	// A track's own recording is a track egress: nothing resumes it
-	// without its egress, so the fleet does not want it on its own.
-	if s.opts.Intents == nil || rec.key.Track != "" {
+	// A track's own recording is a track egress's: wanted too, and resumed
+	// with its egress (takeover.Tracks).
+	if s.opts.Intents == nil {
 		return
 	}
 	if err := s.opts.Intents.Want(context.WithoutCancel(ctx), rec.key, rec.id, rec.wait); err != nil {

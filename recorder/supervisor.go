@@ -667,8 +667,10 @@ func (s *Supervisor) stop(ctx context.Context, rec *Recording, reason string) {
 		}
 	}
 	switch {
-	case s.opts.Intents == nil || rec.key.Track != "" || reason == reasonClaimLost || reason == reasonHandedOver:
-	case reason == reasonShutdown:
+	case s.opts.Intents == nil || reason == reasonClaimLost || reason == reasonHandedOver:
+	case reason == reasonShutdown && rec.key.Track == "":
+		// Resumed elsewhere at once. A track egress nobody took over
+		// ends here instead (default): its end is reported.
 		if err := s.opts.Intents.Free(context.WithoutCancel(ctx), rec.key, rec.id, rec.wait); err != nil {
 			rec.log.Warn("handover not announced; another instance resumes it once its claim lapses", "err", err)
 		}
@@ -896,6 +898,13 @@ func newID(prefix string) string {
 // still closing its files (a start then waits here for the stop).
 func (s *Supervisor) Has(room, participant string) bool {
 	key := Key{Room: room, Participant: participant}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.active[key] != nil || s.stopping[key] != nil
+}
+
+// HasKey says whether key's recording is active here, or still closing.
+func (s *Supervisor) HasKey(key Key) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.active[key] != nil || s.stopping[key] != nil

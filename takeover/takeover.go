@@ -53,11 +53,22 @@ func (i Intents) Done(ctx context.Context, key recorder.Key, id string) error {
 	return i.Wanted.Delete(ctx, fleetstore.Key(key), id)
 }
 
+// Tracks resumes track egresses (egress.Worker): with their egress's
+// record it records key again under egress id and reports the egress from
+// then on. recorder.ErrNoParticipant: the egress ended instead (its track
+// is gone), nothing is left to resume.
+type Tracks interface {
+	Resume(ctx context.Context, key recorder.Key, id string, opts ...recorder.StartOption) (bool, error)
+}
+
 // Options configure Run.
 type Options struct {
 	Wanted  Wanted
 	Holders Holders
 	Starter Starter
+	// Tracks, if set, resumes the track egresses' recordings; without it
+	// this instance leaves them to the others.
+	Tracks Tracks
 	// Interval between looks at the wanted recordings (default 1 s).
 	Interval time.Duration
 	// Grace is how long a wanted recording must stay unclaimed before it
@@ -127,7 +138,17 @@ func resume(ctx context.Context, o Options, in fleetstore.Intent, since *sync.Ma
 	if in.Wait {
 		opts = append(opts, recorder.WaitForParticipant())
 	}
-	_, created, err := o.Starter.Start(ctx, in.Key.Room, in.Key.Participant, opts...)
+	var created bool
+	var err error
+	if in.Key.Track != "" {
+		if o.Tracks == nil {
+			return
+		}
+		log = log.With("track", in.Key.Track)
+		created, err = o.Tracks.Resume(ctx, recorder.Key(in.Key), in.ID, opts...)
+	} else {
+		_, created, err = o.Starter.Start(ctx, in.Key.Room, in.Key.Participant, opts...)
+	}
 	switch {
 	case err == nil && created:
 		log.Info("takeover: recording resumed on this instance")
@@ -175,7 +196,9 @@ func Forget(ctx context.Context, w Wanted, room, participant string) (bool, erro
 	}
 	found := false
 	for _, in := range all {
-		if in.Key.Room != room || (participant != "" && in.Key.Participant != participant) {
+		// A track egress's recording stays: its takeover reports the
+		// egress's end once it finds the track gone.
+		if in.Key.Room != room || (participant != "" && in.Key.Participant != participant) || in.Key.Track != "" {
 			continue
 		}
 		if err := w.Delete(ctx, in.Key, in.ID); err != nil {

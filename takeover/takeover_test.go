@@ -246,3 +246,64 @@ func TestLaterIsWantedAndFree(t *testing.T) {
 		t.Errorf("Later replaced a wanted recording: %+v", got)
 	}
 }
+
+type fakeTracks struct {
+	mu      sync.Mutex
+	resumed []recorder.Key
+	err     error
+}
+
+func (f *fakeTracks) Resume(_ context.Context, key recorder.Key, id string, _ ...recorder.StartOption) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.resumed = append(f.resumed, key)
+	return f.err == nil, f.err
+}
+
+// A track egress's recording is resumed through Tracks, never as a whole
+// participant's; without Tracks this instance leaves it to the others; once
+// Tracks finds its track gone (the egress ended) it is no longer wanted.
+// A stop of the participant, or the room's end, leaves it wanted: only its
+// takeover can report the egress's end.
+func TestRunResumesTrackEgresses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		key := fleetstore.Key{Room: "r", Participant: "ann", Track: "TR_1"}
+		w := &fakeWanted{all: map[fleetstore.Key]fleetstore.Intent{key: {Key: key, ID: "EG_1"}}}
+		if found, err := Forget(context.Background(), w, "r", ""); found || err != nil {
+			t.Fatalf("the room's end dropped a track egress's recording: %v %v", found, err)
+		}
+		st := &fakeStarter{}
+		log := slog.New(slog.NewTextHandler(io.Discard, nil))
+		run := func(tr Tracks) {
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				o := Options{Wanted: w, Holders: fakeHolders{}, Starter: st, Logger: log}
+				if tr != nil {
+					o.Tracks = tr
+				}
+				Run(ctx, o)
+			}()
+			time.Sleep(1500 * time.Millisecond)
+			synctest.Wait()
+			cancel()
+			<-done
+		}
+		run(nil)
+		if len(st.got()) != 0 {
+			t.Fatalf("a track egress's recording started as a participant's: %v", st.got())
+		}
+		if _, ok, _ := w.Get(context.Background(), key); !ok {
+			t.Fatal("an instance without Tracks dropped the recording")
+		}
+		tr := &fakeTracks{err: recorder.ErrNoParticipant}
+		run(tr)
+		if len(tr.resumed) != 1 || tr.resumed[0] != recorder.Key(key) || len(st.got()) != 0 {
+			t.Fatalf("resumed %v through Tracks, %v as participants", tr.resumed, st.got())
+		}
+		if _, ok, _ := w.Get(context.Background(), key); ok {
+			t.Error("still wanted after its egress ended")
+		}
+	})
+}

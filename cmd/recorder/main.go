@@ -103,7 +103,8 @@ type app struct {
 	// successor takes this instance's recordings over when it drains;
 	// nil alone.
 	successor recorder.Successor
-	egress    *egress.Worker // EGRESS_WORKER; nil otherwise
+	egress    *egress.Worker                // EGRESS_WORKER; nil otherwise
+	worker    atomic.Pointer[egress.Worker] // egress, once it serves
 }
 
 // shared is the state an instance shares with the fleet: in Redis when
@@ -118,6 +119,7 @@ type shared struct {
 	intents *fleetstore.Intents
 	bus     psrpc.MessageBus
 	rooms   *fleetstore.RoomTracks
+	egress  *fleetstore.Egresses
 }
 
 // redisPrefix starts every key the fleet keeps in Redis, apart from
@@ -144,6 +146,7 @@ func openShared(ctx context.Context, cfg configs.Config) (shared, error) {
 		intents: fleetstore.NewIntents(rc, redisPrefix),
 		bus:     psrpc.NewRedisMessageBus(rc),
 		rooms:   fleetstore.NewRoomTracks(rc, redisPrefix),
+		egress:  fleetstore.NewEgresses(rc, redisPrefix),
 		// LiveKit retries a webhook for minutes; an hour covers it.
 		dedup: fleetstore.NewDedup(rc, redisPrefix, time.Hour),
 		close: rc.Close,
@@ -283,6 +286,7 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 		if a.egress, err = startEgress(cfg, a, rs, instance, recovery.Files); err != nil {
 			return fail(err)
 		}
+		a.worker.Store(a.egress)
 	}
 	go func() { a.served <- a.srv.Serve(ln) }()
 	a.log.Info("recorder listening", "addr", ln.Addr().String(), "livekit", cfg.LiveKit.URL, "dir", a.spool.Dir(), "store", store.String(), "instance", instance)
@@ -298,6 +302,9 @@ func joinBound(cfg configs.Config) time.Duration { return cfg.Limits.JoinTimeout
 func (a *app) joinFleet(cfg configs.Config, instance string) (fleet.Recorder, error) {
 	local := fleet.Supervisor{Sup: a.sup, MaxTracks: cfg.Fleet.MaxTracks,
 		Homes: a.shared.rooms, Instance: instance, HomeTTL: joinBound(cfg)}
+	if cfg.Egress.Worker {
+		local.Tracks = egressTracks{a}
+	}
 	a.here = fleet.NewHere(local)
 	f, err := fleet.New(fleet.Options{
 		Instance: instance, Bus: a.shared.bus, Logger: a.log, Timeout: joinBound(cfg), Local: local,
@@ -328,6 +335,12 @@ func startEgress(cfg configs.Config, a *app, rs *lksdk.RoomServiceClient, instan
 	}
 	// Beside the spool, under its lock: records of running egresses.
 	dir := filepath.Join(a.spool.Dir(), egressFolder)
+	// The fleet's egress records hold a request's credentials sealed
+	// under the API secret, which every instance has and Redis does not.
+	sealer, err := egress.NewSealer(cfg.LiveKit.APISecret)
+	if err != nil {
+		return nil, fmt.Errorf("LIVEKIT_API_SECRET: %w", err)
+	}
 	w, err := egress.NewWorker(egress.Options{
 		Bus:      a.shared.bus,
 		Recorder: a.sup,
@@ -335,6 +348,9 @@ func startEgress(cfg configs.Config, a *app, rs *lksdk.RoomServiceClient, instan
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
 			p, err := probe.FindTrack(ctx, rs, room, track)
+			if errors.Is(err, probe.ErrNoTrack) {
+				err = fmt.Errorf("%w: %w", recorder.ErrNoParticipant, err)
+			}
 			return egress.Publisher(p), err
 		},
 		Uploads: a.queue,
@@ -343,9 +359,13 @@ func startEgress(cfg configs.Config, a *app, rs *lksdk.RoomServiceClient, instan
 			return s3.New(ctx, s3.Config{Bucket: t.Bucket, Region: t.Region, Endpoint: t.Endpoint, ForcePathStyle: t.ForcePathStyle,
 				AccessKey: t.AccessKey, SecretKey: t.Secret, SessionToken: t.SessionToken, MaxAttempts: 3})
 		},
-		Load:   func() (int, int) { return a.sup.Load(), cfg.Fleet.MaxTracks },
-		Dir:    dir,
-		Logger: a.log,
+		Load:     func() (int, int) { return a.sup.Load(), cfg.Fleet.MaxTracks },
+		Dir:      dir,
+		Shared:   a.shared.egress,
+		Sealer:   sealer,
+		Instance: instance,
+		Alive:    a.member,
+		Logger:   a.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("EGRESS_WORKER: %w", err)
@@ -360,6 +380,35 @@ func startEgress(cfg configs.Config, a *app, rs *lksdk.RoomServiceClient, instan
 	return w, nil
 }
 
+// egressTracks is the egress worker as the fleet asks it to go on with a
+// track egress another instance ran; it is started after the fleet's
+// parts, so it is looked up at each call.
+type egressTracks struct{ a *app }
+
+func (t egressTracks) worker() (*egress.Worker, error) {
+	w := t.a.worker.Load()
+	if w == nil {
+		return nil, fmt.Errorf("%w: the egress worker is not serving yet", recorder.ErrUnavailable)
+	}
+	return w, nil
+}
+
+func (t egressTracks) TakeOver(ctx context.Context, key recorder.Key, id string, opts ...recorder.StartOption) (recorder.RecordingInfo, error) {
+	w, err := t.worker()
+	if err != nil {
+		return recorder.RecordingInfo{}, err
+	}
+	return w.TakeOver(ctx, key, id, opts...)
+}
+
+func (t egressTracks) Resume(ctx context.Context, key recorder.Key, id string, opts ...recorder.StartOption) (bool, error) {
+	w, err := t.worker()
+	if err != nil {
+		return false, err
+	}
+	return w.Resume(ctx, key, id, opts...)
+}
+
 // egressFolder, in LOCAL_DIRECTORY, keeps the egress worker's records; no
 // room's folder takes its name.
 const egressFolder = "_egress"
@@ -371,8 +420,12 @@ func (a *app) startTakeover(cfg configs.Config) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		takeover.Run(ctx, takeover.Options{Wanted: a.shared.intents, Holders: a.shared.leases, Starter: a.here, Logger: a.log,
-			Grace: cfg.Fleet.LeaseTTL / 2})
+		o := takeover.Options{Wanted: a.shared.intents, Holders: a.shared.leases, Starter: a.here, Logger: a.log,
+			Grace: cfg.Fleet.LeaseTTL / 2}
+		if cfg.Egress.Worker {
+			o.Tracks = egressTracks{a}
+		}
+		takeover.Run(ctx, o)
 	}()
 	a.stopTakeover = func() { cancel(); <-done }
 }
