@@ -382,7 +382,8 @@ type Claims interface {
 
 // RoomBusy is Options.Busy over the fleet's wanted recordings and claims:
 // a room is busy while any of its recordings is wanted (running, or
-// waiting to be taken over) or claimed (still closing its files).
+// waiting to be taken over) or claimed (still closing its files). A track
+// egress's recording is none of the room's: its files are the egress's.
 func RoomBusy(w Wanted, c Claims) func(ctx context.Context, room string) (bool, error) {
 	return func(ctx context.Context, room string) (bool, error) {
 		wanted, err := w.List(ctx)
@@ -390,7 +391,7 @@ func RoomBusy(w Wanted, c Claims) func(ctx context.Context, room string) (bool, 
 			return false, err
 		}
 		for _, in := range wanted {
-			if in.Key.Room == room {
+			if in.Key.Room == room && in.Key.Track == "" {
 				return true, nil
 			}
 		}
@@ -399,7 +400,7 @@ func RoomBusy(w Wanted, c Claims) func(ctx context.Context, room string) (bool, 
 			return false, err
 		}
 		for _, l := range claims {
-			if l.Key.Room == room {
+			if l.Key.Room == room && l.Key.Track == "" {
 				return true, nil
 			}
 		}

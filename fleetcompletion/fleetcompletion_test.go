@@ -241,3 +241,37 @@ func TestFilesWithoutPipeline(t *testing.T) {
 		t.Errorf("published without a pipeline: %+v", st)
 	}
 }
+
+type listedIntents []fleetstore.Intent
+
+func (l listedIntents) List(context.Context) ([]fleetstore.Intent, error) { return l, nil }
+
+type listedLeases []fleetstore.Lease
+
+func (l listedLeases) List(context.Context) ([]fleetstore.Lease, error) { return l, nil }
+
+// A room is busy while a participant's recording of it is wanted or
+// claimed; a track egress's recording in it is not the room's.
+func TestRoomBusy(t *testing.T) {
+	egress := fleetstore.Key{Room: "r", Participant: "ann", Track: "TR_1"}
+	whole := fleetstore.Key{Room: "r", Participant: "bob"}
+	for _, tc := range []struct {
+		name   string
+		wanted listedIntents
+		claims listedLeases
+		busy   bool
+	}{
+		{"nothing", nil, nil, false},
+		{"a wanted recording", listedIntents{{Key: whole}}, nil, true},
+		{"a claimed recording", nil, listedLeases{{Key: whole}}, true},
+		{"another room's", listedIntents{{Key: fleetstore.Key{Room: "q", Participant: "bob"}}}, nil, false},
+		{"a track egress's only", listedIntents{{Key: egress}}, listedLeases{{Key: egress}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			busy, err := RoomBusy(tc.wanted, tc.claims)(context.Background(), "r")
+			if err != nil || busy != tc.busy {
+				t.Errorf("busy %v, %v; want %v", busy, err, tc.busy)
+			}
+		})
+	}
+}
