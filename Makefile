@@ -17,7 +17,7 @@ GO ?= go
 FUZZTIME ?=
 fuzztime = $(if $(FUZZTIME),$(FUZZTIME),$(1))
 
-.PHONY: demo test tools build bench fuzz
+.PHONY: demo test tools build bench bench-load fuzz
 
 build:
 	$(GO) build -o bin/recorder ./cmd/recorder
@@ -41,6 +41,15 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzWriter$$' -fuzztime $(call fuzztime,20000x) ./muxer/webm/
 	$(GO) test -run '^$$' -fuzz '^FuzzSegment$$' -fuzztime $(call fuzztime,200000x) ./uploader/
 	$(GO) test -run '^$$' -fuzz '^FuzzRequests$$' -fuzztime $(call fuzztime,10000x) ./api/
+
+# The recorder under load through a real livekit-server, beside a bare SDK
+# subscriber and livekit/egress's audio chain (loadbench); flags with
+#   make bench-load BENCH_LOAD='-tracks 300'
+BENCH_LOAD ?=
+bench-load: build
+	$(GO) run ./cmd/testbed install debian livekit-server gstreamer
+	$(GO) build -o bin/benchload ./cmd/benchload
+	bin/benchload $(BENCH_LOAD)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./muxer/...

@@ -52,6 +52,8 @@ type HTTP struct {
 	// Auth requires a LiveKit access token with the roomRecord grant on
 	// start, stop and the list.
 	Auth bool
+	// DebugAddress, if set, serves the runtime profiles (net/http/pprof).
+	DebugAddress string
 }
 
 // Log configures the JSON logger.

@@ -95,10 +95,11 @@ func TestEverySettingFromEachSource(t *testing.T) {
 		"JOIN_TIMEOUT": "20s", "REJOIN_TIMEOUT": "0s", "RECONNECT_TIMEOUT": "2m", "SHUTDOWN_TIMEOUT": "45s", "ARM_TIMEOUT": "30m", "MAX_RECORDINGS": "50",
 		"REDIS_ADDRESS": "redis.internal:6380", "REDIS_USERNAME": "rec", "REDIS_PASSWORD": "rpw", "REDIS_DB": "3", "REDIS_USE_TLS": "true",
 		"LEASE_TTL": "10s", "MAX_TRACKS": "40", "COMPLETION_WAIT": "2m", "EGRESS_WORKER": "true", "EGRESS_WORKER_TRACK_KINDS": "audio",
+		"DEBUG_ADDRESS": "127.0.0.1:6060",
 	}
 	file := `
 livekit: {url: "wss://lk.example", api_key: k, api_secret: s}
-http: {host: 127.0.0.1, port: 9000, auth: off}
+http: {host: 127.0.0.1, port: 9000, auth: off, debug_address: "127.0.0.1:6060"}
 log: {level: debug}
 storage: {local_directory: /var/rec, file_format: webm, jitter_window: 0, drain_timeout: 2m}
 s3: {bucket: b, region: r, directory: tracks, endpoint: "http://minio:9000", force_path_style: true}
@@ -112,7 +113,7 @@ egress: {worker: true, track_kinds: [audio]}
 `
 	want := Config{
 		LiveKit:    LiveKit{URL: "wss://lk.example", APIKey: "k", APISecret: "s"},
-		HTTP:       HTTP{Host: "127.0.0.1", Port: 9000, Auth: false},
+		HTTP:       HTTP{Host: "127.0.0.1", Port: 9000, Auth: false, DebugAddress: "127.0.0.1:6060"},
 		Log:        Log{Level: slog.LevelDebug},
 		Storage:    Storage{LocalDirectory: "/var/rec", FileFormat: "webm", JitterWindow: 0, DrainTimeout: 2 * time.Minute},
 		S3:         S3{Bucket: "b", Region: "r", Directory: "tracks", Endpoint: "http://minio:9000", ForcePathStyle: true},
@@ -287,6 +288,7 @@ var errorCases = []struct {
 	{"egress of video", map[string]string{"EGRESS_WORKER_TRACK_KINDS": "audio,video"}, `EGRESS_WORKER_TRACK_KINDS: "video": only audio track egress is served yet (video is left to livekit/egress)`},
 	{"egress worker alone", map[string]string{"EGRESS_WORKER": "true"}, "EGRESS_WORKER needs livekit-server's Redis: set REDIS_ADDRESS (or Sentinels, or cluster nodes)"},
 	{"max tracks zero", map[string]string{"MAX_TRACKS": "0"}, "MAX_TRACKS: 0 must be at least 1"},
+	{"debug address without port", map[string]string{"DEBUG_ADDRESS": "localhost"}, "DEBUG_ADDRESS:"},
 	{"max tracks text", map[string]string{"MAX_TRACKS": "lots"}, `MAX_TRACKS: "lots" is not a whole number`},
 }
 

@@ -42,6 +42,10 @@ func table() []setting {
 			doc:  "`on` (or `true`): start, stop and the list need a LiveKit access token with the `roomRecord` grant; `off` leaves them open (development only)",
 			bind: bind(func(c *Config) *bool { return &c.HTTP.Auth }, onOff)},
 
+		{env: "DEBUG_ADDRESS", key: "http.debug_address",
+			doc:  "`host:port` of a second listener serving Go's runtime profiles at `/debug/pprof/` (`make bench-load` reads the CPU profile there); empty: none. It has no authentication: keep it on loopback",
+			bind: bind(func(c *Config) *string { return &c.HTTP.DebugAddress }, text, optional(hostPort))},
+
 		{env: "LOG_LEVEL", key: "log.level", def: "info",
 			doc:  "`debug`, `info`, `warn` or `error` (JSON logs with room, participant, track)",
 			bind: bind(func(c *Config) *slog.Level { return &c.Log.Level }, level)},

@@ -38,10 +38,16 @@ const (
 	LiveKitServer Component = "livekit-server"
 	// Versity is the pinned Versity S3 Gateway, built into the cache.
 	Versity Component = "versitygw"
+	// GStreamer is Debian's GStreamer with the elements of livekit/egress's
+	// audio chain, for `make bench-load` only (not part of the default set).
+	GStreamer Component = "gstreamer"
 )
 
-// Components lists everything Install knows, in the order it installs them.
+// Components lists what Install installs when asked for nothing, in order.
 func Components() []Component { return []Component{DebianTools, LiveKitServer, Versity} }
+
+// known is every Component Install takes.
+func known() []Component { return append(Components(), GStreamer) }
 
 // Install installs the given components (all of them when none is given)
 // where they are missing; what is there already costs a lookup only.
@@ -50,11 +56,11 @@ func Install(ctx context.Context, parts ...Component) error {
 		parts = Components()
 	}
 	for _, p := range parts {
-		if !slices.Contains(Components(), p) {
-			return fmt.Errorf("unknown component %q (known: %v)", p, Components())
+		if !slices.Contains(known(), p) {
+			return fmt.Errorf("unknown component %q (known: %v)", p, known())
 		}
 	}
-	for _, p := range Components() {
+	for _, p := range known() {
 		if !slices.Contains(parts, p) {
 			continue
 		}
@@ -66,6 +72,8 @@ func Install(ctx context.Context, parts ...Component) error {
 			_, err = InstallLiveKitServer(ctx)
 		case Versity:
 			_, err = InstallVersity(ctx)
+		case GStreamer:
+			err = InstallGStreamer(ctx)
 		}
 		if err != nil {
 			return err
@@ -370,4 +378,52 @@ func tail(s string, n int) string {
 		return "..." + s[len(s)-n:]
 	}
 	return s
+}
+
+// gstElements are the elements of livekit/egress's audio chain that
+// loadbench runs, and the Debian packages that ship them.
+var gstElements = []string{"oggdemux", "opusparse", "opusdec", "audioconvert", "audioresample", "opusenc", "oggmux", "filesrc", "fakesink"}
+
+var gstPackages = []string{"gstreamer1.0-tools", "gstreamer1.0-plugins-base", "gstreamer1.0-plugins-bad"}
+
+// CheckGStreamer reports, wrapping ErrNotInstalled, a gst-launch-1.0 or an
+// element of the chain that is missing.
+func CheckGStreamer(ctx context.Context) error {
+	if !onPath("gst-launch-1.0") || !onPath("gst-inspect-1.0") {
+		return fmt.Errorf("gst-launch-1.0 (Debian packages %s): %w; install it with go run ./cmd/testbed install gstreamer", strings.Join(gstPackages, ", "), ErrNotInstalled)
+	}
+	for _, e := range gstElements {
+		if err := exec.CommandContext(ctx, "gst-inspect-1.0", "--exists", e).Run(); err != nil {
+			return fmt.Errorf("GStreamer element %s (Debian packages %s): %w; install it with go run ./cmd/testbed install gstreamer", e, strings.Join(gstPackages, ", "), ErrNotInstalled)
+		}
+	}
+	return nil
+}
+
+// InstallGStreamer apt-gets GStreamer and the plugins of the chain unless
+// CheckGStreamer finds them.
+func InstallGStreamer(ctx context.Context) error {
+	if CheckGStreamer(ctx) == nil {
+		return nil
+	}
+	cache, err := CacheDir()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return fmt.Errorf("create cache dir: %w", err)
+	}
+	unlock, err := lockFile(ctx, filepath.Join(cache, "apt.lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	slog.InfoContext(ctx, "installing Debian packages", "packages", gstPackages)
+	if err := runApt(ctx, "update"); err != nil {
+		return err
+	}
+	if err := runApt(ctx, append([]string{"install", "-y", "--no-install-recommends"}, gstPackages...)...); err != nil {
+		return err
+	}
+	return CheckGStreamer(ctx)
 }

@@ -330,3 +330,11 @@ func (t *tailBuffer) String() string {
 	defer t.mu.Unlock()
 	return string(t.buf)
 }
+
+// PID is the running server's process id (for load measurements).
+func (lk *LiveKit) PID() int {
+	if lk.cmd == nil || lk.cmd.Process == nil {
+		return 0
+	}
+	return lk.cmd.Process.Pid
+}

@@ -49,6 +49,9 @@ type PublisherOptions struct {
 	Loop bool
 	// Source of the first track; default MICROPHONE.
 	Source livekit.TrackSource
+	// Unlogged keeps Sent empty: a crowd that publishes for long does not
+	// hold every packet it sent.
+	Unlogged bool
 }
 
 // Publisher is a scripted participant publishing Opus audio from a file in
@@ -58,6 +61,8 @@ type Publisher struct {
 	file *OpusFile
 	durs []time.Duration // duration of each file packet
 	loop bool
+	// unlogged: sent stays empty (PublisherOptions.Unlogged).
+	unlogged bool
 
 	// life ends the pacing loops on Leave; Publish's ctx only bounds setup.
 	life     context.Context
@@ -124,6 +129,7 @@ func Publish(ctx context.Context, o PublisherOptions) (*Publisher, error) {
 		file:     file,
 		durs:     durs,
 		loop:     o.Loop,
+		unlogged: o.Unlogged,
 		life:     life,
 		stopLife: stop,
 		done:     make(chan struct{}),
@@ -452,9 +458,11 @@ func (t *Track) sendSlot(local *lksdk.LocalTrack, sid string, slot time.Time) (t
 		slog.Warn("publisher: write sample", "track", sid, "err", err)
 	}
 	t.lastSent = at
-	p.mu.Lock()
-	p.sent = append(p.sent, SentPacket{TrackSID: sid, Payload: pkt, At: at, RTPTime: slot})
-	p.mu.Unlock()
+	if !p.unlogged {
+		p.mu.Lock()
+		p.sent = append(p.sent, SentPacket{TrackSID: sid, Payload: pkt, At: at, RTPTime: slot})
+		p.mu.Unlock()
+	}
 	return dur, false
 }
 

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -82,6 +83,7 @@ func run() error {
 
 // app is the running service, as start assembled it.
 type app struct {
+	debug  *http.Server // DEBUG_ADDRESS; nil otherwise
 	cfg    configs.Config
 	log    *slog.Logger
 	queue  *uploader.Queue
@@ -288,6 +290,11 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 		}
 		a.worker.Store(a.egress)
 	}
+	if cfg.HTTP.DebugAddress != "" {
+		if a.debug, err = serveProfiles(cfg.HTTP.DebugAddress, a.log); err != nil {
+			return fail(fmt.Errorf("DEBUG_ADDRESS: %w", err))
+		}
+	}
 	go func() { a.served <- a.srv.Serve(ln) }()
 	a.log.Info("recorder listening", "addr", ln.Addr().String(), "livekit", cfg.LiveKit.URL, "dir", a.spool.Dir(), "store", store.String(), "instance", instance)
 	return a, nil
@@ -479,6 +486,9 @@ func (a *app) shutdown() error {
 	// that one's files take over; alone, or when nobody can, it stops.
 	errs := []error{a.sup.Drain(sctx, a.successor)}
 	a.rooms.Stop()
+	if a.debug != nil {
+		_ = a.debug.Close()
+	}
 	if err := a.srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		errs = append(errs, err)
 	}
@@ -704,4 +714,23 @@ func jitterWindow(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// serveProfiles serves the runtime profiles (net/http/pprof) on addr, on a
+// listener of their own: nothing of the API is reachable there.
+func serveProfiles(addr string, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("runtime profiles served", "addr", ln.Addr().String())
+	return srv, nil
 }
