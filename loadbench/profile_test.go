@@ -13,9 +13,9 @@ func TestComponentOf(t *testing.T) {
 		"github.com/pion/webrtc/v4.(*TrackRemote).ReadRTP":                  "webrtc+rtp",
 		"github.com/livekit/server-sdk-go/v2.(*Room).OnTrack":               "livekit sdk",
 		"github.com/trackrec/trackrec/muxer.(*Track).Write":                 "trackrec",
-		"syscall.Syscall6":                                                  "syscalls",
-		"runtime.mallocgc":                                                  "go runtime",
-		"encoding/json.Marshal":                                             "other",
+		"syscall.Syscall6":      "syscalls",
+		"runtime.mallocgc":      "go runtime",
+		"encoding/json.Marshal": "other",
 	} {
 		if got := componentOf(fn); got != want {
 			t.Errorf("%s: %s, want %s", fn, got, want)

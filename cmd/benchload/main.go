@@ -61,7 +61,9 @@ func bench(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	o.Child = func(mode string, args ...string) *exec.Cmd { return exec.Command(self, append([]string{mode}, args...)...) }
+	o.Child = func(mode string, args ...string) *exec.Cmd {
+		return exec.Command(self, append([]string{mode}, args...)...)
+	}
 	if o.Dir, err = os.MkdirTemp("", "bench-load-"); err != nil {
 		return err
 	}
