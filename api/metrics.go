@@ -26,7 +26,12 @@ type Metrics struct {
 	uploads       *prometheus.CounterVec
 	uploadSeconds prometheus.Histogram
 	webhooks      *prometheus.CounterVec
+	extra         []prometheus.Collector
 }
+
+// Add serves c's metrics too (capacity.Guard's load and bounds). Call it
+// before api.New.
+func (m *Metrics) Add(c prometheus.Collector) { m.extra = append(m.extra, c) }
 
 // NewMetrics returns zeroed metrics, registered nowhere until api.New.
 func NewMetrics() *Metrics {
@@ -100,6 +105,7 @@ func (m *Metrics) handler(rec Recorder) http.Handler {
 		m.uploads, m.uploadSeconds, m.webhooks,
 		newRecorderCollector(rec),
 	)
+	reg.MustRegister(m.extra...)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }
 

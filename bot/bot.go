@@ -15,6 +15,7 @@ import (
 	"github.com/livekit/protocol/auth"
 	"github.com/livekit/protocol/livekit"
 	lksdk "github.com/livekit/server-sdk-go/v2"
+	sdkinterceptor "github.com/livekit/server-sdk-go/v2/pkg/interceptor"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -75,6 +76,34 @@ type Track struct {
 func (t *Track) ReadRTP() (*rtp.Packet, time.Time, error) {
 	p, _, err := t.Remote.ReadRTP()
 	return p, time.Now(), err
+}
+
+// rawReader is *webrtc.TrackRemote's Read: a packet into the caller's
+// buffer, no allocation.
+type rawReader interface {
+	Read(b []byte) (int, interceptor.Attributes, error)
+}
+
+// ReadInto reads the next RTP packet into p, its payload inside buf, and
+// returns the time it was read. p and buf are the caller's to reuse: the
+// packet is valid until the next read. A Remote without a raw Read (a split
+// subscription) hands over its own packet, shared, which p then points to.
+func (t *Track) ReadInto(p *rtp.Packet, buf []byte) (time.Time, error) {
+	if r, ok := t.Remote.(rawReader); ok {
+		n, _, err := r.Read(buf)
+		at := time.Now()
+		if err != nil {
+			return at, err
+		}
+		return at, p.Unmarshal(buf[:n])
+	}
+	q, _, err := t.Remote.ReadRTP()
+	at := time.Now()
+	if err != nil {
+		return at, err
+	}
+	*p = *q
+	return at, nil
 }
 
 // SetReadDeadline unblocks ReadRTP at the given time; packets already
@@ -178,7 +207,14 @@ func Join(ctx context.Context, cfg Config, room string, h Handler) (*Bot, error)
 	// participants already there while it joins.
 	lkroom := lksdk.NewRoom(b.callbacks())
 	b.room = sdkRoom{lkroom}
-	opts := []lksdk.ConnectOption{lksdk.WithAutoSubscribe(false), lksdk.WithLogger(sdkLogger(b.log))}
+	opts := []lksdk.ConnectOption{lksdk.WithAutoSubscribe(false), lksdk.WithLogger(sdkLogger(b.log)),
+		// A subscribe-only recorder needs none of the SDK's default
+		// interceptors but NACK generation: the others serve sending
+		// (retransmission, pacing, size limits), bandwidth estimation
+		// (transport-wide feedback) and reports nobody here reads, and
+		// each costs work on every packet.
+		lksdk.WithInterceptors([]interceptor.Factory{&sdkinterceptor.NackGeneratorInterceptorFactory{}}),
+		lksdk.WithIncludeDefaultInterceptors(false)}
 	if dl, ok := ctx.Deadline(); ok {
 		opts = append(opts, lksdk.WithConnectTimeout(time.Until(dl)))
 	}

@@ -109,6 +109,8 @@ type Limits struct {
 	ShutdownTimeout  time.Duration
 	ArmTimeout       time.Duration
 	MaxRecordings    int
+	CPUGuard         float64 // share of the cores; 0: no guard
+	AdaptiveProcs    bool
 }
 
 // Redis is the server instances share to run as a fleet, in the shape of
@@ -128,7 +130,7 @@ type Redis struct {
 // Fleet bounds how instances sharing Redis hand work to each other.
 type Fleet struct {
 	LeaseTTL  time.Duration // how long a recording's claim outlives its instance
-	MaxTracks int           // tracks this instance records at once
+	MaxTracks int           // tracks this instance records at once; 0: TracksPerCore per core
 	// CompletionWait is how long a room waits for a dead instance's files.
 	CompletionWait time.Duration
 }
@@ -317,3 +319,16 @@ func deref(n *yaml.Node) *yaml.Node {
 }
 
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
+
+// TracksPerCore sizes MAX_TRACKS when it is 0: what one core records with
+// room to spare, from `make bench-load` on this project's machine (README,
+// Capacity).
+const TracksPerCore = 150
+
+// Tracks is MAX_TRACKS, sized to cores when it is 0.
+func (f Fleet) Tracks(cores int) int {
+	if f.MaxTracks > 0 {
+		return f.MaxTracks
+	}
+	return TracksPerCore * max(cores, 1)
+}

@@ -136,6 +136,12 @@ func table() []setting {
 		{env: "MAX_RECORDINGS", key: "limits.max_recordings", def: "500",
 			doc:  "recordings this instance runs at once; a start beyond is refused with 503",
 			bind: bind(func(c *Config) *int { return &c.Limits.MaxRecordings }, integer, atLeast(1))},
+		{env: "CPU_GUARD", key: "limits.cpu_guard", def: "80%",
+			doc:  "share of the machine's cores the process may use (averaged over 5 s) before new starts are refused with 503 (a fleet places them elsewhere); recordings running go on; `0` turns the guard off",
+			bind: bind(func(c *Config) *float64 { return &c.Limits.CPUGuard }, percent)},
+		{env: "ADAPTIVE_PROCS", key: "limits.adaptive_procs", def: "on",
+			doc:  "run the Go scheduler on as many processors as the load needs (each at most half busy), which about halves the scheduler's cost per packet; `off`, or `GOMAXPROCS` set: Go's default",
+			bind: bind(func(c *Config) *bool { return &c.Limits.AdaptiveProcs }, onOff)},
 
 		// Where Redis is comes first, so the settings after it can ask
 		// whether it is on.
@@ -173,9 +179,9 @@ func table() []setting {
 		{env: "LEASE_TTL", key: "fleet.lease_ttl", def: "5s",
 			doc:  "in a fleet: how long a recording's claim outlives its instance (a crash, a lost Redis) before it is free again, `1s` to `1m`",
 			bind: bind(func(c *Config) *time.Duration { return &c.Fleet.LeaseTTL }, duration, between(time.Second, time.Minute))},
-		{env: "MAX_TRACKS", key: "fleet.max_tracks", def: "400",
-			doc:  "in a fleet: tracks this instance records at once; starts are sent to instances with room for more",
-			bind: bind(func(c *Config) *int { return &c.Fleet.MaxTracks }, integer, atLeast(1))},
+		{env: "MAX_TRACKS", key: "fleet.max_tracks", def: "0",
+			doc:  "tracks this instance records at once, alone or in a fleet; a start beyond is refused with 503 and `Retry-After` (a fleet sends it to an instance with room); `0`: sized to the machine, " + strconv.Itoa(TracksPerCore) + " per core (see Capacity)",
+			bind: bind(func(c *Config) *int { return &c.Fleet.MaxTracks }, integer, atLeast(0))},
 		{env: "COMPLETION_WAIT", key: "fleet.completion_wait", def: "15m",
 			doc:  "in a fleet: how long a room's completion waits for files still on an instance that died; then it completes without them, lists them as missing, and a `recordings_updated` event carries each that arrives later, `0s` to `24h`",
 			bind: bind(func(c *Config) *time.Duration { return &c.Fleet.CompletionWait }, duration, between(0, 24*time.Hour))},
@@ -324,6 +330,20 @@ func boolean(s string) (bool, error) {
 		return false, errors.New("is not true or false")
 	}
 	return b, nil
+}
+
+// percent reads a share as "80%" or "0.8", from 0 to 1.
+func percent(s string) (float64, error) {
+	s = strings.TrimSpace(s)
+	scale := 1.0
+	if v, ok := strings.CutSuffix(s, "%"); ok {
+		s, scale = strings.TrimSpace(v), 100
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f/scale < 0 || f/scale > 1 {
+		return 0, errors.New("is not a share from 0 to 100% (for example 80% or 0.8)")
+	}
+	return f / scale, nil
 }
 
 func onOff(s string) (bool, error) {

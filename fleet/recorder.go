@@ -18,6 +18,10 @@ import (
 type Supervisor struct {
 	Sup       *recorder.Supervisor
 	MaxTracks int // MAX_TRACKS
+	// Capacity, if set, is what this instance takes while it records
+	// tracks (capacity.Guard: MaxTracks, or no more while over the CPU
+	// guard).
+	Capacity func(tracks int) int
 	// Homes, if set, gives each room one home instance while its first bot
 	// joins, so that concurrent first starts of a room meet there.
 	Homes    Homes
@@ -152,7 +156,11 @@ func (l Supervisor) Load() (int, int) {
 	if l.Sup.Closing() {
 		return l.MaxTracks, l.MaxTracks
 	}
-	return l.Sup.Load(), l.MaxTracks
+	tracks := l.Sup.Load()
+	if l.Capacity != nil {
+		return tracks, l.Capacity(tracks)
+	}
+	return tracks, l.MaxTracks
 }
 func (l Supervisor) Owns(key recorder.Key) bool { return l.Sup.HasKey(key) }
 

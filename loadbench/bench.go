@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,8 +35,10 @@ type Options struct {
 	// in a process of their own.
 	Child func(mode string, args ...string) *exec.Cmd
 	Tone  string // the Ogg Opus file the publishers send, looped
-	Dir   string // a work folder; the recorder's files go below it
-	Out   io.Writer
+	// RecorderEnv is added to the recorder's environment (KEY=value).
+	RecorderEnv []string
+	Dir         string // a work folder; the recorder's files go below it
+	Out         io.Writer
 }
 
 func (o *Options) defaults() error {
@@ -83,13 +84,11 @@ type Report struct {
 	ProfileCPU time.Duration
 	Packets    int64
 	// Files is what the recorder's files held, summed.
-	Files, Decoded        int
-	Publisher, Inserted   int
-	FileLost, Repeated    int
-	LiveKit, Crowd        float64 // cores each used while the recorder was measured
-	RecorderCores         float64
-	SubscriberCores       float64
-	LiveKitWithSubscriber float64
+	Files, Decoded      int
+	Publisher, Inserted int
+	FileLost, Repeated  int
+	// Cores each process used in the window.
+	RecorderCores, SubscriberCores, LiveKit, Crowd float64
 }
 
 // Run runs the benchmark and returns its figures; a file that fails its
@@ -127,31 +126,54 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		return rep, err
 	}
 
-	// The recorder.
+	// The recorder and the bare SDK subscriber receive the same tracks in
+	// the same window, so both meet the same machine.
 	rec, err := startRecorder(ctx, o, srv)
 	if err != nil {
 		return rep, err
 	}
 	defer rec.kill()
+	var rooms []string
+	for r := range rep.Rooms {
+		rooms = append(rooms, room(r*o.PerRoom, o.PerRoom))
+	}
+	sub, err := startChild(ctx, o, srv, "subscribe", "-tracks", strconv.Itoa(o.Tracks), "-rooms", strings.Join(rooms, ","))
+	if err != nil {
+		return rep, err
+	}
+	defer sub.stop()
+	if err := sub.await("started", 30*time.Second); err != nil {
+		return rep, err
+	}
 	time.Sleep(2 * time.Second)
 	idle, err := rss(rec.pid())
 	if err != nil {
 		return rep, err
 	}
-	logf("recording %d tracks", o.Tracks)
+	subIdle, err := rss(sub.cmd.Process.Pid)
+	if err != nil {
+		return rep, err
+	}
+	logf("recording %d tracks, and receiving them in the bare subscriber", o.Tracks)
 	if err := each(o.Tracks, func(i int) error { return rec.post("/recordings/start", room(i, o.PerRoom), identity(i)) }); err != nil {
+		return rep, err
+	}
+	if _, err := io.WriteString(sub.in, "go\n"); err != nil {
 		return rep, err
 	}
 	if err := rec.awaitFlowing(o.Tracks, time.Minute); err != nil {
 		return rep, err
 	}
+	if err := sub.await("ready", time.Minute); err != nil {
+		return rep, err
+	}
 	time.Sleep(o.Warmup)
-	logf("measuring the recorder for %v", o.Window)
+	logf("measuring for %v", o.Window)
 	p0, err := rec.packets()
 	if err != nil {
 		return rep, err
 	}
-	wins, err := windows(rec.pid(), lk.PID(), crowd.cmd.Process.Pid)
+	wins, err := windows(rec.pid(), sub.cmd.Process.Pid, lk.PID(), crowd.cmd.Process.Pid)
 	if err != nil {
 		return rep, err
 	}
@@ -168,6 +190,10 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
+	subLoaded, err := rss(sub.cmd.Process.Pid)
+	if err != nil {
+		return rep, err
+	}
 	p1, err := rec.packets()
 	if err != nil {
 		return rep, err
@@ -175,13 +201,27 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if err := <-profErr; err != nil {
 		return rep, err
 	}
+	// What holds the memory, for a look with go tool pprof (-keep).
+	if err := rec.save("/debug/pprof/heap", filepath.Join(o.Dir, "recorder.heap")); err != nil {
+		return rep, err
+	}
 	rep.Packets = p1 - p0
-	rep.RecorderCores, rep.LiveKit, rep.Crowd = wins[0].cores(), wins[1].cores(), wins[2].cores()
+	rep.RecorderCores, rep.SubscriberCores, rep.LiveKit, rep.Crowd = wins[0].cores(), wins[1].cores(), wins[2].cores(), wins[3].cores()
 	rep.Recorder.CPU = wins[0].perTrackSecond(o.Tracks)
 	rep.Recorder.RSSPerTrack = (loaded - idle) / int64(o.Tracks)
+	rep.Subscriber.CPU = wins[1].perTrackSecond(o.Tracks)
+	rep.Subscriber.RSSPerTrack = (subLoaded - subIdle) / int64(o.Tracks)
 	if rep.Shares, rep.ProfileCPU, err = breakdown(ctx, profile); err != nil {
 		return rep, err
 	}
+	stats, err := sub.finish()
+	if err != nil {
+		return rep, err
+	}
+	if stats.Tracks != o.Tracks {
+		return rep, fmt.Errorf("bare subscriber: %d tracks, want %d", stats.Tracks, o.Tracks)
+	}
+	rep.Subscriber.Lost, rep.Subscriber.MaxLost = float64(stats.Lost)/float64(o.Tracks), stats.MaxLost
 
 	// Stopped, its files are judged as a consumer judges them.
 	logf("stopping and checking the files")
@@ -223,58 +263,6 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	rep.Recorder.Lost = float64(rep.FileLost) / float64(o.Tracks)
 	rec.terminate()
-
-	// The bare SDK subscriber, on the same tracks.
-	logf("measuring the bare SDK subscriber for %v", o.Window)
-	var rooms []string
-	for r := range rep.Rooms {
-		rooms = append(rooms, room(r*o.PerRoom, o.PerRoom))
-	}
-	sub, err := startChild(ctx, o, srv, "subscribe", "-tracks", strconv.Itoa(o.Tracks), "-rooms", strings.Join(rooms, ","))
-	if err != nil {
-		return rep, err
-	}
-	defer sub.stop()
-	if err := sub.await("started", 30*time.Second); err != nil {
-		return rep, err
-	}
-	time.Sleep(2 * time.Second)
-	subIdle, err := rss(sub.cmd.Process.Pid)
-	if err != nil {
-		return rep, err
-	}
-	if _, err := io.WriteString(sub.in, "go\n"); err != nil {
-		return rep, err
-	}
-	if err := sub.await("ready", time.Minute); err != nil {
-		return rep, err
-	}
-	time.Sleep(o.Warmup)
-	swins, err := windows(sub.cmd.Process.Pid, lk.PID())
-	if err != nil {
-		return rep, err
-	}
-	time.Sleep(o.Window)
-	for _, w := range swins {
-		if err := w.end(); err != nil {
-			return rep, err
-		}
-	}
-	subLoaded, err := rss(sub.cmd.Process.Pid)
-	if err != nil {
-		return rep, err
-	}
-	rep.SubscriberCores, rep.LiveKitWithSubscriber = swins[0].cores(), swins[1].cores()
-	rep.Subscriber.CPU = swins[0].perTrackSecond(o.Tracks)
-	rep.Subscriber.RSSPerTrack = (subLoaded - subIdle) / int64(o.Tracks)
-	stats, err := sub.finish()
-	if err != nil {
-		return rep, err
-	}
-	if stats.Tracks != o.Tracks {
-		return rep, fmt.Errorf("bare subscriber: %d tracks, want %d", stats.Tracks, o.Tracks)
-	}
-	rep.Subscriber.Lost, rep.Subscriber.MaxLost = float64(stats.Lost)/float64(o.Tracks), stats.MaxLost
 
 	logf("measuring the re-encode chain on %s (%v)", filepath.Base(long), longDur)
 	if rep.Chain, err = chainPerSecond(ctx, long, longDur, o.Tone, toneDuration(tone.Packets)); err != nil {
@@ -460,8 +448,9 @@ func startRecorder(ctx context.Context, o Options, srv Server) (*recorderProc, e
 		"LIVEKIT_URL=" + srv.URL, "LIVEKIT_API_KEY=" + srv.APIKey, "LIVEKIT_API_SECRET=" + srv.APISecret,
 		"APP_HOST=" + host, "APP_PORT=" + port, "API_AUTH=off", "DEBUG_ADDRESS=" + debug,
 		"LOCAL_DIRECTORY=" + filepath.Join(o.Dir, "recordings"), "MIXDOWN=none", "AUTO_RECORD=false", "LOG_LEVEL=warn",
-		"MAX_TRACKS=" + strconv.Itoa(max(400, o.Tracks)), "MAX_RECORDINGS=" + strconv.Itoa(max(500, o.Tracks)),
-		"GOMAXPROCS=" + strconv.Itoa(runtime.NumCPU())}
+		// Its own bounds out of the way: this measures what it costs.
+		"MAX_TRACKS=" + strconv.Itoa(max(400, o.Tracks)), "MAX_RECORDINGS=" + strconv.Itoa(max(500, o.Tracks)), "CPU_GUARD=0"}
+	cmd.Env = append(cmd.Env, o.RecorderEnv...)
 	logFile, err := os.Create(filepath.Join(o.Dir, "recorder.log"))
 	if err != nil {
 		return nil, err
@@ -576,13 +565,18 @@ func (r *recorderProc) awaitFlowing(n int, within time.Duration) error {
 
 // profile saves the recorder's CPU profile over d to path.
 func (r *recorderProc) profile(path string, d time.Duration) error {
-	resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", r.debug, int(d.Seconds())))
+	return r.save(fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(d.Seconds())), path)
+}
+
+// save saves what the recorder's debug listener serves at what to path.
+func (r *recorderProc) save(what, path string) error {
+	resp, err := http.Get(r.debug + what)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("CPU profile: %s", resp.Status)
+		return fmt.Errorf("%s: %s", what, resp.Status)
 	}
 	f, err := os.Create(path)
 	if err != nil {

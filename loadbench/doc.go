@@ -14,9 +14,9 @@
 //   - its files are checked as a consumer would: one per track, each
 //     decodes (ffmpeg), and its publisher packets are the tone's, in
 //     order; what is missing among them is lost;
-//   - then a bare server-sdk-go subscriber (a child process, default SDK
-//     settings) receives the same tracks and discards them, measured the
-//     same way;
+//   - in the same window a bare server-sdk-go subscriber (a child process,
+//     default SDK settings) receives the same tracks and discards them,
+//     measured the same way, so both meet the same machine;
 //   - and the GStreamer chain livekit/egress adds for audio (decode and
 //     re-encode at 128 kbit/s) runs on recorded files, measured by the CPU
 //     time it takes per second of audio.

@@ -31,6 +31,6 @@ func (r Report) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "files: %d of %d tracks, one each; %d decode (ffmpeg); %d publisher packets in order, %d lost, %d repeated; %d inserted (leading silence, concealment)\n",
 		r.Files, r.Tracks, r.Decoded, r.Publisher, r.FileLost, r.Repeated, r.Inserted)
-	fmt.Fprintf(w, "meanwhile (cores): recorder %.2f, livekit-server %.2f, publishers %.2f; with the bare subscriber: it %.2f, livekit-server %.2f\n",
-		r.RecorderCores, r.LiveKit, r.Crowd, r.SubscriberCores, r.LiveKitWithSubscriber)
+	fmt.Fprintf(w, "cores used in the window: recorder %.2f, bare subscriber %.2f, livekit-server %.2f, publishers %.2f (of %d)\n",
+		r.RecorderCores, r.SubscriberCores, r.LiveKit, r.Crowd, runtime.NumCPU())
 }

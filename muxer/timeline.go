@@ -36,7 +36,13 @@ const (
 
 	maxQueued        = 1000 // packets in the jitter buffer or the hold queue
 	maxAnchorPackets = 2000 // packets held for the anchor window
-	maxFree          = 256  // pooled payload buffers kept
+	// maxFree pooled payload buffers are kept: the jitter window and a hold
+	// need a few; the anchor window's second of them goes back to the
+	// heap once the track is anchored, not kept for the track's life.
+	maxFree = 16
+	// minOwned is the least a pooled buffer holds: a 20 ms Opus packet
+	// up to about 100 kbit/s fits, so buffers are reused, not regrown.
+	minOwned = 256
 )
 
 type config struct {
@@ -619,7 +625,7 @@ func (t *timeline) own(e entry) entry {
 		b, t.free = t.free[k-1], t.free[:k-1]
 	}
 	if cap(b) < len(e.data) {
-		b = make([]byte, 0, max(len(e.data), 512))
+		b = make([]byte, 0, max(len(e.data), minOwned))
 	}
 	e.data, e.owned = append(b[:0], e.data...), true
 	return e

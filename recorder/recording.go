@@ -365,12 +365,37 @@ func (t *track) open(start time.Time, _ int) (io.WriteCloser, error) {
 	return f, nil
 }
 
+// packetReader reads a packet into the caller's packet and buffer
+// (bot.Track).
+type packetReader interface {
+	ReadInto(p *rtp.Packet, buf []byte) (time.Time, error)
+}
+
+// receiveMTU bounds one RTP packet as pion receives it.
+const receiveMTU = 1500
+
 // run copies packets into the file until the track ends, then closes it.
 func (t *track) run() {
 	defer close(t.done)
 	errs := 0
+	// One packet and one buffer, read into again and again: the muxer
+	// copies what it keeps.
+	into, reuse := t.src.(packetReader)
+	var pkt rtp.Packet
+	var buf []byte
+	if reuse {
+		buf = make([]byte, receiveMTU)
+	}
 	for {
-		p, at, err := t.src.ReadRTP()
+		var p *rtp.Packet
+		var at time.Time
+		var err error
+		if reuse {
+			p = &pkt
+			at, err = into.ReadInto(p, buf)
+		} else {
+			p, at, err = t.src.ReadRTP()
+		}
 		if err != nil {
 			if endOfTrack(err) {
 				break

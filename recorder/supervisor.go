@@ -104,6 +104,9 @@ type Options struct {
 	// MaxRecordings bounds the recordings running at once; a start beyond
 	// is ErrFull. Zero means no bound.
 	MaxRecordings int
+	// Admission, if set, bounds the tracks recorded at once (MAX_TRACKS,
+	// the CPU guard): a start it refuses is ErrFull.
+	Admission Admission
 	// History is how many stopped recordings List keeps showing.
 	History int
 	Logger  *slog.Logger
@@ -122,6 +125,9 @@ type Options struct {
 type Supervisor struct {
 	opts Options
 	log  *slog.Logger
+	// starting counts the starts admitted and not yet recording, so that
+	// concurrent starts do not all fit in one free place.
+	starting atomic.Int64
 
 	mu       sync.Mutex
 	rooms    map[string]*room
@@ -238,6 +244,11 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 	if err := s.afterStop(ctx, key); err != nil {
 		return RecordingInfo{}, false, err
 	}
+	release, err := s.admit()
+	if err != nil {
+		return RecordingInfo{}, false, err
+	}
+	defer release()
 	if !o.wait {
 		if err := s.checkPresent(ctx, roomName, participant); err != nil {
 			return RecordingInfo{}, false, err
@@ -290,6 +301,26 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 	}
 	s.log.Info("recording started", "room", roomName, "participant", participant, "recording", rec.id, "present", present)
 	return rec.Info(), true, nil
+}
+
+// Admission is what bounds an instance's load (capacity.Guard): Admit says
+// whether one more recording may start while tracks are recorded.
+type Admission interface {
+	Admit(tracks int) error
+}
+
+// admit asks Admission for room for one more recording; release, once the
+// start is over (the recording then counts in Load, or failed).
+func (s *Supervisor) admit() (release func(), err error) {
+	if s.opts.Admission == nil {
+		return func() {}, nil
+	}
+	n := s.starting.Add(1)
+	if err := s.opts.Admission.Admit(s.Load() + int(n) - 1); err != nil {
+		s.starting.Add(-1)
+		return nil, fmt.Errorf("%w: %w", ErrFull, err)
+	}
+	return func() { s.starting.Add(-1) }, nil
 }
 
 // running returns key's recording if it is active (after its join), so a

@@ -54,6 +54,13 @@ func bench(ctx context.Context, args []string) error {
 	fs.StringVar(&o.Recorder, "recorder", "bin/recorder", "the recorder binary")
 	fs.StringVar(&o.Tone, "tone", "testdata/tone.ogg", "the Ogg Opus file the publishers send, looped")
 	keep := fs.Bool("keep", false, "keep the work folder (logs, profile, files)")
+	fs.Func("recorder-env", "KEY=value added to the recorder's environment (repeatable)", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return fmt.Errorf("%q is not KEY=value", v)
+		}
+		o.RecorderEnv = append(o.RecorderEnv, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -33,6 +34,7 @@ import (
 	"github.com/trackrec/trackrec/api"
 	"github.com/trackrec/trackrec/autorecord"
 	"github.com/trackrec/trackrec/bot"
+	"github.com/trackrec/trackrec/capacity"
 	"github.com/trackrec/trackrec/completion"
 	"github.com/trackrec/trackrec/configs"
 	"github.com/trackrec/trackrec/egress"
@@ -83,17 +85,19 @@ func run() error {
 
 // app is the running service, as start assembled it.
 type app struct {
-	debug  *http.Server // DEBUG_ADDRESS; nil otherwise
-	cfg    configs.Config
-	log    *slog.Logger
-	queue  *uploader.Queue
-	spool  *spool.Spool
-	rooms  *completion.Rooms
-	sup    *recorder.Supervisor
-	policy *autorecord.Policy
-	srv    *http.Server
-	served chan error
-	shared shared
+	guard     *capacity.Guard
+	stopGuard context.CancelFunc
+	debug     *http.Server // DEBUG_ADDRESS; nil otherwise
+	cfg       configs.Config
+	log       *slog.Logger
+	queue     *uploader.Queue
+	spool     *spool.Spool
+	rooms     *completion.Rooms
+	sup       *recorder.Supervisor
+	policy    *autorecord.Policy
+	srv       *http.Server
+	served    chan error
+	shared    shared
 	// stopTakeover ends resuming other instances' recordings.
 	stopTakeover func()
 	fleet        *fleet.Fleet // nil alone
@@ -168,6 +172,17 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 	// With S3 the spool is emptied as files are confirmed; the local store
 	// is the spool itself.
 	metrics := api.NewMetrics()
+	// What this instance takes on: MAX_TRACKS, the CPU guard, and the
+	// scheduler's processors sized to the load (an operator's GOMAXPROCS
+	// wins).
+	a.guard = capacity.New(capacity.Options{
+		MaxTracks: cfg.Fleet.Tracks(runtime.NumCPU()), CPUGuard: cfg.Limits.CPUGuard,
+		AdaptProcs: cfg.Limits.AdaptiveProcs && os.Getenv("GOMAXPROCS") == "", Logger: a.log,
+	})
+	gctx, stopGuard := context.WithCancel(context.Background())
+	a.stopGuard = stopGuard
+	go a.guard.Run(gctx)
+	metrics.Add(a.guard)
 	a.queue = uploader.NewQueue(store, uploader.QueueOptions{DeleteAfter: cfg.S3.Enabled(), Logger: a.log, Observe: metrics.ObserveUpload})
 	// A fleet's files are told to Redis once it is open (below), before
 	// any file is created.
@@ -237,7 +252,7 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 	if a.files != nil {
 		rooms, opened = fleetRooms{a.rooms, a.files}, a.files.Opened
 	}
-	if a.sup, err = newSupervisor(cfg, a.spool, rooms, opened, rs, shared, instance, a.log); err != nil {
+	if a.sup, err = newSupervisor(cfg, a.spool, rooms, opened, rs, shared, instance, a.guard, a.log); err != nil {
 		return fail(err)
 	}
 	// Alone, the API and the webhook policy drive this supervisor; in a
@@ -307,7 +322,7 @@ func joinBound(cfg configs.Config) time.Duration { return cfg.Limits.JoinTimeout
 // joinFleet makes this instance a member of the fleet on Redis and returns
 // what answers for the whole fleet.
 func (a *app) joinFleet(cfg configs.Config, instance string) (fleet.Recorder, error) {
-	local := fleet.Supervisor{Sup: a.sup, MaxTracks: cfg.Fleet.MaxTracks,
+	local := fleet.Supervisor{Sup: a.sup, MaxTracks: cfg.Fleet.Tracks(runtime.NumCPU()), Capacity: a.guard.Capacity,
 		Homes: a.shared.rooms, Instance: instance, HomeTTL: joinBound(cfg)}
 	if cfg.Egress.Worker {
 		local.Tracks = egressTracks{a}
@@ -366,7 +381,10 @@ func startEgress(cfg configs.Config, a *app, rs *lksdk.RoomServiceClient, instan
 			return s3.New(ctx, s3.Config{Bucket: t.Bucket, Region: t.Region, Endpoint: t.Endpoint, ForcePathStyle: t.ForcePathStyle,
 				AccessKey: t.AccessKey, SecretKey: t.Secret, SessionToken: t.SessionToken, MaxAttempts: 3})
 		},
-		Load:     func() (int, int) { return a.sup.Load(), cfg.Fleet.MaxTracks },
+		Load: func() (int, int) {
+			tracks := a.sup.Load()
+			return tracks, a.guard.Capacity(tracks)
+		},
 		Dir:      dir,
 		Shared:   a.shared.egress,
 		Sealer:   sealer,
@@ -438,7 +456,7 @@ func (a *app) startTakeover(cfg configs.Config) {
 }
 
 // newSupervisor makes the supervisor of this instance's recordings.
-func newSupervisor(cfg configs.Config, sp *spool.Spool, rooms recorder.Rooms, opened func(spool.Track, string, time.Time), rs probe.RoomService, sh shared, instance string, log *slog.Logger) (*recorder.Supervisor, error) {
+func newSupervisor(cfg configs.Config, sp *spool.Spool, rooms recorder.Rooms, opened func(spool.Track, string, time.Time), rs probe.RoomService, sh shared, instance string, admission recorder.Admission, log *slog.Logger) (*recorder.Supervisor, error) {
 	// The lookup is bounded by JOIN_TIMEOUT like the join it comes before.
 	lookup, err := probe.NewLookup(rs, cfg.Limits.JoinTimeout)
 	if err != nil {
@@ -460,6 +478,7 @@ func newSupervisor(cfg configs.Config, sp *spool.Spool, rooms recorder.Rooms, op
 		ReconnectTimeout: cfg.Limits.ReconnectTimeout,
 		ArmTimeout:       cfg.Limits.ArmTimeout,
 		MaxRecordings:    cfg.Limits.MaxRecordings,
+		Admission:        admission,
 		Logger:           log,
 		Lookup:           lookup,
 		Instance:         instance,
@@ -517,6 +536,7 @@ func (a *app) shutdown() error {
 	}
 	a.rooms.Close()
 	a.sup.Close()
+	a.stopGuard()
 	if err := a.shared.close(); err != nil {
 		a.log.Warn("close redis", "err", err)
 	}
