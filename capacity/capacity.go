@@ -16,6 +16,12 @@
 //     by `make bench-load`). It grows at once when the load grows and
 //     shrinks after it stayed lower for a while. An operator's GOMAXPROCS
 //     wins.
+//   - TuneGC: the garbage collector runs at GOGC=25 rather than 100. The
+//     recorder allocates little per packet (about 270 bytes), so
+//     collecting more often costs almost nothing, and the heap's headroom
+//     above what is live, most of the memory a track adds, shrinks: RSS per
+//     track went from about 380 to about 245 KiB at 100 tracks (`make
+//     bench-load`). An operator's GOGC wins.
 package capacity
 
 import (
@@ -23,7 +29,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -96,6 +104,16 @@ func New(o Options) *Guard {
 		o.setProcs(1)
 	}
 	return g
+}
+
+// gcPercent is the collector's target (GOGC) unless the operator set one.
+const gcPercent = 25
+
+// TuneGC sets the collector's target to gcPercent unless GOGC is set.
+func TuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 }
 
 // processCPU is the process's user and system CPU time so far.

@@ -35,6 +35,9 @@ type Options struct {
 	// in a process of their own.
 	Child func(mode string, args ...string) *exec.Cmd
 	Tone  string // the Ogg Opus file the publishers send, looped
+	// NoSubscriber leaves the bare subscriber out (a saturation run: the
+	// machine's cores go to the recorder, livekit-server and publishers).
+	NoSubscriber bool
 	// RecorderEnv is added to the recorder's environment (KEY=value).
 	RecorderEnv []string
 	Dir         string // a work folder; the recorder's files go below it
@@ -87,6 +90,12 @@ type Report struct {
 	Files, Decoded      int
 	Publisher, Inserted int
 	FileLost, Repeated  int
+	// Late and Concealed are the recorder's own counts: packets dropped
+	// as too late for the jitter window, and concealment inserted.
+	Late, Concealed int64
+	// Memory is the recorder's runtime.MemStats growth per track, by
+	// field (HeapInuse, StackInuse, Sys...): where its RSS goes.
+	Memory map[string]int64
 	// Cores each process used in the window.
 	RecorderCores, SubscriberCores, LiveKit, Crowd float64
 }
@@ -134,10 +143,14 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	defer rec.kill()
 	var rooms []string
-	for r := range rep.Rooms {
-		rooms = append(rooms, room(r*o.PerRoom, o.PerRoom))
+	want := 0
+	if !o.NoSubscriber {
+		for r := range rep.Rooms {
+			rooms = append(rooms, room(r*o.PerRoom, o.PerRoom))
+		}
+		want = o.Tracks
 	}
-	sub, err := startChild(ctx, o, srv, "subscribe", "-tracks", strconv.Itoa(o.Tracks), "-rooms", strings.Join(rooms, ","))
+	sub, err := startChild(ctx, o, srv, "subscribe", "-tracks", strconv.Itoa(want), "-rooms", strings.Join(rooms, ","))
 	if err != nil {
 		return rep, err
 	}
@@ -147,6 +160,10 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	time.Sleep(2 * time.Second)
 	idle, err := rss(rec.pid())
+	if err != nil {
+		return rep, err
+	}
+	idleMem, err := rec.memStats()
 	if err != nil {
 		return rep, err
 	}
@@ -190,6 +207,16 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
+	loadedMem, err := rec.memStats()
+	if err != nil {
+		return rep, err
+	}
+	for k, v := range loadedMem {
+		if rep.Memory == nil {
+			rep.Memory = map[string]int64{}
+		}
+		rep.Memory[k] = (v - idleMem[k]) / int64(o.Tracks)
+	}
 	subLoaded, err := rss(sub.cmd.Process.Pid)
 	if err != nil {
 		return rep, err
@@ -218,7 +245,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	if stats.Tracks != o.Tracks {
+	if stats.Tracks != want {
 		return rep, fmt.Errorf("bare subscriber: %d tracks, want %d", stats.Tracks, o.Tracks)
 	}
 	rep.Subscriber.Lost, rep.Subscriber.MaxLost = float64(stats.Lost)/float64(o.Tracks), stats.MaxLost
@@ -561,6 +588,32 @@ func (r *recorderProc) awaitFlowing(n int, within time.Duration) error {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// memStats reads the recorder's runtime.MemStats from its heap profile's
+// text form: "# Name = value" lines.
+func (r *recorderProc) memStats() (map[string]int64, error) {
+	resp, err := http.Get(r.debug + "/debug/pprof/heap?debug=1")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out := map[string]int64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 1<<20), 1<<24)
+	for sc.Scan() {
+		name, v, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "# "), " = ")
+		if !ok || strings.ContainsAny(name, " ") {
+			continue
+		}
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			out[name] = n
+		}
+	}
+	if _, ok := out["HeapInuse"]; !ok {
+		return nil, fmt.Errorf("heap profile: no MemStats (%v)", sc.Err())
+	}
+	return out, nil
 }
 
 // profile saves the recorder's CPU profile over d to path.

@@ -15,7 +15,11 @@ func (r Report) Print(w io.Writer) {
 		r.Tracks, r.Rooms, r.Window, runtime.NumCPU())
 	fmt.Fprintf(w, "%-32s %16s %16s %22s\n", "", "CPU ms/track-s", "RSS KiB/track", "lost packets/track")
 	fmt.Fprintf(w, "%-32s %16.2f %16s %15.2f (max %d)\n", "recorder (trackrec)", r.Recorder.CPU, kib(r.Recorder.RSSPerTrack), r.Recorder.Lost, r.Recorder.MaxLost)
-	fmt.Fprintf(w, "%-32s %16.2f %16s %15.2f (max %d)\n", "bare server-sdk-go subscriber", r.Subscriber.CPU, kib(r.Subscriber.RSSPerTrack), r.Subscriber.Lost, r.Subscriber.MaxLost)
+	if r.Subscriber.CPU > 0 {
+		fmt.Fprintf(w, "%-32s %16.2f %16s %15.2f (max %d)\n", "bare server-sdk-go subscriber", r.Subscriber.CPU, kib(r.Subscriber.RSSPerTrack), r.Subscriber.Lost, r.Subscriber.MaxLost)
+	} else {
+		fmt.Fprintf(w, "%-32s %16s\n", "bare server-sdk-go subscriber", "(not run)")
+	}
 	fmt.Fprintf(w, "%-32s %16.2f\n", "livekit/egress audio re-encode", r.Chain)
 	fmt.Fprintf(w, "%-32s %16.2f   (bare subscriber + re-encode)\n\n", "livekit/egress audio, estimated", r.Subscriber.CPU+r.Chain)
 	if r.Subscriber.CPU > 0 {
@@ -29,8 +33,12 @@ func (r Report) Print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "recorder per packet (CPU profile, %d packets): %.1f µs = %s\n", r.Packets, per(r.ProfileCPU), strings.Join(parts, ", "))
 	}
-	fmt.Fprintf(w, "files: %d of %d tracks, one each; %d decode (ffmpeg); %d publisher packets in order, %d lost, %d repeated; %d inserted (leading silence, concealment)\n",
-		r.Files, r.Tracks, r.Decoded, r.Publisher, r.FileLost, r.Repeated, r.Inserted)
+	if len(r.Memory) > 0 {
+		fmt.Fprintf(w, "recorder memory per track (Go runtime): heap in use %s KiB, stacks %s KiB, heap held from the OS %s KiB, all %s KiB\n",
+			kib(r.Memory["HeapInuse"]), kib(r.Memory["StackInuse"]), kib(r.Memory["HeapSys"]-r.Memory["HeapReleased"]), kib(r.Memory["Sys"]-r.Memory["HeapReleased"]))
+	}
+	fmt.Fprintf(w, "files: %d of %d tracks, one each; %d decode (ffmpeg); %d publisher packets in order, %d lost, %d repeated; %d inserted (leading silence, concealment); the recorder counted %d late, %d concealed\n",
+		r.Files, r.Tracks, r.Decoded, r.Publisher, r.FileLost, r.Repeated, r.Inserted, r.Late, r.Concealed)
 	fmt.Fprintf(w, "cores used in the window: recorder %.2f, bare subscriber %.2f, livekit-server %.2f, publishers %.2f (of %d)\n",
 		r.RecorderCores, r.SubscriberCores, r.LiveKit, r.Crowd, runtime.NumCPU())
 }

@@ -54,7 +54,13 @@ func Subscribe(ctx context.Context, lk Server, rooms []string, want int, out io.
 		}
 		wg.Wait()
 	}()
+	if want == 0 {
+		readyOnce.Do(func() { fmt.Fprintln(out, "ready") })
+	}
 	for _, name := range rooms {
+		if name == "" {
+			continue
+		}
 		cb := lksdk.NewRoomCallback()
 		cb.ParticipantCallback.OnTrackSubscribed = func(t *webrtc.TrackRemote, _ *lksdk.RemoteTrackPublication, _ *lksdk.RemoteParticipant) {
 			if t.Kind() != webrtc.RTPCodecTypeAudio {

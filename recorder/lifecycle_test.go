@@ -3,7 +3,9 @@ package recorder
 import (
 	"context"
 	"errors"
+	"fmt"
 	"github.com/trackrec/trackrec/ownership"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -278,5 +280,53 @@ func TestRejoinTimeout(t *testing.T) {
 				f.s.Shutdown(ctx)
 			})
 		})
+	}
+}
+
+// boundedTracks admits while fewer than max tracks are recorded, and
+// remembers what it was asked.
+type boundedTracks struct {
+	max   int
+	asked []int
+}
+
+func (b *boundedTracks) Admit(tracks int) error {
+	b.asked = append(b.asked, tracks)
+	if tracks >= b.max {
+		return fmt.Errorf("%d of %d tracks", tracks, b.max)
+	}
+	return nil
+}
+
+// Admission (MAX_TRACKS, the CPU guard) is asked with the tracks recorded
+// now: a start it refuses is ErrFull and changes nothing; a repeated start
+// of a running recording is not asked; a stop frees a place.
+func TestAdmission(t *testing.T) {
+	f := newFixture(t, 0)
+	adm := &boundedTracks{max: 2}
+	f.s.opts.Admission = adm
+	ctx := context.Background()
+	for _, p := range []string{"alice", "bob"} {
+		if _, _, err := f.s.Start(ctx, "r", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _, err := f.s.Start(ctx, "r2", "carol", WaitForParticipant())
+	if !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), "2 of 2 tracks") {
+		t.Fatalf("third start: %v, want ErrFull naming the bound", err)
+	}
+	if n := len(f.s.List()); n != 2 || f.joins != 1 {
+		t.Errorf("a refused start left %d recordings, %d joins", n, f.joins)
+	}
+	asked := len(adm.asked)
+	if _, _, err := f.s.Start(ctx, "r", "alice"); err != nil || len(adm.asked) != asked {
+		t.Errorf("a running recording's start: %v, admission asked %d times more", err, len(adm.asked)-asked)
+	}
+	f.s.Stop(ctx, "r", "bob")
+	if _, _, err := f.s.Start(ctx, "r2", "carol", WaitForParticipant()); err != nil {
+		t.Errorf("start after a stop freed a place: %v", err)
+	}
+	if !slices.Equal(adm.asked, []int{0, 1, 2, 1}) {
+		t.Errorf("admission asked with %v tracks, want [0 1 2 1]", adm.asked)
 	}
 }

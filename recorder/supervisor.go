@@ -125,9 +125,11 @@ type Options struct {
 type Supervisor struct {
 	opts Options
 	log  *slog.Logger
-	// starting counts the starts admitted and not yet recording, so that
-	// concurrent starts do not all fit in one free place.
-	starting atomic.Int64
+	// starting counts the starts admitted and not over, by key, so that
+	// concurrent starts do not all fit in one free place (repeated starts
+	// of one key count once).
+	startMu  sync.Mutex
+	starting map[Key]int
 
 	mu       sync.Mutex
 	rooms    map[string]*room
@@ -244,7 +246,7 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 	if err := s.afterStop(ctx, key); err != nil {
 		return RecordingInfo{}, false, err
 	}
-	release, err := s.admit()
+	release, err := s.admit(key)
 	if err != nil {
 		return RecordingInfo{}, false, err
 	}
@@ -309,18 +311,34 @@ type Admission interface {
 	Admit(tracks int) error
 }
 
-// admit asks Admission for room for one more recording; release, once the
-// start is over (the recording then counts in Load, or failed).
-func (s *Supervisor) admit() (release func(), err error) {
+// admit asks Admission for room for one more recording, key's; release,
+// once the start is over (the recording then counts in Load, or failed).
+func (s *Supervisor) admit(key Key) (release func(), err error) {
 	if s.opts.Admission == nil {
 		return func() {}, nil
 	}
-	n := s.starting.Add(1)
-	if err := s.opts.Admission.Admit(s.Load() + int(n) - 1); err != nil {
-		s.starting.Add(-1)
+	s.startMu.Lock()
+	if s.starting == nil {
+		s.starting = map[Key]int{}
+	}
+	others := len(s.starting)
+	if s.starting[key] > 0 {
+		others-- // a repeated start: the first one asked already
+	}
+	s.starting[key]++
+	s.startMu.Unlock()
+	release = func() {
+		s.startMu.Lock()
+		if s.starting[key]--; s.starting[key] <= 0 {
+			delete(s.starting, key)
+		}
+		s.startMu.Unlock()
+	}
+	if err := s.opts.Admission.Admit(s.Load() + others); err != nil {
+		release()
 		return nil, fmt.Errorf("%w: %w", ErrFull, err)
 	}
-	return func() { s.starting.Add(-1) }, nil
+	return release, nil
 }
 
 // running returns key's recording if it is active (after its join), so a

@@ -54,6 +54,7 @@ func bench(ctx context.Context, args []string) error {
 	fs.StringVar(&o.Recorder, "recorder", "bin/recorder", "the recorder binary")
 	fs.StringVar(&o.Tone, "tone", "testdata/tone.ogg", "the Ogg Opus file the publishers send, looped")
 	keep := fs.Bool("keep", false, "keep the work folder (logs, profile, files)")
+	fs.BoolVar(&o.NoSubscriber, "no-subscriber", false, "leave the bare subscriber out (a saturation run)")
 	fs.Func("recorder-env", "KEY=value added to the recorder's environment (repeatable)", func(v string) error {
 		if !strings.Contains(v, "=") {
 			return fmt.Errorf("%q is not KEY=value", v)

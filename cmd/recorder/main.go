@@ -172,6 +172,7 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 	// With S3 the spool is emptied as files are confirmed; the local store
 	// is the spool itself.
 	metrics := api.NewMetrics()
+	capacity.TuneGC()
 	// What this instance takes on: MAX_TRACKS, the CPU guard, and the
 	// scheduler's processors sized to the load (an operator's GOMAXPROCS
 	// wins).
