@@ -21,7 +21,10 @@ func (r Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "%-32s %16s\n", "bare server-sdk-go subscriber", "(not run)")
 	}
 	fmt.Fprintf(w, "%-32s %16.2f\n", "livekit/egress audio re-encode", r.Chain)
-	fmt.Fprintf(w, "%-32s %16.2f   (bare subscriber + re-encode)\n\n", "livekit/egress audio, estimated", r.Subscriber.CPU+r.Chain)
+	if r.Subscriber.CPU > 0 {
+		fmt.Fprintf(w, "%-32s %16.2f   (bare subscriber + re-encode)\n", "livekit/egress audio, estimated", r.Subscriber.CPU+r.Chain)
+	}
+	fmt.Fprintln(w)
 	if r.Subscriber.CPU > 0 {
 		fmt.Fprintf(w, "recorder / bare subscriber: %.2f;  livekit/egress (estimated) / recorder: %.1f\n", r.Recorder.CPU/r.Subscriber.CPU, (r.Subscriber.CPU+r.Chain)/r.Recorder.CPU)
 	}
