@@ -151,7 +151,7 @@ func (g *Guard) sample(now time.Time) {
 	defer g.mu.Unlock()
 	if !g.lastAt.IsZero() {
 		if d := now.Sub(g.lastAt); d > 0 {
-			g.samples = append(g.samples, (cpu - g.last).Seconds()/d.Seconds())
+			g.samples = append(g.samples, (cpu-g.last).Seconds()/d.Seconds())
 			if len(g.samples) > window {
 				g.samples = g.samples[len(g.samples)-window:]
 			}
