@@ -615,6 +615,15 @@ func (t *timeline) put(p []byte, n int) {
 	t.st.Bytes = t.c.Bytes()
 }
 
+// release lets go of what the timeline holds once its track is closed:
+// the buffers, the queues and the container (a closed recording stays in
+// the history, its tracks with it).
+func (t *timeline) release() {
+	t.pending, t.jb, t.hold, t.free, t.scratch = nil, nil, nil, nil, nil
+	t.cand = entry{}
+	t.c = nil
+}
+
 // own makes e's payload a pooled copy.
 func (t *timeline) own(e entry) entry {
 	if e.owned {

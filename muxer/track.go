@@ -238,5 +238,6 @@ func (t *Track) Close() error {
 	}
 	t.publish()
 	t.closeErr = err
+	t.tl.release()
 	return err
 }
