@@ -35,7 +35,10 @@
 //   - Unless armed (WaitForParticipant), a start asks LiveKit first and
 //     joins nothing for a room or participant that is not there. An armed
 //     recording whose participant never comes stops after ARM_TIMEOUT.
-//   - At most MAX_RECORDINGS run at once; a start beyond is ErrFull.
+//   - At most MAX_RECORDINGS run at once; a start beyond is ErrFull, and so
+//     is one Admission refuses (MAX_TRACKS, the CPU guard: package
+//     capacity), asked with the tracks recorded now and the other starts
+//     under way.
 //   - The track that ends is the subscription that ended (its bot-assigned
 //     Subscription number), never a fresh subscription of the same track.
 //
