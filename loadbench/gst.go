@@ -29,8 +29,8 @@ func chainCPU(ctx context.Context, path string) (time.Duration, error) {
 // the difference between a long file and a short one, so that
 // gst-launch's own start (its plugin registry) does not count.
 func chainPerSecond(ctx context.Context, long string, longDur time.Duration, short string, shortDur time.Duration) (float64, error) {
-	if longDur-shortDur < 10*time.Second {
-		return 0, fmt.Errorf("chain: the long file (%v) must be at least 10 s longer than the short one (%v)", longDur, shortDur)
+	if longDur-shortDur < 5*time.Second {
+		return 0, fmt.Errorf("chain: the long file (%v) must be at least 5 s longer than the short one (%v): a longer -window", longDur, shortDur)
 	}
 	var l, s time.Duration
 	// The least of three: the other processes of the machine only add.
