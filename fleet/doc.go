@@ -34,12 +34,15 @@
 // A draining instance hands each recording over with [Fleet.HandOver],
 // placed as a start is but with no owner's claim: the draining instance is
 // full (Load), so the recording goes to another instance, whose Local
-// HandOver goes on with it; ErrFull when none has room.
+// HandOver goes on with it; ErrFull when none has room. A track egress's
+// recording carries its track: the instance taking it over hands it to its
+// egress worker (Supervisor.Tracks), which reports the egress from then on.
 //
 // # Stop and owner
 //
 // A stop, and an owner lookup ([Fleet.Owner]), are claimed only by the
-// instance whose Local Owns(room, participant): 1, or 0.5 while it is
+// instance whose Local Owns the key (room, participant, and a track
+// egress's track): 1, or 0.5 while it is
 // Draining, since its successor holds the recording too during a handover
 // and a stop must reach the one that goes on; the highest claim wins (1 at
 // once, else the best within 200 ms of the first). When

@@ -5,7 +5,8 @@
 // whose claim nobody holds: a crashed instance's claims lapse after
 // LEASE_TTL, a shutting-down instance releases them as its files close. The
 // claim decides which instance wins; a participant who is gone ends the
-// want.
+// want. A track egress's recording is resumed through its egress worker
+// (Tracks), which ends the egress instead when its track is gone.
 package takeover
 
 import (
