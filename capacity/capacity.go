@@ -48,7 +48,7 @@ type Options struct {
 	CPUGuard  float64 // share of the cores, (0, 1]; 0: no guard
 	// AdaptProcs sizes GOMAXPROCS to the load.
 	AdaptProcs bool
-	Cores      int           // the machine's (runtime.NumCPU by default)
+	Cores      int           // what the process may use (Go's default GOMAXPROCS: cgroup-aware)
 	Interval   time.Duration // between samples of the process's CPU time (1 s)
 	Logger     *slog.Logger
 
@@ -82,7 +82,8 @@ type Guard struct {
 // New returns a Guard; Run starts its sampling.
 func New(o Options) *Guard {
 	if o.Cores <= 0 {
-		o.Cores = runtime.NumCPU()
+		// Go's default: the machine's cores, or the container's limit.
+		o.Cores = runtime.GOMAXPROCS(0)
 	}
 	if o.Interval <= 0 {
 		o.Interval = time.Second

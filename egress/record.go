@@ -30,9 +30,12 @@ type record struct {
 	// Filepath and DisableManifest are the request's.
 	Filepath        string `json:"filepath"`
 	DisableManifest bool   `json:"disable_manifest,omitempty"`
-	// Shared: the fleet has the egress's record, and whichever instance
-	// takes it over reports it; a restart only stores its file.
+	// Shared: the fleet has the egress's record. Unless the egress was
+	// ending here (its stop came, and this instance reports it), whichever
+	// instance takes it over reports it; a restart only stores its file.
 	Shared bool `json:"shared,omitempty"`
+	// Follower: another instance reports the egress (it was handed over).
+	Follower bool `json:"follower,omitempty"`
 }
 
 func (j *job) recordPath() string { return filepath.Join(j.w.o.Dir, j.req.EgressID+".egress") }
@@ -45,7 +48,7 @@ func (j *job) save() error {
 	}
 	j.mu.Lock()
 	rec := record{Info: info, Identity: j.pub.Identity, Source: j.pub.Source, Filepath: j.req.Filepath, DisableManifest: j.req.DisableManifest,
-		Shared: j.shared || j.recoveredShared}
+		Shared: j.shared || j.recoveredShared, Follower: j.follower}
 	if j.file != nil {
 		rec.Key = j.file.Filename
 	}
@@ -130,6 +133,7 @@ func (w *Worker) reload(path string) (*job, error) {
 		Filepath: rec.Filepath, DisableManifest: rec.DisableManifest}
 	return &job{
 		w: w, req: r, info: &Info{e: info}, recoveredKey: rec.Key, sealedBefore: rec.Sealed, recoveredShared: rec.Shared && w.o.Shared != nil,
+		follower: rec.Follower,
 		pub: Publisher{Identity: rec.Identity, Kind: "audio", Source: rec.Source},
 		log: w.log.With("egress", id, "room", r.RoomName, "track", r.TrackID),
 	}, nil
@@ -139,15 +143,25 @@ func (w *Worker) reload(path string) (*job, error) {
 // stored, else failed.
 func (j *job) recovered(sealed spool.Sealed, found bool) {
 	const why = "recovered after the recorder restarted"
-	if j.recoveredShared && !ended(j.info.Status()) {
+	ending := j.info.Status() == livekit.EgressStatus_EGRESS_ENDING && !j.follower
+	if j.recoveredShared && !ended(j.info.Status()) && !ending {
 		// The fleet goes on with the egress (this instance's takeover,
 		// or another's) and reports it: this part only stores its file.
+		// One that was ending here is this instance's to report still:
+		// its stop ended what the fleet wanted of it.
 		j.mu.Lock()
 		j.follower = true
 		j.mu.Unlock()
+		// The egress is not taken over here until this part is stored.
+		j.w.mu.Lock()
+		if j.w.active[j.req.EgressID] == nil {
+			j.w.active[j.req.EgressID] = j
+		}
+		j.w.mu.Unlock()
 		if !found || sealed.Manifest.File.SHA256 == "" {
 			j.shareFile(sharedFile{Key: j.recoveredKey, Gone: true})
 			j.drop()
+			j.w.forget(j)
 			return
 		}
 		j.mu.Lock()

@@ -26,6 +26,8 @@ type Shared interface {
 	Put(ctx context.Context, id, field string, doc []byte) error
 	Get(ctx context.Context, id string) (map[string][]byte, error)
 	Delete(ctx context.Context, id string) error
+	// Once sets field unless it is set, and reports whether it did.
+	Once(ctx context.Context, id, field, value string) (bool, error)
 }
 
 // The record's fields: "job" is written by the egress's owner only (the
@@ -34,6 +36,9 @@ type Shared interface {
 const (
 	jobField   = "job"
 	filePrefix = "file:"
+	// concludeField names the one instance that ends an egress nobody
+	// records any more.
+	concludeField = "concluding"
 )
 
 // sharedJob is the egress as its owner keeps it for the fleet. It holds no
@@ -366,8 +371,14 @@ func (w *Worker) Resume(ctx context.Context, key recorder.Key, id string, opts .
 		return false, fmt.Errorf("%w: track %s is %s's now", recorder.ErrNoParticipant, key.Track, pub.Identity)
 	}
 	if _, err := w.TakeOver(ctx, key, id, opts...); err != nil {
-		if errors.Is(err, errGone) {
+		switch {
+		case errors.Is(err, errGone):
 			return false, fmt.Errorf("%w: egress %s ended", recorder.ErrNoParticipant, id)
+		case errors.Is(err, recorder.ErrNoRoom) || errors.Is(err, recorder.ErrNoParticipant):
+			// Gone between the look and the start: the egress ends.
+			if j, lerr := w.load(ctx, id); lerr == nil {
+				w.conclude(j, err)
+			}
 		}
 		return false, err
 	}
@@ -389,6 +400,16 @@ func (w *Worker) conclude(j *job, why error) {
 	go func() {
 		defer w.wg.Done()
 		defer w.forget(j)
+		// Every instance may find the track gone at once: one ends it.
+		ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+		first, err := w.o.Shared.Once(ctx, j.req.EgressID, concludeField, w.o.Instance)
+		cancel()
+		if err != nil || !first {
+			if err != nil {
+				j.log.Warn("egress of a stopped instance not ended here: the fleet's record is unreadable; another instance, or the next look, ends it", "err", err)
+			}
+			return
+		}
 		files, missing := j.prior(true)
 		if w.life.Err() != nil {
 			return
@@ -414,15 +435,59 @@ func note(missing []string) string {
 	return fmt.Sprintf("; %d file(s) not stored when it ended, left to their instance: %s", len(missing), strings.Join(missing, ", "))
 }
 
+// HandingOver tells j that its recording is being handed over: its end
+// waits to learn whether another instance goes on with it.
+func (j *job) HandingOver() {
+	j.mu.Lock()
+	if j.handing == nil {
+		j.handing = make(chan struct{})
+	}
+	j.mu.Unlock()
+}
+
 // HandedOver tells j that its recording goes on at instance (recorder's
-// handover): that one reports the egress from now on, so this one stops
-// answering its StopEgress and only stores its own files.
+// handover), or, with "", that the handover failed. Handed over, another
+// instance reports the egress from now on, so this one stops answering
+// its StopEgress and only stores its own files.
 func (j *job) HandedOver(instance string) {
 	j.mu.Lock()
-	j.follower = true
+	h := j.handing
+	j.handing = nil
+	if instance != "" {
+		j.follower = true
+	}
 	j.mu.Unlock()
-	j.w.stop.DeregisterStopEgressTopic(j.req.EgressID)
-	j.log.Info("track egress handed over", "to", instance)
+	if instance != "" {
+		j.w.stop.DeregisterStopEgressTopic(j.req.EgressID)
+		j.log.Info("track egress handed over", "to", instance)
+		if err := j.save(); err != nil {
+			j.log.Warn("egress record not updated", "err", err)
+		}
+	}
+	if h != nil {
+		close(h)
+	}
+}
+
+// handoverWait bounds how long an egress's end waits for a handover under
+// way to resolve (the successor's join and cut).
+const handoverWait = 30 * time.Second
+
+// awaitHandover waits until a handover under way resolved.
+func (j *job) awaitHandover() {
+	j.mu.Lock()
+	h := j.handing
+	j.mu.Unlock()
+	if h == nil {
+		return
+	}
+	t := time.NewTimer(handoverWait)
+	defer t.Stop()
+	select {
+	case <-h:
+	case <-t.C:
+	case <-j.w.life.Done():
+	}
 }
 
 // settle ends the part of an egress another instance reports: its files
@@ -444,5 +509,6 @@ func (j *job) settle() {
 		j.shareFile(j.sharedResult(s, true))
 	}
 	j.drop()
+	j.w.forget(j) // a recovered part: the egress may be taken over here now
 	j.log.Info("egress files stored; the egress goes on at another instance", "files", len(done))
 }

@@ -44,6 +44,22 @@ func (s *memShared) Get(_ context.Context, id string) (map[string][]byte, error)
 	return out, nil
 }
 
+func (s *memShared) Once(_ context.Context, id, field, value string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, set := s.m[id][field]; set {
+		return false, nil
+	}
+	if s.m == nil {
+		s.m = map[string]map[string][]byte{}
+	}
+	if s.m[id] == nil {
+		s.m[id] = map[string][]byte{}
+	}
+	s.m[id][field] = []byte(value)
+	return true, nil
+}
+
 func (s *memShared) Delete(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -376,6 +377,7 @@ type job struct {
 	started   bool // its recording is in place
 	stopAsked bool // a StopEgress came
 	shared    bool // the fleet has its record (shared.go)
+	handing   chan struct{} // a handover under way: closed once it resolved
 	// follower: another instance reports the egress (it was handed over,
 	// or this is a restart's recovered part of it); this one only stores
 	// its files.
@@ -391,10 +393,53 @@ type job struct {
 var _ recorder.Output = (*job)(nil)
 
 func (j *job) Key(t spool.Track, start time.Time) (string, error) {
-	return ObjectKey(j.req.Filepath, Fields{
+	key, err := ObjectKey(j.req.Filepath, Fields{
 		RoomName: j.req.RoomName, RoomID: j.req.RoomID, Identity: t.Participant, TrackID: t.TrackSID,
 		TrackType: "audio", TrackSource: strings.ToLower(t.Source), Start: start,
 	})
+	if err != nil {
+		return "", err
+	}
+	return j.unique(key), nil
+}
+
+// unique keeps a file from taking the key of another file of the egress
+// (a filepath without {time}, or two files in one second: after a
+// resubscription, or on another instance), which it would overwrite:
+// "_2", "_3"... go before the extension.
+func (j *job) unique(key string) string {
+	taken := map[string]bool{}
+	j.mu.Lock()
+	for _, s := range j.done {
+		taken[s.Manifest.File.Key] = true
+	}
+	if j.file != nil {
+		taken[j.file.Filename] = true
+	}
+	j.mu.Unlock()
+	if j.w.o.Shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+		all, err := j.w.o.Shared.Get(ctx, j.req.EgressID)
+		cancel()
+		if err == nil {
+			for field := range all {
+				if k, ok := strings.CutPrefix(field, filePrefix); ok {
+					taken[k] = true
+				}
+			}
+		}
+	}
+	if !taken[key] {
+		return key
+	}
+	ext := path.Ext(key)
+	base := strings.TrimSuffix(key, ext)
+	for n := 2; ; n++ {
+		if k := fmt.Sprintf("%s_%d%s", base, n, ext); !taken[k] {
+			j.log.Warn("egress file key taken by an earlier file of the egress; this one is named apart", "key", k)
+			return k
+		}
+	}
 }
 
 func (j *job) Storage() uploader.Storage { return j.store }
@@ -412,6 +457,12 @@ func (j *job) Opened(t spool.Track, key string, start time.Time) {
 			j.log.Warn("egress record not updated; a crash now leaves it unreported", "err", err)
 		}
 		j.shareFile(sharedFile{Key: key, StartedAt: f.StartedAt})
+		j.mu.Lock()
+		follower := j.follower
+		j.mu.Unlock()
+		if follower {
+			return // its successor reports the egress
+		}
 		info, changed := j.info.Active(f)
 		j.report(info, changed)
 		if changed {
@@ -472,6 +523,33 @@ func (j *job) Closed(t spool.Sealed, err error) {
 	if err := j.save(); err != nil {
 		j.log.Warn("egress record not updated", "err", err)
 	}
+	j.markStored(&t)
+}
+
+// markStored tells the fleet's record once t is stored, so that whoever
+// ends the egress (another instance, after a crash here) lists it.
+func (j *job) markStored(t *spool.Sealed) {
+	if j.w.o.Shared == nil {
+		return
+	}
+	j.w.wg.Add(1)
+	go func() {
+		defer j.w.wg.Done()
+		for _, u := range t.Uploads {
+			if u == nil {
+				continue
+			}
+			select {
+			case <-u.Done():
+			case <-j.w.life.Done():
+				return
+			}
+			if u.Info().State != uploader.StateUploaded {
+				return
+			}
+		}
+		j.shareFile(j.sharedResult(t, true))
+	}()
 }
 
 // result is the file result of a sealed file, as livekit/egress fills it.
@@ -504,11 +582,12 @@ func (j *job) Stopped(rec recorder.RecordingInfo) {
 // next process sends it.
 func (j *job) finish(rec recorder.RecordingInfo) {
 	j.opened.Wait()
+	j.awaitHandover()
 	j.mu.Lock()
 	done, serr, waits := append([]*spool.Sealed(nil), j.done...), j.err, append([]*uploader.Upload(nil), j.waits...)
 	follower := j.follower
 	j.mu.Unlock()
-	if follower || j.elsewhere() {
+	if follower || rec.StopReason == recorder.StopClaimLost || j.elsewhere() {
 		j.settle() // another instance goes on with the egress
 		return
 	}

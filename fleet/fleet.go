@@ -47,6 +47,9 @@ type Local interface {
 	// Draining reports that this instance is handing its recordings over:
 	// a successor's claim on them wins over its own.
 	Draining() bool
+	// TakesTracks reports that this instance goes on with track egresses
+	// (its egress worker serves).
+	TakesTracks() bool
 }
 
 // Options configure a Fleet.
@@ -431,6 +434,9 @@ func (f *Fleet) startAffinity(r startReq) float32 {
 // handOverAffinity places a handover as a new start: the instance handing
 // it over owns it, but drains, so it is full and does not claim.
 func (f *Fleet) handOverAffinity(r handReq) float32 {
+	if r.Track != "" && !f.local.TakesTracks() {
+		return -1 // a track egress needs an egress worker to go on
+	}
 	tracks, capacity := f.local.Load()
 	return placement(false, f.local.HasRoom(r.Room), tracks, capacity)
 }

@@ -128,6 +128,8 @@ func (l *fakeLocal) Owns(key recorder.Key) bool {
 	return l.recs[[2]string{key.Room, key.Participant}]
 }
 
+func (l *fakeLocal) TakesTracks() bool { return false }
+
 func (l *fakeLocal) Draining() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -112,6 +112,9 @@ func (l Supervisor) home(ctx context.Context, room, participant, from string) er
 	return nil
 }
 
+// TakesTracks: an egress worker here goes on with track egresses.
+func (l Supervisor) TakesTracks() bool { return l.Tracks != nil }
+
 // Draining: a shutting-down instance hands its recordings over.
 func (l Supervisor) Draining() bool { return l.Sup.Closing() }
 

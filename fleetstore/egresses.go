@@ -59,6 +59,17 @@ func (e *Egresses) Get(ctx context.Context, id string) (map[string][]byte, error
 	return out, nil
 }
 
+// Once sets field of egress id's record to value unless it is set, and
+// reports whether this call set it: of instances racing to do something
+// once for the egress, the one it answers true does it.
+func (e *Egresses) Once(ctx context.Context, id, field, value string) (bool, error) {
+	ok, err := e.rc.HSetNX(ctx, e.key(id), field, value).Result()
+	if err != nil {
+		return false, fmt.Errorf("fleetstore: egress %s: %w", id, err)
+	}
+	return ok, nil
+}
+
 // Delete drops egress id's record: its end is reported.
 func (e *Egresses) Delete(ctx context.Context, id string) error {
 	if err := e.rc.Del(ctx, e.key(id)).Err(); err != nil {

@@ -28,6 +28,11 @@ func TestEgresses(t *testing.T) {
 	if ttl := rc.TTL(ctx, e.key("EG_a")).Val(); ttl <= 0 || ttl > egressRetention {
 		t.Fatalf("record kept for %v, want at most %v", ttl, egressRetention)
 	}
+	for i, want := range []bool{true, false} {
+		if ok, err := e.Once(ctx, "EG_a", "concluding", "one"); ok != want || err != nil {
+			t.Fatalf("Once #%d: %v %v, want %v", i, ok, err, want)
+		}
+	}
 	if err := e.Delete(ctx, "EG_a"); err != nil {
 		t.Fatal(err)
 	}

@@ -22,8 +22,11 @@ type Successor interface {
 }
 
 // HandedOver is implemented by Outputs that hear of their recording's
-// handover (a track egress: the successor reports it from then on).
+// handover (a track egress: the successor reports it from then on):
+// HandingOver as it begins, then HandedOver with the instance that goes on,
+// or "" when it failed.
 type HandedOver interface {
+	HandingOver()
 	HandedOver(instance string)
 }
 
@@ -145,11 +148,16 @@ func (s *Supervisor) handOver(ctx context.Context, rec *Recording, next Successo
 		return false // stopping for a reason of its own
 	}
 	rec.handing.Store(true)
+	h, hears := rec.output.(HandedOver)
+	if hears {
+		h.HandingOver()
+	}
 	cut, inst, err := next.TakeOver(ctx, rec.key, rec.id, rec.owner, rec.wait)
-	if err == nil {
-		if h, ok := rec.output.(HandedOver); ok {
-			h.HandedOver(inst) // the successor reports it from now on
+	if hears {
+		if err != nil {
+			inst = ""
 		}
+		h.HandedOver(inst) // handed over: the successor reports it from then on
 	}
 	if err != nil {
 		rec.handing.Store(false)

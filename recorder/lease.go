@@ -31,11 +31,15 @@ type Intents interface {
 	Free(ctx context.Context, key Key, id string, wait bool) error
 }
 
+// StopClaimLost is the stop reason of a recording whose claim another
+// instance took: that one goes on with it.
+const StopClaimLost = "claim lost to another instance"
+
 // Stop reasons that leave a recording wanted, for another instance to go on
 // with.
 const (
 	reasonShutdown  = "recorder shutting down"
-	reasonClaimLost = "claim lost to another instance"
+	reasonClaimLost = StopClaimLost
 )
 
 // keepClaim renews rec's claim until rec is stopped. A store that cannot be

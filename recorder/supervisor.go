@@ -260,6 +260,7 @@ func (s *Supervisor) Start(ctx context.Context, roomName, participant string, op
 	if err != nil {
 		return RecordingInfo{}, false, err
 	}
+	release() // reserved: Load counts it from here
 	if existing != nil {
 		return s.joinedInfo(ctx, existing)
 	}
@@ -327,12 +328,15 @@ func (s *Supervisor) admit(key Key) (release func(), err error) {
 	}
 	s.starting[key]++
 	s.startMu.Unlock()
+	var once sync.Once
 	release = func() {
-		s.startMu.Lock()
-		if s.starting[key]--; s.starting[key] <= 0 {
-			delete(s.starting, key)
-		}
-		s.startMu.Unlock()
+		once.Do(func() {
+			s.startMu.Lock()
+			if s.starting[key]--; s.starting[key] <= 0 {
+				delete(s.starting, key)
+			}
+			s.startMu.Unlock()
+		})
 	}
 	if err := s.opts.Admission.Admit(s.Load() + others); err != nil {
 		release()

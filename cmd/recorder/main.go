@@ -86,6 +86,7 @@ func run() error {
 // app is the running service, as start assembled it.
 type app struct {
 	guard     *capacity.Guard
+	cores     int // what the guard sizes the instance by
 	stopGuard context.CancelFunc
 	debug     *http.Server // DEBUG_ADDRESS; nil otherwise
 	cfg       configs.Config
@@ -176,8 +177,11 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 	// What this instance takes on: MAX_TRACKS, the CPU guard, and the
 	// scheduler's processors sized to the load (an operator's GOMAXPROCS
 	// wins).
+	// The cores are Go's default GOMAXPROCS, read before the guard sizes
+	// it: the machine's, or the container's CPU limit.
+	a.cores = runtime.GOMAXPROCS(0)
 	a.guard = capacity.New(capacity.Options{
-		MaxTracks: cfg.Fleet.Tracks(runtime.NumCPU()), CPUGuard: cfg.Limits.CPUGuard,
+		MaxTracks: cfg.Fleet.Tracks(a.cores), CPUGuard: cfg.Limits.CPUGuard, Cores: a.cores,
 		AdaptProcs: cfg.Limits.AdaptiveProcs && os.Getenv("GOMAXPROCS") == "", Logger: a.log,
 	})
 	gctx, stopGuard := context.WithCancel(context.Background())
@@ -323,7 +327,7 @@ func joinBound(cfg configs.Config) time.Duration { return cfg.Limits.JoinTimeout
 // joinFleet makes this instance a member of the fleet on Redis and returns
 // what answers for the whole fleet.
 func (a *app) joinFleet(cfg configs.Config, instance string) (fleet.Recorder, error) {
-	local := fleet.Supervisor{Sup: a.sup, MaxTracks: cfg.Fleet.Tracks(runtime.NumCPU()), Capacity: a.guard.Capacity,
+	local := fleet.Supervisor{Sup: a.sup, MaxTracks: cfg.Fleet.Tracks(a.cores), Capacity: a.guard.Capacity,
 		Homes: a.shared.rooms, Instance: instance, HomeTTL: joinBound(cfg)}
 	if cfg.Egress.Worker {
 		local.Tracks = egressTracks{a}
