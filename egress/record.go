@@ -134,8 +134,8 @@ func (w *Worker) reload(path string) (*job, error) {
 	return &job{
 		w: w, req: r, info: &Info{e: info}, recoveredKey: rec.Key, sealedBefore: rec.Sealed, recoveredShared: rec.Shared && w.o.Shared != nil,
 		follower: rec.Follower,
-		pub: Publisher{Identity: rec.Identity, Kind: "audio", Source: rec.Source},
-		log: w.log.With("egress", id, "room", r.RoomName, "track", r.TrackID),
+		pub:      Publisher{Identity: rec.Identity, Kind: "audio", Source: rec.Source},
+		log:      w.log.With("egress", id, "room", r.RoomName, "track", r.TrackID),
 	}, nil
 }
 

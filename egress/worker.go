@@ -374,9 +374,9 @@ type job struct {
 	file      *livekit.FileInfo
 	sealed    *spool.Sealed
 	err       error
-	started   bool // its recording is in place
-	stopAsked bool // a StopEgress came
-	shared    bool // the fleet has its record (shared.go)
+	started   bool          // its recording is in place
+	stopAsked bool          // a StopEgress came
+	shared    bool          // the fleet has its record (shared.go)
 	handing   chan struct{} // a handover under way: closed once it resolved
 	// follower: another instance reports the egress (it was handed over,
 	// or this is a restart's recovered part of it); this one only stores
