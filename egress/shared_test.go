@@ -167,3 +167,31 @@ func names(fs []*livekit.FileInfo) string {
 	}
 	return strings.Join(out, " ")
 }
+
+// A file key another file of the egress has (this instance's or another's)
+// is made apart before the extension, so no file overwrites another.
+func TestUniqueKey(t *testing.T) {
+	shared := &memShared{}
+	w, err := NewWorker(Options{
+		Bus: psrpc.NewLocalMessageBus(), Recorder: noRecorder{}, Uploads: noUploads{}, Dir: t.TempDir(),
+		Find:     func(context.Context, string, string) (Publisher, error) { return Publisher{}, nil },
+		NewStore: func(context.Context, *S3) (uploader.Storage, error) { return nil, nil },
+		Load:     func() (int, int) { return 0, 4 },
+		Shared:   shared, Instance: "b",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	j := &job{w: w, req: Request{EgressID: "EG_u"}, log: w.log}
+	_ = shared.Put(context.Background(), "EG_u", filePrefix+"rec/TR_1.ogg", []byte(`{"instance":"a"}`))
+	j.done = []*spool.Sealed{{Manifest: spool.Manifest{File: spool.ManifestFile{Key: "rec/TR_1_2.ogg"}}}}
+	for key, want := range map[string]string{
+		"rec/other.ogg": "rec/other.ogg",
+		"rec/TR_1.ogg":  "rec/TR_1_3.ogg",
+	} {
+		if got := j.unique(key); got != want {
+			t.Errorf("unique(%q) = %q, want %q", key, got, want)
+		}
+	}
+}
