@@ -16,12 +16,12 @@
 //     by `make bench-load`). It grows at once when the load grows and
 //     shrinks after it stayed lower for a while. An operator's GOMAXPROCS
 //     wins.
-//   - TuneGC: the garbage collector runs at GOGC=25 rather than 100. The
+//   - TuneGC: the garbage collector runs at GOGC=20 rather than 100. The
 //     recorder allocates little per packet (about 270 bytes), so
 //     collecting more often costs almost nothing, and the heap's headroom
 //     above what is live, most of the memory a track adds, shrinks: RSS per
-//     track went from about 380 to about 245 KiB at 100 tracks (`make
-//     bench-load`). An operator's GOGC wins.
+//     track went from about 380 to 235-256 KiB at 100 tracks (`make
+//     bench-load`, GOGC 15 to 25). An operator's GOGC wins.
 package capacity
 
 import (
@@ -108,7 +108,7 @@ func New(o Options) *Guard {
 }
 
 // gcPercent is the collector's target (GOGC) unless the operator set one.
-const gcPercent = 25
+const gcPercent = 20
 
 // TuneGC sets the collector's target to gcPercent unless GOGC is set.
 func TuneGC() {
