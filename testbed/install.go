@@ -165,19 +165,25 @@ func InstallDebianTools(ctx context.Context) error {
 	if len(missingPackages(onPath)) == 0 {
 		return nil
 	}
-	cache, err := CacheDir()
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		return fmt.Errorf("create cache dir: %w", err)
-	}
-	unlock, err := lockFile(ctx, filepath.Join(cache, "apt.lock"))
+	unlock, err := aptLock(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
 	return installPackages(ctx, onPath, runApt)
+}
+
+// aptLock serialises this process's apt-get runs with other processes'
+// (apt fails rather than waits on its own lock).
+func aptLock(ctx context.Context) (func(), error) {
+	cache, err := CacheDir()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return nil, fmt.Errorf("create cache dir: %w", err)
+	}
+	return lockFile(ctx, filepath.Join(cache, "apt.lock"))
 }
 
 // installPackages is InstallDebianTools with its lookups and apt-get
@@ -406,14 +412,7 @@ func InstallGStreamer(ctx context.Context) error {
 	if CheckGStreamer(ctx) == nil {
 		return nil
 	}
-	cache, err := CacheDir()
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		return fmt.Errorf("create cache dir: %w", err)
-	}
-	unlock, err := lockFile(ctx, filepath.Join(cache, "apt.lock"))
+	unlock, err := aptLock(ctx)
 	if err != nil {
 		return err
 	}
