@@ -85,7 +85,9 @@ type Report struct {
 	// packets it wrote in that window.
 	Shares     []share
 	ProfileCPU time.Duration
-	Packets    int64
+	// SubscriberShares is the bare subscriber's CPU profile by component.
+	SubscriberShares []share
+	Packets          int64
 	// Files is what the recorder's files held, summed.
 	Files, Decoded      int
 	Publisher, Inserted int
@@ -150,7 +152,8 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		}
 		want = o.Tracks
 	}
-	sub, err := startChild(ctx, o, srv, "subscribe", "-tracks", strconv.Itoa(want), "-rooms", strings.Join(rooms, ","))
+	subProfile := filepath.Join(o.Dir, "subscriber.pprof")
+	sub, err := startChild(ctx, o, srv, "subscribe", "-tracks", strconv.Itoa(want), "-rooms", strings.Join(rooms, ","), "-cpuprofile", subProfile)
 	if err != nil {
 		return rep, err
 	}
@@ -249,6 +252,12 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		return rep, fmt.Errorf("bare subscriber: %d tracks, want %d", stats.Tracks, o.Tracks)
 	}
 	rep.Subscriber.Lost, rep.Subscriber.MaxLost = float64(stats.Lost)/float64(o.Tracks), stats.MaxLost
+	if want > 0 {
+		// Its profile runs from its warm-up to its end: shares, not costs.
+		if rep.SubscriberShares, _, err = breakdown(ctx, subProfile); err != nil {
+			return rep, fmt.Errorf("bare subscriber's profile: %w", err)
+		}
+	}
 
 	// Stopped, its files are judged as a consumer judges them.
 	logf("stopping and checking the files")

@@ -36,6 +36,17 @@ func (r Report) Print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "recorder per packet (CPU profile, %d packets): %.1f µs = %s\n", r.Packets, per(r.ProfileCPU), strings.Join(parts, ", "))
 	}
+	if len(r.SubscriberShares) > 0 {
+		var total time.Duration
+		for _, s := range r.SubscriberShares {
+			total += s.CPU
+		}
+		var parts []string
+		for _, s := range r.SubscriberShares {
+			parts = append(parts, fmt.Sprintf("%s %.0f%%", s.Name, 100*s.CPU.Seconds()/total.Seconds()))
+		}
+		fmt.Fprintf(w, "bare subscriber's CPU (profile): %s\n", strings.Join(parts, ", "))
+	}
 	if len(r.Memory) > 0 {
 		fmt.Fprintf(w, "recorder memory per track (Go runtime): heap in use %s KiB, stacks %s KiB, heap held from the OS %s KiB, all %s KiB\n",
 			kib(r.Memory["HeapInuse"]), kib(r.Memory["StackInuse"]), kib(r.Memory["HeapSys"]-r.Memory["HeapReleased"]), kib(r.Memory["Sys"]-r.Memory["HeapReleased"]))

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -26,7 +28,9 @@ type SubscriberStats struct {
 // participant per room with the SDK's defaults, subscribing to every audio
 // track, reading its packets and discarding them. It writes "ready" to out
 // once want tracks deliver packets, and its stats as JSON when ctx ends.
-func Subscribe(ctx context.Context, lk Server, rooms []string, want int, out io.Writer) error {
+// With profile set, a CPU profile of the process, from the moment every
+// track delivers until ctx ends, is written there.
+func Subscribe(ctx context.Context, lk Server, rooms []string, want int, profile string, out io.Writer) error {
 	var mu sync.Mutex
 	type counter struct {
 		packets, lost int64
@@ -43,7 +47,12 @@ func Subscribe(ctx context.Context, lk Server, rooms []string, want int, out io.
 			}
 		}
 		if n >= want {
-			readyOnce.Do(func() { fmt.Fprintln(out, "ready") })
+			readyOnce.Do(func() {
+				if profile != "" {
+					startProfile(profile)
+				}
+				fmt.Fprintln(out, "ready")
+			})
 		}
 	}
 	var wg sync.WaitGroup
@@ -102,6 +111,7 @@ func Subscribe(ctx context.Context, lk Server, rooms []string, want int, out io.
 		joined = append(joined, r)
 	}
 	<-ctx.Done()
+	pprof.StopCPUProfile()
 	mu.Lock()
 	st := SubscriberStats{Tracks: len(tracks)}
 	for _, c := range tracks {
@@ -111,6 +121,18 @@ func Subscribe(ctx context.Context, lk Server, rooms []string, want int, out io.
 	}
 	mu.Unlock()
 	return json.NewEncoder(out).Encode(st)
+}
+
+// startProfile starts the process's CPU profile into path; a failure only
+// leaves the profile out.
+func startProfile(path string) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "subscriber: no CPU profile:", err)
+	}
 }
 
 // settle is how long a child gets to write its last words after its

@@ -99,6 +99,7 @@ func child(ctx context.Context, mode string, args []string) error {
 	tone := fs.String("tone", "testdata/tone.ogg", "file to publish")
 	tracks := fs.Int("tracks", 0, "tracks to wait for")
 	rooms := fs.String("rooms", "", "comma-separated rooms to subscribe in")
+	cpuProfile := fs.String("cpuprofile", "", "subscribe: write a CPU profile, from every track delivering to the end, here")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -126,6 +127,6 @@ func child(ctx context.Context, mode string, args []string) error {
 		case <-ctx.Done():
 			return nil
 		}
-		return loadbench.Subscribe(ctx, srv, strings.Split(*rooms, ","), *tracks, os.Stdout)
+		return loadbench.Subscribe(ctx, srv, strings.Split(*rooms, ","), *tracks, *cpuProfile, os.Stdout)
 	}
 }
