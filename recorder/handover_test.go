@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -155,5 +157,60 @@ func TestDrainWithoutSuccessorStops(t *testing.T) {
 	}
 	if got := a.state("r", "alice"); got.State != StateStopped || got.StopReason != reasonShutdown || got.Tracks[0].Packets != 60 {
 		t.Errorf("after a drain nobody took: %+v", got)
+	}
+}
+
+// handOutput is a track egress's Output that hears of handovers.
+type handOutput struct{ fakeOutput }
+
+func (o *handOutput) HandingOver()           { o.note("handing") }
+func (o *handOutput) HandedOver(inst string) { o.note("handed:" + inst) }
+
+// answering is a successor that takes every recording at once, cutting
+// 100 ms later.
+type answering struct{}
+
+func (answering) TakeOver(context.Context, Key, string, string, bool) (time.Time, string, error) {
+	return time.Now().Add(100 * time.Millisecond), "next", nil
+}
+func (answering) Cancel(context.Context, Key) error { return nil }
+
+// A track egress's Output hears a handover begin and end: with the
+// instance that goes on (which then reports the egress), or with none when
+// nobody took it and the recording stops here.
+func TestDrainTellsTheOutput(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		next   Successor
+		events []string
+		reason string
+	}{
+		{"taken", answering{}, []string{"handing", "handed:next"}, reasonHandedOver},
+		{"refused", &successor{err: ErrFull}, []string{"handing", "handed:"}, reasonShutdown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, 0)
+			ctx := context.Background()
+			out := &handOutput{fakeOutput{stopped: make(chan RecordingInfo, 1)}}
+			if _, _, err := f.s.Start(ctx, "r", "alice", Track("TR_a"), WithOutput(out)); err != nil {
+				t.Fatal(err)
+			}
+			f.feed("r", "alice", "TR_a", 60)
+			if err := f.s.Drain(ctx, tc.next); err != nil {
+				t.Fatal(err)
+			}
+			final := <-out.stopped
+			out.mu.Lock()
+			var hand []string
+			for _, e := range out.events {
+				if strings.HasPrefix(e, "hand") {
+					hand = append(hand, e)
+				}
+			}
+			out.mu.Unlock()
+			if !slices.Equal(hand, tc.events) || final.StopReason != tc.reason {
+				t.Errorf("output heard %v, stopped for %q; want %v and %q", hand, final.StopReason, tc.events, tc.reason)
+			}
+		})
 	}
 }
