@@ -116,3 +116,24 @@ func TestProcsFor(t *testing.T) {
 		}
 	}
 }
+
+func TestSysmonEnv(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		env   []string
+		want  []string
+		again bool
+	}{
+		{"no GODEBUG", []string{"A=1"}, []string{"A=1", "GODEBUG=" + sysmonAwake}, true},
+		{"another setting kept", []string{"GODEBUG=madvdontneed=1", "B=2"}, []string{"GODEBUG=madvdontneed=1," + sysmonAwake, "B=2"}, true},
+		{"ours already: no restart loop", []string{"GODEBUG=" + sysmonAwake}, []string{"GODEBUG=" + sysmonAwake}, false},
+		{"the operator's schedtrace wins", []string{"GODEBUG=gctrace=1,schedtrace=1000"}, []string{"GODEBUG=gctrace=1,schedtrace=1000"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, again := SysmonEnv(tc.env)
+			if again != tc.again || strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Errorf("SysmonEnv(%q) = %q, %v; want %q, %v", tc.env, got, again, tc.want, tc.again)
+			}
+		})
+	}
+}

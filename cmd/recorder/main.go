@@ -67,6 +67,18 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if cfg.Limits.AdaptiveProcs {
+		// The scheduler's monitor kept awake needs a GODEBUG setting,
+		// read only as the process starts: the process starts again
+		// with it, once, under the same pid.
+		if env, again := capacity.SysmonEnv(os.Environ()); again {
+			self, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("ADAPTIVE_PROCS: %w", err)
+			}
+			return fmt.Errorf("ADAPTIVE_PROCS: start again with GODEBUG: %w", syscall.Exec(self, os.Args, env))
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	a, err := start(ctx, cfg)
