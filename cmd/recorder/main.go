@@ -73,10 +73,11 @@ func run() error {
 		// with it, once, under the same pid.
 		if env, again := capacity.SysmonEnv(os.Environ()); again {
 			self, err := os.Executable()
-			if err != nil {
-				return fmt.Errorf("ADAPTIVE_PROCS: %w", err)
+			if err == nil {
+				err = syscall.Exec(self, os.Args, env) // returns only if it failed
 			}
-			return fmt.Errorf("ADAPTIVE_PROCS: start again with GODEBUG: %w", syscall.Exec(self, os.Args, env))
+			// Only the saving is lost: go on without it.
+			fmt.Fprintln(os.Stderr, "recorder: ADAPTIVE_PROCS: could not start again with GODEBUG=schedtrace; the scheduler's monitor sleeps:", err)
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
