@@ -23,7 +23,10 @@
 //     monitor to sleep each time, and the next system call (every packet's
 //     UDP read) wakes it with a futex: about a third of the recorder's CPU
 //     at 100 tracks (`make bench-load`: 1.6 to 1.1 ms per track-second).
-//     An operator's GODEBUG schedtrace wins.
+//     An operator's GODEBUG schedtrace wins, and ADAPTIVE_PROCS=off in the
+//     environment leaves it out. Its costs: the runtime prints a "SCHED"
+//     line to stderr every 24.8 days (at start too on a host up longer
+//     than that), and a fatal crash dumps the scheduler's state first.
 //   - TuneGC: the garbage collector runs at GOGC=20 rather than 100. The
 //     recorder allocates little per packet (about 270 bytes), so
 //     collecting more often costs almost nothing, and the heap's headroom
@@ -121,6 +124,17 @@ func New(o Options) *Guard {
 // 24.8 days. The runtime reads it only as the process starts.
 const sysmonAwake = "schedtrace=2147483647"
 
+// AdaptiveFromEnv says whether ADAPTIVE_PROCS, as the environment gives
+// it, leaves the monitor kept awake: unset or on (the monitor's setting is
+// decided before the configuration is read).
+func AdaptiveFromEnv(v string) bool {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "off", "false":
+		return false
+	}
+	return true
+}
+
 // SysmonEnv returns env with sysmonAwake added to GODEBUG, and whether the
 // process must start again with it (it has no schedtrace setting yet).
 func SysmonEnv(env []string) ([]string, bool) {
@@ -206,9 +220,15 @@ func (g *Guard) sample(now time.Time) {
 	}
 	// The newest sample grows the processors at once; shrinking waits for
 	// the average to have wanted fewer for a while.
-	want := procsFor(g.samples[len(g.samples)-1], g.o.Cores)
+	newest := g.samples[len(g.samples)-1]
+	want := procsFor(newest, g.o.Cores)
 	if avg := procsFor(g.usageLocked(), g.o.Cores); avg > want {
 		want = avg
+	}
+	if newest >= 0.9*float64(g.procs) {
+		// Saturated: the use measured is bounded by the processors, not
+		// what the load needs (a takeover of many recordings at once).
+		want = g.o.Cores
 	}
 	switch {
 	case want > g.procs:

@@ -67,41 +67,50 @@ func TestAdmit(t *testing.T) {
 }
 
 // With AdaptProcs the processors start at one, grow at once with the load
-// (each at most half busy, at most the cores) and shrink one at a time
-// only after the load stayed lower for shrinkAfter seconds.
+// (each at most half busy), jump to every core when they are saturated
+// (the use measured is then bounded by them), and shrink one at a time only
+// after the load stayed lower for shrinkAfter seconds.
 func TestAdaptProcs(t *testing.T) {
 	f := &fakeCPU{}
-	g := f.guard(Options{AdaptProcs: true, Cores: 4})
+	g := f.guard(Options{AdaptProcs: true, Cores: 8})
+	last := func() int { return f.procs[len(f.procs)-1] }
 	if len(f.procs) != 1 || f.procs[0] != 1 {
 		t.Fatalf("started with processors %v, want [1]", f.procs)
 	}
 	f.second(g, 0.3)
-	f.second(g, 1.2) // a burst: three processors at once
-	if got := f.procs[len(f.procs)-1]; got != 3 {
-		t.Fatalf("after 1.2 cores of use: %d processors (%v), want 3", got, f.procs)
+	if last() != 1 {
+		t.Fatalf("after 0.3 cores: %d processors, want 1", last())
 	}
-	f.second(g, 9) // more than the machine: every core, no more
-	if got := f.procs[len(f.procs)-1]; got != 4 {
-		t.Fatalf("after a saturated second: %d processors, want 4", got)
+	f.second(g, 0.8) // below saturation: what the load needs
+	if last() != 2 {
+		t.Fatalf("after 0.8 cores on 1: %d processors (%v), want 2", last(), f.procs)
 	}
-	// The saturated second leaves the average after window-1 low seconds; then
-	// the low load counts.
+	f.second(g, 1.2)
+	if last() != 3 {
+		t.Fatalf("after 1.2 cores on 2: %d processors (%v), want 3", last(), f.procs)
+	}
+	f.second(g, 2.8) // saturated: every core
+	if last() != 8 {
+		t.Fatalf("after a saturated second: %d processors, want 8", last())
+	}
+	// Eight processors are far more than the average wants: the low
+	// seconds count from the first.
 	n := len(f.procs)
-	for range window - 1 + shrinkAfter - 1 {
+	for range shrinkAfter - 1 {
 		f.second(g, 0.1)
 	}
 	if len(f.procs) != n {
 		t.Fatalf("shrank before the load stayed low for %d s: %v", shrinkAfter, f.procs)
 	}
 	f.second(g, 0.1)
-	if got := f.procs[len(f.procs)-1]; got != 3 {
-		t.Fatalf("after %d low seconds: %d processors, want one fewer (3)", shrinkAfter, got)
+	if last() != 7 {
+		t.Fatalf("after %d low seconds: %d processors, want one fewer (7)", shrinkAfter, last())
 	}
-	for range 3 * shrinkAfter {
+	for range 8 * shrinkAfter {
 		f.second(g, 0.1)
 	}
-	if got := f.procs[len(f.procs)-1]; got != 1 {
-		t.Errorf("idle for long: %d processors, want 1", got)
+	if last() != 1 {
+		t.Errorf("idle for long: %d processors, want 1", last())
 	}
 }
 

@@ -140,7 +140,7 @@ func table() []setting {
 			doc:  "share of the machine's cores the process may use (averaged over 5 s) before new starts are refused with 503 (a fleet places them elsewhere); recordings running go on; `0` turns the guard off",
 			bind: bind(func(c *Config) *float64 { return &c.Limits.CPUGuard }, percent)},
 		{env: "ADAPTIVE_PROCS", key: "limits.adaptive_procs", def: "on",
-			doc:  "run the Go scheduler on as many processors as the load needs (each at most half busy) and keep its system monitor awake (the process starts again once with `GODEBUG=schedtrace` at its largest period): about half the recorder's CPU per packet; `off`: Go's defaults; an operator's `GOMAXPROCS` or `schedtrace` wins",
+			doc:  "run the Go scheduler on as many processors as the load needs (each at most half busy) and keep its system monitor awake (the process starts again once with `GODEBUG=schedtrace` at its largest period, decided by the environment variable alone; see Capacity): about half the recorder's CPU per packet; `off`: Go's defaults; an operator's `GOMAXPROCS` or `schedtrace` wins",
 			bind: bind(func(c *Config) *bool { return &c.Limits.AdaptiveProcs }, onOff)},
 
 		// Where Redis is comes first, so the settings after it can ask

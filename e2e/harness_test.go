@@ -517,3 +517,17 @@ func (s *service) metric(name string, labels ...string) float64 {
 	}
 	return -1
 }
+
+// outputLines is what the recorder wrote, a line each, without the Go
+// runtime's scheduler trace (ADAPTIVE_PROCS keeps its monitor awake with
+// GODEBUG=schedtrace, which prints a "SCHED" line once in 24.8 days, and at
+// start on a host up longer than that).
+func outputLines(out string) []string {
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.HasPrefix(l, "SCHED ") {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}

@@ -161,7 +161,7 @@ func TestSecondRecorderOnTheSameDirectoryRefuses(t *testing.T) {
 	if err == nil {
 		t.Fatalf("a second recorder on %s started: %s", s.dir, out)
 	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
+	lines := outputLines(out)
 	if len(lines) != 1 || !strings.Contains(lines[0], s.dir) || !strings.Contains(lines[0], "LOCAL_DIRECTORY") {
 		t.Errorf("second recorder said %q; want one line naming LOCAL_DIRECTORY %s", out, s.dir)
 	}

@@ -567,7 +567,7 @@ func TestBadConfigurationStopsStartup(t *testing.T) {
 			t.Errorf("%s: recorder started with a bad setting", setting)
 			continue
 		}
-		lines := strings.Split(strings.TrimSpace(out), "\n")
+		lines := outputLines(out)
 		if len(lines) != 1 || !strings.Contains(lines[0], setting) || strings.Contains(out, "goroutine") {
 			t.Errorf("%s: want one line naming the setting, got:\n%s", setting, out)
 		}

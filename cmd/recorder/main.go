@@ -63,22 +63,24 @@ func main() {
 }
 
 func run() error {
-	cfg, err := configs.Load(os.Getenv)
-	if err != nil {
-		return err
-	}
-	if cfg.Limits.AdaptiveProcs {
-		// The scheduler's monitor kept awake needs a GODEBUG setting,
-		// read only as the process starts: the process starts again
-		// with it, once, under the same pid.
+	// The scheduler's monitor kept awake needs a GODEBUG setting, read
+	// only as the process starts: the process starts again with it, once,
+	// under the same pid, before anything (a CONFIG_FILE too) is read.
+	// ADAPTIVE_PROCS=off in the environment leaves it out.
+	if capacity.AdaptiveFromEnv(os.Getenv("ADAPTIVE_PROCS")) {
 		if env, again := capacity.SysmonEnv(os.Environ()); again {
-			self, err := os.Executable()
-			if err == nil {
-				err = syscall.Exec(self, os.Args, env) // returns only if it failed
+			// The running binary itself, even if its file was replaced.
+			err := syscall.Exec("/proc/self/exe", os.Args, env) // returns only if it failed
+			if self, xerr := os.Executable(); err != nil && xerr == nil {
+				err = syscall.Exec(self, os.Args, env)
 			}
 			// Only the saving is lost: go on without it.
 			fmt.Fprintln(os.Stderr, "recorder: ADAPTIVE_PROCS: could not start again with GODEBUG=schedtrace; the scheduler's monitor sleeps:", err)
 		}
+	}
+	cfg, err := configs.Load(os.Getenv)
+	if err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
