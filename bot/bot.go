@@ -71,13 +71,6 @@ type Track struct {
 	Remote RTPReader
 }
 
-// ReadRTP returns the next RTP packet and the time it was read, which is the
-// arrival time the timeline is anchored on.
-func (t *Track) ReadRTP() (*rtp.Packet, time.Time, error) {
-	p, _, err := t.Remote.ReadRTP()
-	return p, time.Now(), err
-}
-
 // rawReader is *webrtc.TrackRemote's Read: a packet into the caller's
 // buffer, no allocation.
 type rawReader interface {
@@ -85,7 +78,8 @@ type rawReader interface {
 }
 
 // ReadInto reads the next RTP packet into p, its payload inside buf, and
-// returns the time it was read. p and buf are the caller's to reuse: the
+// returns the time it was read, which is the arrival time the timeline is
+// anchored on. p and buf are the caller's to reuse: the
 // packet is valid until the next read. A Remote without a raw Read (a split
 // subscription) hands over its own packet, shared, which p then points to.
 func (t *Track) ReadInto(p *rtp.Packet, buf []byte) (time.Time, error) {

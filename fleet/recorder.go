@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/trackrec/trackrec/bot"
@@ -166,34 +165,6 @@ func (l Supervisor) Load() (int, int) {
 	return tracks, l.MaxTracks
 }
 func (l Supervisor) Owns(key recorder.Key) bool { return l.Sup.HasKey(key) }
-
-// Here is this instance's recorder for the starts that are not placed (a
-// takeover): bounded by MAX_TRACKS like a placed start.
-type Here struct {
-	Supervisor
-	// starting counts the starts between their check and their end, so
-	// that concurrent takeovers do not all fit in one free place.
-	starting *atomic.Int64
-}
-
-// NewHere returns l bounded for takeovers.
-func NewHere(l Supervisor) Here { return Here{Supervisor: l, starting: new(atomic.Int64)} }
-
-// Start starts the recording here unless this instance is full (it may
-// already hold it: then the start is idempotent).
-func (h Here) Start(ctx context.Context, room, participant string, opts ...recorder.StartOption) (recorder.RecordingInfo, bool, error) {
-	if h.Sup.Has(room, participant) {
-		return h.Sup.Start(ctx, room, participant, opts...)
-	}
-	n := h.starting.Add(1)
-	defer h.starting.Add(-1)
-	// A start under way may count twice (here and in Load once reserved):
-	// a takeover refused at the edge is tried again a second later.
-	if tracks, capacity := h.Load(); tracks+int(n) > capacity {
-		return recorder.RecordingInfo{}, false, fmt.Errorf("%w: %d of %d tracks (MAX_TRACKS), %d starting", recorder.ErrFull, tracks, capacity, n-1)
-	}
-	return h.Sup.Start(ctx, room, participant, opts...)
-}
 
 // errorPairs maps the recorder's errors to the fleet's, and back.
 var errorPairs = [...]struct{ rec, fleet error }{

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -460,29 +459,20 @@ type recorderProc struct {
 	done  chan error
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 func startRecorder(ctx context.Context, o Options, srv Server) (*recorderProc, error) {
-	api, err := freeAddr()
+	apiPort, err := testbed.FreeLoopbackPort()
 	if err != nil {
 		return nil, err
 	}
-	debug, err := freeAddr()
+	debugPort, err := testbed.FreeLoopbackPort()
 	if err != nil {
 		return nil, err
 	}
-	host, port, _ := net.SplitHostPort(api)
+	api, debug := "127.0.0.1:"+strconv.Itoa(apiPort), "127.0.0.1:"+strconv.Itoa(debugPort)
 	cmd := exec.CommandContext(ctx, o.Recorder)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 		"LIVEKIT_URL=" + srv.URL, "LIVEKIT_API_KEY=" + srv.APIKey, "LIVEKIT_API_SECRET=" + srv.APISecret,
-		"APP_HOST=" + host, "APP_PORT=" + port, "API_AUTH=off", "DEBUG_ADDRESS=" + debug,
+		"APP_HOST=127.0.0.1", "APP_PORT=" + strconv.Itoa(apiPort), "API_AUTH=off", "DEBUG_ADDRESS=" + debug,
 		"LOCAL_DIRECTORY=" + filepath.Join(o.Dir, "recordings"), "MIXDOWN=none", "AUTO_RECORD=false", "LOG_LEVEL=warn",
 		// Its own bounds out of the way: this measures what it costs.
 		"MAX_TRACKS=" + strconv.Itoa(max(400, o.Tracks)), "MAX_RECORDINGS=" + strconv.Itoa(max(500, o.Tracks)), "CPU_GUARD=0"}

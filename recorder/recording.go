@@ -308,8 +308,10 @@ func (r *Recording) stop(reason string) {
 // track is one subscribed track and the file it goes to.
 type track struct {
 	info bot.TrackInfo
-	src  interface {
-		ReadRTP() (*rtp.Packet, time.Time, error)
+	// src reads each packet into the track's own packet and buffer
+	// (bot.Track: a split subscription's packet is shared instead).
+	src interface {
+		ReadInto(p *rtp.Packet, buf []byte) (time.Time, error)
 		SetReadDeadline(time.Time) error
 	}
 	mux    *muxer.Track
@@ -365,12 +367,6 @@ func (t *track) open(start time.Time, _ int) (io.WriteCloser, error) {
 	return f, nil
 }
 
-// packetReader reads a packet into the caller's packet and buffer
-// (bot.Track).
-type packetReader interface {
-	ReadInto(p *rtp.Packet, buf []byte) (time.Time, error)
-}
-
 // receiveMTU bounds one RTP packet as pion receives it.
 const receiveMTU = 1500
 
@@ -380,22 +376,9 @@ func (t *track) run() {
 	errs := 0
 	// One packet and one buffer, read into again and again: the muxer
 	// copies what it keeps.
-	into, reuse := t.src.(packetReader)
-	var pkt rtp.Packet
-	var buf []byte
-	if reuse {
-		buf = make([]byte, receiveMTU)
-	}
+	p, buf := &rtp.Packet{}, make([]byte, receiveMTU)
 	for {
-		var p *rtp.Packet
-		var at time.Time
-		var err error
-		if reuse {
-			p = &pkt
-			at, err = into.ReadInto(p, buf)
-		} else {
-			p, at, err = t.src.ReadRTP()
-		}
+		at, err := t.src.ReadInto(p, buf)
 		if err != nil {
 			if endOfTrack(err) {
 				break

@@ -74,7 +74,7 @@ func StartHAProxy(ctx context.Context, backends []string) (*HAProxy, error) {
 	}
 	h := &HAProxy{bin: bin, dir: dir}
 	for attempt := 0; ; attempt++ {
-		port, err := freeLoopbackPort()
+		port, err := FreeLoopbackPort()
 		if err != nil {
 			os.RemoveAll(dir)
 			return nil, err

@@ -60,7 +60,7 @@ func count(names []string) map[string]int {
 // deadAddr is a loopback host:port nothing listens on.
 func deadAddr(t *testing.T) string {
 	t.Helper()
-	port, err := freeLoopbackPort()
+	port, err := FreeLoopbackPort()
 	if err != nil {
 		t.Fatal(err)
 	}

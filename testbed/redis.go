@@ -49,7 +49,7 @@ func StartRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	// The free port is found by binding and closing it, so another process
 	// can take it before redis-server binds: retry with a new one.
 	for attempt := 0; ; attempt++ {
-		port, err := freeLoopbackPort()
+		port, err := FreeLoopbackPort()
 		if err != nil {
 			os.RemoveAll(dir)
 			return nil, err
@@ -170,8 +170,8 @@ func (p *childProc) kill() error {
 	return nil
 }
 
-// freeLoopbackPort asks the kernel for an unused TCP port on 127.0.0.1.
-func freeLoopbackPort() (int, error) {
+// FreeLoopbackPort asks the kernel for an unused TCP port on 127.0.0.1.
+func FreeLoopbackPort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("find free port: %w", err)

@@ -117,7 +117,6 @@ type app struct {
 	// stopTakeover ends resuming other instances' recordings.
 	stopTakeover func()
 	fleet        *fleet.Fleet // nil alone
-	here         fleet.Here   // this instance, bounded by MAX_TRACKS, for takeovers
 	joined       atomic.Pointer[fleet.Fleet]
 	// files tells the fleet of this instance's files; nil alone or
 	// without a room pipeline.
@@ -347,7 +346,6 @@ func (a *app) joinFleet(cfg configs.Config, instance string) (fleet.Recorder, er
 	if cfg.Egress.Worker {
 		local.Tracks = egressTracks{a}
 	}
-	a.here = fleet.NewHere(local)
 	f, err := fleet.New(fleet.Options{
 		Instance: instance, Bus: a.shared.bus, Logger: a.log, Timeout: joinBound(cfg), Local: local,
 	})
@@ -465,7 +463,8 @@ func (a *app) startTakeover(cfg configs.Config) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		o := takeover.Options{Wanted: a.shared.intents, Holders: a.shared.leases, Starter: a.here, Logger: a.log,
+		// The supervisor's Admission bounds takeovers as it bounds every start.
+		o := takeover.Options{Wanted: a.shared.intents, Holders: a.shared.leases, Starter: a.sup, Logger: a.log,
 			Grace: cfg.Fleet.LeaseTTL / 2}
 		if cfg.Egress.Worker {
 			o.Tracks = egressTracks{a}
