@@ -62,6 +62,9 @@ type Options struct {
 	// Metrics, if set, is what GET /metrics serves besides the recorder's
 	// state; pass the one the upload queue reports to. Nil makes a new one.
 	Metrics *Metrics
+	// Live, if set, serves GET /recordings/live from this instance's live
+	// streams; without it the route answers 404.
+	Live LiveHub
 	// Local, if set, is this instance's own recorder, for /metrics, when
 	// the Recorder given to New answers for a whole fleet (metrics stay per
 	// instance; Prometheus adds them up).
@@ -98,10 +101,12 @@ func New(rec Recorder, log *slog.Logger, opts ...Options) *echo.Echo {
 		// Zero arguments are the defaults: NewMemory cannot fail.
 		o.Webhooks.Dedup, _ = dedup.NewMemory(0, 0)
 	}
-	h := &handlers{rec: rec, log: log, hooks: o.Webhooks, ready: o.Ready, metrics: o.Metrics}
+	h := &handlers{rec: rec, log: log, hooks: o.Webhooks, ready: o.Ready, metrics: o.Metrics, liveHub: o.Live}
 	guard := func(next echo.HandlerFunc) echo.HandlerFunc { return next }
+	liveGuard := guard
 	if o.Auth != nil {
 		guard = requireRecordGrant(o.Auth)
+		liveGuard = recordGrant(o.Auth, tokenFromQuery)
 	}
 	e.GET("/healthz", h.health)
 	e.GET("/readyz", h.readyz)
@@ -114,6 +119,7 @@ func New(rec Recorder, log *slog.Logger, opts ...Options) *echo.Echo {
 	e.POST("/recordings/start", h.start, guard)
 	e.POST("/recordings/stop", h.stop, guard)
 	e.POST("/recordings/webhooks", h.webhook)
+	e.GET("/recordings/live", h.live, liveGuard)
 	return e
 }
 
@@ -124,6 +130,7 @@ type handlers struct {
 	ready func(ctx context.Context) error
 
 	metrics *Metrics
+	liveHub LiveHub
 }
 
 // Request is the body of start and stop, the payload livekit-recorder took.

@@ -14,9 +14,14 @@ import (
 // malformed, expired or wrongly signed tokens are 401; a valid token without
 // the grant is 403.
 func requireRecordGrant(keys auth.KeyProvider) echo.MiddlewareFunc {
+	return recordGrant(keys, func(r *http.Request) string { return r.Header.Get(echo.HeaderAuthorization) })
+}
+
+// recordGrant is requireRecordGrant with the token read by token.
+func recordGrant(keys auth.KeyProvider, token func(*http.Request) string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			h := c.Request().Header.Get(echo.HeaderAuthorization)
+			h := token(c.Request())
 			raw, ok := strings.CutPrefix(h, "Bearer ")
 			if !ok || strings.TrimSpace(raw) == "" {
 				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="trackrec"`)

@@ -131,6 +131,18 @@ type Handler interface {
 	Disconnected(reason string, recoverable bool)
 }
 
+// MuteHandler is a Handler that also hears publishers mute and unmute
+// their tracks (LiveKit's signal, not a gap in the media).
+type MuteHandler interface {
+	TrackMuted(identity, trackSID string, muted bool)
+}
+
+func (b *Bot) muted(identity, sid string, muted bool) {
+	if mh, ok := b.h.(MuteHandler); ok && b.wantsTrack(identity, sid) {
+		mh.TrackMuted(identity, sid, muted)
+	}
+}
+
 // subscriptionIDs numbers subscriptions for the whole process. It is the
 // package's one piece of shared state: TrackInfo.Subscription must not
 // repeat across bots, since a room's replacement bot can subscribe to the

@@ -97,9 +97,11 @@ func (b *Bot) callbacks() *lksdk.RoomCallback {
 		},
 		OnTrackMuted: func(pub lksdk.TrackPublication, p lksdk.Participant) {
 			b.log.Debug("track muted", "participant", p.Identity(), "track", pub.SID())
+			b.muted(p.Identity(), pub.SID(), true)
 		},
 		OnTrackUnmuted: func(pub lksdk.TrackPublication, p lksdk.Participant) {
 			b.log.Debug("track unmuted", "participant", p.Identity(), "track", pub.SID())
+			b.muted(p.Identity(), pub.SID(), false)
 		},
 	}
 	cb.OnParticipantConnected = func(rp *lksdk.RemoteParticipant) { b.onParticipantConnected(sdkParticipant{rp}) }

@@ -111,6 +111,7 @@ type Limits struct {
 	MaxRecordings    int
 	CPUGuard         float64 // share of the cores; 0: no guard
 	AdaptiveProcs    bool
+	LiveMaxLag       time.Duration // a live consumer further behind is closed
 }
 
 // Redis is the server instances share to run as a fleet, in the shape of

@@ -142,6 +142,9 @@ func table() []setting {
 		{env: "ADAPTIVE_PROCS", key: "limits.adaptive_procs", def: "on",
 			doc:  "run the Go scheduler on as many processors as the load needs (each at most half busy) and keep its system monitor awake (the process starts again once with `GODEBUG=schedtrace` at its largest period, decided by the environment variable alone; see Capacity): about half the recorder's CPU per packet; `off`: Go's defaults; an operator's `GOMAXPROCS` or `schedtrace` wins",
 			bind: bind(func(c *Config) *bool { return &c.Limits.AdaptiveProcs }, onOff)},
+		{env: "LIVE_MAX_LAG", key: "limits.live_max_lag", def: "10s",
+			doc:  "how far a live stream's consumer (`GET /recordings/live`) may fall behind before it is closed (WebSocket close code 4001); the recording never waits for it",
+			bind: bind(func(c *Config) *time.Duration { return &c.Limits.LiveMaxLag }, duration, between(time.Second, 10*time.Minute))},
 
 		// Where Redis is comes first, so the settings after it can ask
 		// whether it is on.

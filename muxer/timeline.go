@@ -167,6 +167,50 @@ func (t *timeline) finish() error {
 	return t.err
 }
 
+// advanceLag is how far behind an arrival's position Advance writes
+// silence: a packet arriving from now on lands at most holdBound before its
+// arrival (later, it is held), and a 2.5 ms frame of rounding.
+const advanceLag = holdBound + opus.MinFrameSamples
+
+// advanceIdle: Advance does nothing while packets are still coming; the
+// next one writes the track on.
+const advanceIdle = 40 * time.Millisecond
+
+// advance is Track.Advance.
+func (t *timeline) advance(now time.Time) error {
+	if !t.started || t.err != nil {
+		return t.err
+	}
+	at := now.Sub(t.epoch)
+	if at-t.now < advanceIdle {
+		return nil
+	}
+	t.now = at
+	if !t.anchored {
+		if t.now-t.pending[0].at < t.cfg.anchorWindow {
+			return nil
+		}
+		t.anchor()
+		if t.err != nil {
+			return t.err
+		}
+	}
+	t.tick()
+	if len(t.jb) > 0 || t.holding || t.hasCand || t.err != nil {
+		return t.err
+	}
+	hole := t.arrPos(at) - advanceLag - t.end
+	if hole < opus.MaxPacketSamples {
+		return nil // whole packets of silence only, as a hole would get them
+	}
+	hole -= hole % opus.MaxPacketSamples
+	// Silence, not concealment: this hole is longer than any concealment
+	// and the one it continues is the same silence.
+	t.haveTOC = false
+	t.fill(hole)
+	return t.err
+}
+
 // anchor estimates the wall-clock instant of the first packet's timestamp
 // from the anchor window, opens the file on the second before it, and feeds
 // the window's packets on.

@@ -97,7 +97,9 @@ type Options struct {
 	// rather than silence. Zero means DefaultMaxConcealment; negative means
 	// holes are always filled with silence.
 	MaxConcealment time.Duration
-	Logger         *slog.Logger // optional
+	// Tap, if set, sees the output as it is written (live streams).
+	Tap    Tap
+	Logger *slog.Logger // optional
 }
 
 // Track writes one RTP track's Opus payloads into an Ogg Opus or WebM file
@@ -204,13 +206,42 @@ func (t *Track) open(start time.Time, channels, preSkip int) (Container, error) 
 	if err != nil {
 		return nil, fmt.Errorf("muxer: open output: %w", err)
 	}
-	c, err := newContainer(t.opts.Format, out, channels, preSkip)
+	var w io.Writer = out
+	if t.opts.Tap != nil {
+		t.opts.Tap.Begin(start, channels, preSkip)
+		w = teeWriter{out, t.opts.Tap}
+	}
+	c, err := newContainer(t.opts.Format, w, channels, preSkip)
 	if err != nil {
 		_ = out.Close()
 		return nil, fmt.Errorf("muxer: start stream: %w", err)
 	}
 	t.out = out
+	if t.opts.Tap != nil {
+		return tapped{c, t.opts.Tap}, nil
+	}
 	return c, nil
+}
+
+// Advance tells the track that time has come to now with no packet: the
+// jitter window and a hold expire as they would on an arrival, and a
+// silence (mute, DTX, pause) is written out up to where a packet arriving
+// from now on could land (holdBound and a margin before now), so a live
+// stream keeps pace with the wall clock while nothing arrives. A hole
+// written this way is digital silence, as it would be once the next packet
+// came. Without Advance a silence is written when the packet that ends it
+// comes; with it, a delivery stall of more than about a quarter second is
+// placed after the silence already written rather than at its RTP
+// position (no audio is dropped either way).
+func (t *Track) Advance(now time.Time) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return ErrClosed
+	}
+	err := t.tl.advance(now)
+	t.publish()
+	return err
 }
 
 // Close writes what is held (opening the file first if the anchor window

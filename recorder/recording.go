@@ -16,6 +16,7 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/trackrec/trackrec/bot"
+	"github.com/trackrec/trackrec/live"
 	"github.com/trackrec/trackrec/muxer"
 	"github.com/trackrec/trackrec/spool"
 )
@@ -57,6 +58,7 @@ type Recording struct {
 	stopReason string
 	handoverAt time.Time // successor: where its files take over
 	tracks     []*track
+	liveDone   func() // ends the participant's entry in the live hub
 	awayTimer  *time.Timer
 	armTimer   *time.Timer
 	wg         sync.WaitGroup
@@ -126,8 +128,30 @@ func (r *Recording) waitRetired(ctx context.Context) {
 	}
 }
 
+// endLive (under r.mu) tells live consumers the participant's recording is
+// over.
+func (r *Recording) endLive() {
+	if r.liveDone != nil {
+		r.liveDone()
+	}
+}
+
+// muted passes a publisher's mute change to the live streams of the track.
+func (r *Recording) muted(sid string, muted bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, t := range r.tracks {
+		if t.info.TrackSID == sid && t.live != nil {
+			t.live.SetMuted(muted)
+		}
+	}
+}
+
 // retire ends the supervisor's part; the output hears the final state.
 func (r *Recording) retire() {
+	r.mu.Lock()
+	r.endLive()
+	r.mu.Unlock()
 	close(r.retired)
 	if r.output != nil {
 		r.output.Stopped(r.Info())
@@ -187,17 +211,31 @@ func (r *Recording) addTrack(src *bot.Track, o *Options) bool {
 	if r.format != "" {
 		t.format = r.format
 	}
-	mux, err := muxer.NewTrack(muxer.Options{
+	mo := muxer.Options{
 		Open:         t.open,
 		Format:       t.format,
 		JitterWindow: o.JitterWindow,
 		Logger:       log,
-	})
+	}
+	if o.Live != nil {
+		t.live = o.Live.NewStream(live.TrackInfo{
+			Room: src.Info.Room, Participant: src.Info.Participant, ParticipantName: src.Info.ParticipantName,
+			TrackSID: src.Info.TrackSID, Source: src.Info.Source, Format: t.format,
+		})
+		mo.Tap = t.live
+	}
+	mux, err := muxer.NewTrack(mo)
 	if err != nil {
 		log.Error("not recording track", "err", err)
 		return false
 	}
 	t.mux = mux
+	if t.live != nil {
+		if r.liveDone == nil {
+			r.liveDone = o.Live.Recording(r.key.Room, r.key.Participant)
+		}
+		t.live.Publish(mux.Advance)
+	}
 	r.tracks = append(r.tracks, t)
 	r.to(StateRecording)
 	r.wg.Add(1)
@@ -300,6 +338,7 @@ func (r *Recording) stop(reason string) {
 	r.mu.Lock()
 	r.to(StateStopped)
 	r.stoppedAt = time.Now().UTC()
+	r.endLive()
 	r.mu.Unlock()
 	close(r.stopDone)
 	r.log.Info("recording stopped", "reason", reason)
@@ -315,6 +354,7 @@ type track struct {
 		SetReadDeadline(time.Time) error
 	}
 	mux    *muxer.Track
+	live   *live.Stream // nil without a live hub
 	log    *slog.Logger
 	done   chan struct{}
 	opts   *Options
@@ -363,6 +403,9 @@ func (t *track) open(start time.Time, _ int) (io.WriteCloser, error) {
 	t.mu.Lock()
 	t.file = f
 	t.mu.Unlock()
+	if t.live != nil {
+		t.live.SetPath(f.Path())
+	}
 	t.log.Info("track file opened", "file", f.Path(), "start", start)
 	return f, nil
 }
@@ -404,6 +447,9 @@ func (t *track) run() {
 	}
 	if err := t.mux.Close(); err != nil {
 		t.fail(err)
+	}
+	if t.live != nil {
+		t.live.End()
 	}
 	st := t.mux.Stats()
 	t.log.Info("track closed", "packets", st.Packets, "duration", opus.Duration(st.Samples))

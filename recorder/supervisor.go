@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/trackrec/trackrec/bot"
+	"github.com/trackrec/trackrec/live"
 	"github.com/trackrec/trackrec/muxer"
 	"github.com/trackrec/trackrec/ownership"
 	"github.com/trackrec/trackrec/spool"
@@ -119,6 +120,9 @@ type Options struct {
 	// object key (a fleet's room completion waits for the files it knows).
 	// It must not block.
 	Opened func(t spool.Track, key string, start time.Time)
+	// Live, if set, publishes every track as it is written, for live
+	// streams (GET /recordings/live).
+	Live *live.Hub
 }
 
 // Supervisor owns every recording of this instance.
@@ -849,6 +853,19 @@ func (h *handler) TrackSubscribed(t *bot.Track) bool {
 		go sp.run()
 	}
 	return took
+}
+
+// TrackMuted implements bot.MuteHandler: live streams say so.
+func (h *handler) TrackMuted(identity, sid string, muted bool) {
+	if !h.current() || h.s.opts.Live == nil {
+		return
+	}
+	own, whole := h.s.trackRecordings(h.room, identity, sid)
+	for _, r := range []*Recording{own, whole} {
+		if r != nil {
+			r.muted(sid, muted)
+		}
+	}
 }
 
 func (h *handler) TrackEnded(info bot.TrackInfo) {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"github.com/livekit/psrpc"
 	"github.com/trackrec/trackrec/fleet"
+	"github.com/trackrec/trackrec/live"
 	"github.com/trackrec/trackrec/fleetcompletion"
 	"github.com/trackrec/trackrec/fleetstore"
 	"github.com/trackrec/trackrec/takeover"
@@ -124,6 +125,7 @@ type app struct {
 	// successor takes this instance's recordings over when it drains;
 	// nil alone.
 	successor recorder.Successor
+	live      *live.Hub
 	egress    *egress.Worker                // EGRESS_WORKER; nil otherwise
 	worker    atomic.Pointer[egress.Worker] // egress, once it serves
 }
@@ -271,7 +273,10 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 	if a.files != nil {
 		rooms, opened = fleetRooms{a.rooms, a.files}, a.files.Opened
 	}
-	if a.sup, err = newSupervisor(cfg, a.spool, rooms, opened, rs, shared, instance, a.guard, a.log); err != nil {
+	// Live streams of every track this instance records.
+	a.live = live.NewHub(live.Options{MaxLag: cfg.Limits.LiveMaxLag})
+	metrics.Add(live.Collector(a.live))
+	if a.sup, err = newSupervisor(cfg, a.spool, rooms, opened, rs, shared, instance, a.guard, a.live, a.log); err != nil {
 		return fail(err)
 	}
 	// Alone, the API and the webhook policy drive this supervisor; in a
@@ -303,7 +308,7 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 	})
 	keys := auth.NewSimpleKeyProvider(cfg.LiveKit.APIKey, cfg.LiveKit.APISecret)
 	apiOpts := api.Options{Webhooks: api.Webhooks{Keys: keys, Events: a.policy, Dedup: shared.dedup}, Ready: ready.Check, Metrics: metrics,
-		Local: local}
+		Local: local, Live: a.live}
 	if cfg.HTTP.Auth {
 		apiOpts.Auth = keys
 	} else {
@@ -475,7 +480,7 @@ func (a *app) startTakeover(cfg configs.Config) {
 }
 
 // newSupervisor makes the supervisor of this instance's recordings.
-func newSupervisor(cfg configs.Config, sp *spool.Spool, rooms recorder.Rooms, opened func(spool.Track, string, time.Time), rs probe.RoomService, sh shared, instance string, admission recorder.Admission, log *slog.Logger) (*recorder.Supervisor, error) {
+func newSupervisor(cfg configs.Config, sp *spool.Spool, rooms recorder.Rooms, opened func(spool.Track, string, time.Time), rs probe.RoomService, sh shared, instance string, admission recorder.Admission, hub *live.Hub, log *slog.Logger) (*recorder.Supervisor, error) {
 	// The lookup is bounded by JOIN_TIMEOUT like the join it comes before.
 	lookup, err := probe.NewLookup(rs, cfg.Limits.JoinTimeout)
 	if err != nil {
@@ -502,6 +507,7 @@ func newSupervisor(cfg configs.Config, sp *spool.Spool, rooms recorder.Rooms, op
 		Lookup:           lookup,
 		Instance:         instance,
 		Join:             joiner(cfg, instance, log),
+		Live:             hub,
 	})
 }
 
