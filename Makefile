@@ -2,7 +2,7 @@
 #   make demo   record a demo participant locally (dev LiveKit server, embedded defaults)
 #   make test   run every test against the real components (installs what is missing)
 # `make tools` (which `make test` runs first) installs what the tests use: the
-# Debian tools with apt-get, the pinned livekit-server and versitygw into
+# Debian tools (and libopus-dev, which the recorder's build needs) with apt-get, the pinned livekit-server and versitygw into
 # ~/.cache/trackrec; once they are there it only looks. `make demo` installs
 # the part it needs the same way. Tests never install anything: a missing
 # tool fails them with a message naming `make tools`.
@@ -26,8 +26,11 @@ build:
 tools:
 	$(GO) run ./cmd/testbed install
 
-demo: build
+# The recorder links libopus (live PCM streams): the Debian part comes
+# before the build.
+demo:
 	$(GO) run ./cmd/testbed install debian livekit-server
+	$(MAKE) build
 	$(GO) run ./cmd/demo -recorder bin/recorder
 
 test: tools
@@ -46,8 +49,9 @@ fuzz:
 # subscriber and livekit/egress's audio chain (loadbench); flags with
 #   make bench-load BENCH_LOAD='-tracks 300'
 BENCH_LOAD ?=
-bench-load: build
+bench-load:
 	$(GO) run ./cmd/testbed install debian livekit-server gstreamer
+	$(MAKE) build
 	$(GO) build -o bin/benchload ./cmd/benchload
 	bin/benchload $(BENCH_LOAD)
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -106,7 +107,9 @@ func liveRequest(c echo.Context) (live.Request, error) {
 		if err != nil || s < 0 || s > 1e7 {
 			return req, echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("from must be seconds into the track's file (0 or more), not %q", v))
 		}
-		d := time.Duration(s * float64(time.Second))
+		// Rounded: a position printed from a granule must not land a
+		// nanosecond before it.
+		d := time.Duration(math.Round(s * float64(time.Second)))
 		req.From = &d
 	}
 	return req, nil

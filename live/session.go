@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/trackrec/trackrec/live/libopus"
+	"github.com/trackrec/trackrec/live/resample"
 	"github.com/trackrec/trackrec/muxer"
 	"github.com/trackrec/trackrec/muxer/ogg"
 	"github.com/trackrec/trackrec/muxer/opus"
@@ -212,16 +213,17 @@ func (ss *Session) serve(ctx context.Context, s *Stream, sink Sink, first bool) 
 	t := &trackOut{ss: ss, s: s, snap: snap, sink: sink, first: first}
 	if ss.req.Format == FormatPCM {
 		// A decoder per track: a new track's stream starts from scratch.
-		d, err := libopus.NewDecoder(ss.req.Rate, ss.req.Channels)
+		// libopus decodes at 48 kHz, as a file's player does; a lower rate
+		// is resampled from that (package resample).
+		d, err := libopus.NewDecoder(opus.ClockRate, ss.req.Channels)
 		if err != nil {
 			return err
 		}
 		defer d.Close()
 		t.dec = d
 		if ss.pcm == nil {
-			ss.pcm = make([]int16, ss.req.Rate*ss.req.Channels*libopus.MaxFrameMs/1000)
+			ss.pcm = make([]int16, opus.ClockRate*ss.req.Channels*libopus.MaxFrameMs/1000)
 		}
-		t.trim = (int64(snap.preSkip)*int64(ss.req.Rate) + opus.ClockRate/2) / opus.ClockRate
 		_ = t.begin(first) // prepares the start message, sent with the first sample
 	}
 	if ss.req.From != nil {
@@ -248,7 +250,8 @@ type trackOut struct {
 
 	from    int64 // decoded position (48 kHz) asked for
 	hasFrom bool
-	trim    int64 // PCM: pre-skip at the output rate
+	rs      *resample.Decimator // PCM below 48 kHz; made at the first sample
+	out     []int16
 	dec     *libopus.Decoder
 
 	first    bool
@@ -437,6 +440,11 @@ func (t *trackOut) live(ctx context.Context, c *cursor, first bool) error {
 	if !t.haveEnd {
 		return nil
 	}
+	if pcm {
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
 	end := float64(t.end-int64(t.snap.preSkip)) / opus.ClockRate
 	return t.sink.Message(Message{Type: "track_ended", Track: t.s.info.TrackSID, Position: &end, At: t.utc(t.end)})
 }
@@ -516,9 +524,12 @@ func (t *trackOut) page(raw []byte, granule int64, seq uint32) error {
 }
 
 // preRoll is how much audio before a PCM replay's position is decoded and
-// dropped, so the decoder's state is that of a continuous decode (RFC 7845
-// section 4.6 recommends 80 ms).
-const preRoll = 3840
+// dropped, so the decoder's state is that of a continuous decode. RFC 7845
+// (section 4.6) asks for at least 80 ms, which brings the decoder close;
+// libopus's state (CELT's energy prediction) takes about a second more to
+// become identical to a decode from the start, and 3 s costs a few
+// milliseconds of CPU once per resume.
+const preRoll = 3 * opus.ClockRate
 
 // maxFill bounds the silence a PCM session sends for the time between two
 // tracks; a longer absence restarts its clock (the track message says
@@ -530,11 +541,12 @@ func (t *trackOut) packet(p []byte, raw int64, n int) error {
 	ss := t.ss
 	t.end, t.haveEnd = raw+int64(n), true
 	rate, ch := int64(ss.req.Rate), ss.req.Channels
-	lo := int64(0) // output index of the file's start, or of from
+	m := opus.ClockRate / rate
+	pos := raw - int64(t.snap.preSkip) // decoded position at 48 kHz: 0 is the file's start
+	lo := int64(0)                     // output index of the file's start, or of from
 	if t.hasFrom {
 		lo = int64(math.Round(ss.fromSeconds * float64(rate)))
-		rawLo := (lo+t.trim)*opus.ClockRate/rate - preRoll
-		if raw+int64(n) <= rawLo {
+		if pos+int64(n) <= lo*m-preRoll {
 			return nil // before the pre-roll: not decoded at all
 		}
 	}
@@ -542,16 +554,51 @@ func (t *trackOut) packet(p []byte, raw int64, n int) error {
 	if err != nil {
 		// The packet was accepted into the file; a decoder that refuses it
 		// conceals it instead, keeping the clock.
-		if k, err = t.dec.Decode(nil, ss.pcm[:n*int(rate)/opus.ClockRate*ch]); err != nil {
+		if k, err = t.dec.Decode(nil, ss.pcm[:n*ch]); err != nil {
 			return fmt.Errorf("live: decode: %w", err)
 		}
 	}
-	idx := raw*rate/opus.ClockRate - t.trim
-	samples := ss.pcm[:k*ch]
+	frames := ss.pcm[:k*ch]
+	if pos < 0 { // the pre-skip
+		drop := min(-pos, int64(k))
+		frames, pos = frames[drop*int64(ch):], pos+drop
+	}
+	if len(frames) == 0 {
+		return nil
+	}
+	if m == 1 {
+		return t.emitFrom(frames, pos, lo)
+	}
+	if t.rs == nil {
+		if t.rs, err = resample.New(int(rate), ch, pos); err != nil {
+			return err
+		}
+	}
+	idx := t.rs.Next()
+	t.out = t.rs.Write(frames, t.out[:0])
+	return t.emitFrom(t.out, idx, lo)
+}
+
+// flush sends what the resampler holds back at the track's end.
+func (t *trackOut) flush() error {
+	if t.rs == nil || !t.haveEnd {
+		return nil
+	}
+	lo := int64(0)
+	if t.hasFrom {
+		lo = int64(math.Round(t.ss.fromSeconds * float64(t.ss.req.Rate)))
+	}
+	idx := t.rs.Next()
+	t.out = t.rs.Flush(t.end-int64(t.snap.preSkip), t.out[:0])
+	return t.emitFrom(t.out, idx, lo)
+}
+
+// emitFrom sends samples from output index idx, those before lo left out.
+func (t *trackOut) emitFrom(samples []int16, idx, lo int64) error {
+	ch := int64(t.ss.req.Channels)
 	if idx < lo {
-		drop := min(lo-idx, int64(k))
-		samples = samples[drop*int64(ch):]
-		idx += drop
+		drop := min(lo-idx, int64(len(samples))/ch)
+		samples, idx = samples[drop*ch:], idx+drop
 	}
 	if len(samples) == 0 {
 		return nil

@@ -220,12 +220,16 @@ func (s *Stream) detach(c *cursor) {
 	}
 }
 
-// advanceEvery is how often a listened track is moved on while no packet
-// arrives (muxer.Track.Advance).
+// advanceEvery is how often a listened, muted track is moved on
+// (muxer.Track.Advance).
 const advanceEvery = 20 * time.Millisecond
 
-// startTicker (under mu) moves the track on through silences, so a live
-// stream keeps pace with the wall clock while nothing arrives.
+// startTicker (under mu) moves a muted track on while nothing arrives, so a
+// live stream keeps pace with the wall clock through a mute. Only a mute:
+// a pause in the packets of a track that is not muted may be a delivery
+// stall whose packets are still coming, and they must land where they
+// belong, so that silence is written when the next packet comes, as
+// without live consumers.
 func (s *Stream) startTicker() {
 	if s.advance == nil || s.stopTick != nil {
 		return
@@ -239,8 +243,11 @@ func (s *Stream) startTicker() {
 			select {
 			case <-stop:
 				return
-			case now := <-t.C:
-				if err := s.advance(now); err != nil {
+			case <-t.C:
+				if !s.isMuted() {
+					continue
+				}
+				if err := s.advance(time.Now()); err != nil {
 					return
 				}
 			}
@@ -280,6 +287,12 @@ func (s *Stream) read(c *cursor, e *entry) (bool, error) {
 	e.data = data
 	c.next++
 	return true, nil
+}
+
+func (s *Stream) isMuted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.muted
 }
 
 // snapshot is what a consumer needs of a begun stream.

@@ -12,8 +12,9 @@ import (
 // in the order the file gets them: a Tap must not block, and must copy what
 // it keeps.
 type Tap interface {
-	// Begin says the container starts: the file's start (a UTC second),
-	// the channel count and the pre-skip (raw position of the file's start).
+	// Begin says the container started, its header bytes passed to Wrote
+	// already: the file's start (a UTC second), the channel count and the
+	// pre-skip (raw position of the file's start).
 	Begin(start time.Time, channels, preSkip int)
 	// Wrote passes bytes the container wrote to the file.
 	Wrote(b []byte)

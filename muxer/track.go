@@ -208,7 +208,6 @@ func (t *Track) open(start time.Time, channels, preSkip int) (Container, error) 
 	}
 	var w io.Writer = out
 	if t.opts.Tap != nil {
-		t.opts.Tap.Begin(start, channels, preSkip)
 		w = teeWriter{out, t.opts.Tap}
 	}
 	c, err := newContainer(t.opts.Format, w, channels, preSkip)
@@ -218,21 +217,22 @@ func (t *Track) open(start time.Time, channels, preSkip int) (Container, error) 
 	}
 	t.out = out
 	if t.opts.Tap != nil {
+		t.opts.Tap.Begin(start, channels, preSkip)
 		return tapped{c, t.opts.Tap}, nil
 	}
 	return c, nil
 }
 
 // Advance tells the track that time has come to now with no packet: the
-// jitter window and a hold expire as they would on an arrival, and a
-// silence (mute, DTX, pause) is written out up to where a packet arriving
-// from now on could land (holdBound and a margin before now), so a live
-// stream keeps pace with the wall clock while nothing arrives. A hole
-// written this way is digital silence, as it would be once the next packet
-// came. Without Advance a silence is written when the packet that ends it
-// comes; with it, a delivery stall of more than about a quarter second is
-// placed after the silence already written rather than at its RTP
-// position (no audio is dropped either way).
+// jitter window and a hold expire as they would on an arrival, and the
+// silence is written out up to where a packet arriving from now on could
+// land (holdBound and a margin before now), so a live stream keeps pace
+// with the wall clock while nothing arrives. A hole written this way is
+// digital silence, as it would be once the next packet came. Call it only
+// while the track is known to be silent (its publisher muted it): packets
+// of a delivery stall that arrive later than that margin are written after
+// the silence already written, not at their RTP positions (no audio is
+// dropped, but they play late until the drift bound re-syncs).
 func (t *Track) Advance(now time.Time) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -408,6 +408,12 @@ func (s *Supervisor) claim(ctx context.Context, key Key, o startOptions) (rec *R
 		release()
 		return nil, nil, false, existing, err
 	}
+	if s.opts.Live != nil {
+		// Live consumers may come before the first track: they wait for it.
+		rec.mu.Lock()
+		rec.liveDone = s.opts.Live.Recording(key.Room, key.Participant)
+		rec.mu.Unlock()
+	}
 	return rec, rm, joining, nil, nil
 }
 

@@ -31,8 +31,9 @@ type Component string
 
 const (
 	// DebianTools are the Debian packages whose tools tests use to judge
-	// recordings (ffmpeg, opus-tools, oggz-tools, mkvtoolnix) and to run a
-	// fleet (redis-server, haproxy).
+	// recordings (ffmpeg, opus-tools, oggz-tools, mkvtoolnix), to run a
+	// fleet (redis-server, haproxy), and libopus-dev, which building the
+	// recorder needs (live PCM streams decode with libopus through cgo).
 	DebianTools Component = "debian"
 	// LiveKitServer is the pinned livekit-server, built into the cache.
 	LiveKitServer Component = "livekit-server"
@@ -113,6 +114,9 @@ func debianPackages() []debianPackage {
 		{"mkvtoolnix", []string{"mkvinfo", "mkvmerge", "mkvextract"}},
 		{"redis-server", []string{"redis-server"}},
 		{"haproxy", []string{"haproxy"}},
+		// libopus for the recorder's live PCM streams (cgo): a header, not
+		// a binary, says it is there.
+		{"libopus-dev", []string{OpusHeader}},
 	}
 }
 
@@ -218,7 +222,15 @@ func missingPackages(have func(bin string) bool) []string {
 	return out
 }
 
+// OpusHeader is the file of libopus-dev the recorder's build needs.
+const OpusHeader = "/usr/include/opus/opus.h"
+
+// onPath finds a binary on PATH, or a file by its absolute path.
 func onPath(bin string) bool {
+	if filepath.IsAbs(bin) {
+		_, err := os.Stat(bin)
+		return err == nil
+	}
 	_, ok := lookupTool(bin, "/usr/sbin")
 	return ok
 }

@@ -87,7 +87,7 @@ func TestInstallPackages(t *testing.T) {
 		"two packages missing": {have: without("opusinfo", "mkvinfo", "mkvmerge"), installs: true,
 			wantCalls: []string{"update", "install -y --no-install-recommends opus-tools mkvtoolnix"}},
 		"nothing there": {installs: true,
-			wantCalls: []string{"update", "install -y --no-install-recommends ffmpeg opus-tools oggz-tools mkvtoolnix redis-server haproxy"}},
+			wantCalls: []string{"update", "install -y --no-install-recommends ffmpeg opus-tools oggz-tools mkvtoolnix redis-server haproxy libopus-dev"}},
 		"update fails": {have: without("ffprobe"), installs: true, failApt: "update",
 			wantCalls: []string{"update"}, wantErr: "no network"},
 		"tools still missing": {have: without("oggz-validate"),
