@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -22,6 +24,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/livekit/protocol/livekit"
+	lksdk "github.com/livekit/server-sdk-go/v2"
 
 	"github.com/trackrec/trackrec/live"
 	"github.com/trackrec/trackrec/live/resample"
@@ -684,5 +688,154 @@ func TestLiveErrors(t *testing.T) {
 		if resp.StatusCode != tc.want || err != nil || body.Error == "" {
 			t.Errorf("%s: %d %q (%v), want %d with a JSON error", tc.query, resp.StatusCode, body.Error, err, tc.want)
 		}
+	}
+}
+
+// wsReceiver is a test WebSocket server in the role of a transcription
+// service that a track egress streams to.
+type wsReceiver struct {
+	url string
+
+	mu          sync.Mutex
+	contentType string
+	conns       int
+	pings       int
+	audio       []chunk
+	texts       []string
+	closeCode   int
+}
+
+func newWSReceiver(t *testing.T) *wsReceiver {
+	t.Helper()
+	r := &wsReceiver{}
+	up := websocket.Upgrader{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		conn, err := up.Upgrade(w, req, nil)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		r.mu.Lock()
+		r.contentType = req.Header.Get("Content-Type")
+		r.conns++
+		r.mu.Unlock()
+		conn.SetPingHandler(func(data string) error {
+			r.mu.Lock()
+			r.pings++
+			r.mu.Unlock()
+			return conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		})
+		for {
+			kind, b, err := conn.ReadMessage()
+			if err != nil {
+				var ce *websocket.CloseError
+				if errors.As(err, &ce) {
+					r.mu.Lock()
+					r.closeCode = ce.Code
+					r.mu.Unlock()
+				}
+				return
+			}
+			r.mu.Lock()
+			if kind == websocket.BinaryMessage {
+				r.audio = append(r.audio, chunk{b, time.Now()})
+			} else {
+				r.texts = append(r.texts, string(b))
+			}
+			r.mu.Unlock()
+		}
+	}))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Listener = l
+	srv.Start()
+	t.Cleanup(srv.Close)
+	r.url = "ws://" + l.Addr().String() + "/pcm?token=WS-SECRET-TOKEN"
+	return r
+}
+
+// TestEgressWebsocket: StartTrackEgress with a websocket_url, through
+// livekit-server, streams the track's PCM to a WebSocket server for its
+// whole length, over two minutes and across a mute: 48 kHz mono, sample
+// for sample the decode of the track's file, {"muted": ...} frames,
+// pings, and an EgressInfo with the stream's result and no token.
+func TestEgressWebsocket(t *testing.T) {
+	t.Parallel()
+	e := newEgressBed(t)
+	rec := startService(t, withDir(t, map[string]string{
+		"LIVEKIT_URL": e.server.URL, "LIVEKIT_API_KEY": e.server.APIKey, "LIVEKIT_API_SECRET": e.server.APISecret,
+		"REDIS_ADDRESS": e.redis.Addr(), "EGRESS_WORKER": "true", "AUTO_RECORD": "false", "MIXDOWN": "none",
+	}))
+	recv := newWSReceiver(t)
+	p := publishOn(t, e.server, "ws-egress-room", "wes")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	ec := lksdk.NewEgressClient(e.server.HTTPURL, e.server.APIKey, e.server.APISecret)
+	started, err := ec.StartTrackEgress(ctx, &livekit.TrackEgressRequest{RoomName: "ws-egress-room", TrackId: p.TrackSID(),
+		Output: &livekit.TrackEgressRequest_WebsocketUrl{WebsocketUrl: recv.url}})
+	if err != nil {
+		t.Fatalf("StartTrackEgress: %v", err)
+	}
+	began := time.Now()
+	time.Sleep(60 * time.Second)
+	if err := p.Mute(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	if err := p.Unmute(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(began.Add(125 * time.Second)))
+	if _, err := ec.StopEgress(ctx, &livekit.StopEgressRequest{EgressId: started.EgressId}); err != nil {
+		t.Fatal(err)
+	}
+	final := e.hooks.waitEnded(t, started.EgressId, time.Minute)
+	waitFor(t, 10*time.Second, "the WebSocket closed", func() bool {
+		recv.mu.Lock()
+		defer recv.mu.Unlock()
+		return recv.closeCode != 0
+	})
+
+	recv.mu.Lock()
+	defer recv.mu.Unlock()
+	if recv.contentType != "audio/x-raw" || recv.conns != 1 || recv.closeCode != websocket.CloseNormalClosure {
+		t.Errorf("content type %q, %d connections, closed with %d", recv.contentType, recv.conns, recv.closeCode)
+	}
+	if !slices.Equal(recv.texts, []string{`{"muted":true}`, `{"muted":false}`}) {
+		t.Errorf("text frames %q", recv.texts)
+	}
+	if recv.pings < 7 {
+		t.Errorf("%d pings in %v", recv.pings, time.Since(began).Round(time.Second))
+	}
+	if final.Status != livekit.EgressStatus_EGRESS_COMPLETE || len(final.StreamResults) != 1 || len(final.FileResults) != 1 {
+		t.Fatalf("egress ended %s (%s) with streams %v, files %v", final.Status, final.Error, final.StreamResults, final.FileResults)
+	}
+	sr := final.StreamResults[0]
+	if sr.Status != livekit.StreamInfo_FINISHED || strings.Contains(sr.Url, "WS-SECRET-TOKEN") || !strings.Contains(sr.Url, "/pcm") {
+		t.Errorf("stream result %v", sr)
+	}
+	if strings.Contains(rec.logs.String(), "WS-SECRET-TOKEN") {
+		t.Error("the recorder logged the WebSocket URL's token")
+	}
+	// The stream is the file, decoded: 48 kHz mono, every sample.
+	path := filepath.Join(rec.dir, final.FileResults[0].Filename)
+	checkTrackFile(t, path, p, p.TrackSID(), 0)
+	out, err := exec.Command("ffmpeg", "-v", "error", "-c:a", "libopus", "-i", path, "-ac", "1", "-f", "s16le", "-").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for _, c := range recv.audio {
+		got = append(got, c.data...)
+	}
+	streamed := time.Duration(len(got)/2) * time.Second / 48000
+	t.Logf("streamed %v of PCM in %d frames to the WebSocket; the file decodes to %v", streamed, len(recv.audio), time.Duration(len(out)/2)*time.Second/48000)
+	if !bytes.Equal(got, out) {
+		t.Errorf("the stream (%d bytes) is not the file's decode (%d bytes)", len(got), len(out))
+	}
+	if streamed < 2*time.Minute {
+		t.Errorf("streamed %v, want at least 2 minutes", streamed)
 	}
 }

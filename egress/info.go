@@ -86,6 +86,14 @@ func (i *Info) Active(file *livekit.FileInfo) (*livekit.EgressInfo, bool) {
 	})
 }
 
+// Stream sets the egress's stream result (a WebSocket output).
+func (i *Info) Stream(s *livekit.StreamInfo) (*livekit.EgressInfo, bool) {
+	return i.change(func(e *livekit.EgressInfo) bool {
+		e.StreamResults = []*livekit.StreamInfo{s}
+		return true
+	})
+}
+
 // Ending marks the egress ending (its file is closing, then stored).
 func (i *Info) Ending(reason string) (*livekit.EgressInfo, bool) {
 	return i.change(func(e *livekit.EgressInfo) bool {

@@ -36,6 +36,9 @@ type Request struct {
 	DisableManifest bool
 	// S3 is the request's own upload target; nil: the recorder's storage.
 	S3 *S3
+	// WebsocketURL, if set, is where the track's PCM goes as it is
+	// recorded (websocket.go); the file is kept at the recorder's layout.
+	WebsocketURL string
 	// Raw is the request, for EgressInfo (Redacted).
 	Raw *rpc.StartEgressRequest
 }
@@ -62,12 +65,19 @@ func Parse(req *rpc.StartEgressRequest) (Request, error) {
 		return Request{}, fmt.Errorf("%w: %s", ErrNotOurs, requestKind(req))
 	}
 	file := tr.GetFile()
-	if file == nil {
-		return Request{}, fmt.Errorf("%w: a track egress to a WebSocket", ErrNotOurs)
+	ws := tr.GetWebsocketUrl()
+	if file == nil && ws == "" {
+		return Request{}, fmt.Errorf("%w: a track egress without an output", ErrNotOurs)
 	}
 	r := Request{
 		EgressID: req.GetEgressId(), RoomID: req.GetRoomId(), RoomName: tr.GetRoomName(), TrackID: tr.GetTrackId(),
 		Filepath: file.GetFilepath(), DisableManifest: file.GetDisableManifest(), Raw: req,
+	}
+	if ws != "" {
+		if err := checkWebsocketURL(ws); err != nil {
+			return Request{}, err
+		}
+		r.WebsocketURL, r.Filepath = ws, wsFilepath
 	}
 	if r.RoomName == "" {
 		r.RoomName = req.GetRoomName()
@@ -139,6 +149,9 @@ func Redacted(req *rpc.StartEgressRequest) *livekit.TrackEgressRequest {
 	tr, ok := proto.Clone(req.GetTrack()).(*livekit.TrackEgressRequest)
 	if !ok || tr == nil {
 		return nil
+	}
+	if o, ok := tr.Output.(*livekit.TrackEgressRequest_WebsocketUrl); ok {
+		o.WebsocketUrl = redactURL(o.WebsocketUrl)
 	}
 	if s3 := tr.GetFile().GetS3(); s3 != nil {
 		for _, f := range []*string{&s3.AccessKey, &s3.Secret, &s3.SessionToken, &s3.AssumeRoleExternalId} {

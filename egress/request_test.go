@@ -30,8 +30,11 @@ func TestParse(t *testing.T) {
 		{"track to GCP", trackRequest(&livekit.DirectFileOutput{Output: &livekit.DirectFileOutput_Gcp{Gcp: &livekit.GCPUpload{Bucket: "b"}}}), ErrOutput, false},
 		{"track to Azure", trackRequest(&livekit.DirectFileOutput{Output: &livekit.DirectFileOutput_Azure{Azure: &livekit.AzureBlobUpload{ContainerName: "c"}}}), ErrOutput, false},
 		{"S3 without a bucket", trackRequest(&livekit.DirectFileOutput{Output: &livekit.DirectFileOutput_S3{S3: &livekit.S3Upload{}}}), ErrInvalid, false},
-		{"track to a WebSocket", &rpc.StartEgressRequest{EgressId: "EG_1", Request: &rpc.StartEgressRequest_Track{
-			Track: &livekit.TrackEgressRequest{RoomName: "r", TrackId: "TR_A", Output: &livekit.TrackEgressRequest_WebsocketUrl{WebsocketUrl: "ws://x"}}}}, ErrNotOurs, false},
+		{"track to a WebSocket", wsRequest("ws://127.0.0.1:9/pcm?token=SK"), nil, false},
+		{"track to an http URL", wsRequest("http://127.0.0.1:9/pcm"), ErrInvalid, false},
+		{"track to a WebSocket without a host", wsRequest("ws:///pcm"), ErrInvalid, false},
+		{"track without an output", &rpc.StartEgressRequest{EgressId: "EG_1", Request: &rpc.StartEgressRequest_Track{
+			Track: &livekit.TrackEgressRequest{RoomName: "standup", TrackId: "TR_A"}}}, ErrNotOurs, false},
 		{"room composite", &rpc.StartEgressRequest{EgressId: "EG_1", Request: &rpc.StartEgressRequest_RoomComposite{RoomComposite: &livekit.RoomCompositeEgressRequest{RoomName: "r"}}}, ErrNotOurs, false},
 		{"participant", &rpc.StartEgressRequest{EgressId: "EG_1", Request: &rpc.StartEgressRequest_Participant{Participant: &livekit.ParticipantEgressRequest{RoomName: "r"}}}, ErrNotOurs, false},
 		{"no egress id", &rpc.StartEgressRequest{Request: trackRequest(&livekit.DirectFileOutput{}).Request}, ErrInvalid, false},
@@ -49,6 +52,26 @@ func TestParse(t *testing.T) {
 				t.Errorf("error shows the secret: %v", err)
 			}
 		})
+	}
+}
+
+func wsRequest(u string) *rpc.StartEgressRequest {
+	return &rpc.StartEgressRequest{EgressId: "EG_1", Request: &rpc.StartEgressRequest_Track{
+		Track: &livekit.TrackEgressRequest{RoomName: "standup", TrackId: "TR_A", Output: &livekit.TrackEgressRequest_WebsocketUrl{WebsocketUrl: u}}}}
+}
+
+// A WebSocket URL's query and user information (a token, often) are never
+// shown; its host and path are.
+func TestRedactedWebsocketURL(t *testing.T) {
+	for _, u := range []string{"wss://user:SECRET@asr.example/v1/stream?key=SECRET", "ws://asr.example:9000/x?SECRET"} {
+		tr := Redacted(wsRequest(u))
+		got := tr.GetWebsocketUrl()
+		if strings.Contains(got, "SECRET") || !strings.Contains(got, "asr.example") {
+			t.Errorf("%s redacted to %s", u, got)
+		}
+		if !strings.Contains(wsRequest(u).GetTrack().GetWebsocketUrl(), "SECRET") {
+			t.Error("Redacted changed the request itself")
+		}
 	}
 }
 

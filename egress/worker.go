@@ -72,7 +72,10 @@ type Options struct {
 	Sealer   *Sealer
 	Instance string
 	Alive    func(instance string) bool
-	Logger   *slog.Logger
+	// Live serves the track egresses with a websocket_url (live.Hub);
+	// without it they are not claimed.
+	Live   Live
+	Logger *slog.Logger
 }
 
 // Worker serves livekit-server's track egress requests with the recorder.
@@ -154,7 +157,7 @@ func (w *Worker) StartEgressAffinity(ctx context.Context, req *rpc.StartEgressRe
 	switch {
 	case errors.Is(err, ErrOutput):
 		return lowOutput
-	case err != nil:
+	case err != nil, r.WebsocketURL != "" && w.o.Live == nil:
 		return -1
 	}
 	w.mu.Lock()
@@ -215,6 +218,27 @@ func (w *Worker) StartEgress(ctx context.Context, req *rpc.StartEgressRequest) (
 		return nil, psrpc.NewError(psrpc.NotFound, fmt.Errorf("egress: %w", err))
 	}
 	j.pub = pub
+	if r.WebsocketURL != "" {
+		if w.o.Live == nil {
+			w.forget(j)
+			return nil, psrpc.NewErrorf(psrpc.Unimplemented, "egress: this recorder serves no WebSocket outputs")
+		}
+		// Dialled before anything starts, as livekit/egress does: a URL
+		// that does not answer fails the request.
+		conn, err := dialWebsocket(ctx, r.WebsocketURL)
+		if err != nil {
+			w.forget(j)
+			return nil, psrpc.NewError(psrpc.InvalidArgument, fmt.Errorf("egress: %w", err))
+		}
+		j.ws = &wsStream{j: j, url: r.WebsocketURL, conn: conn, done: make(chan struct{}),
+			info: &livekit.StreamInfo{Url: redactURL(r.WebsocketURL), StartedAt: time.Now().UnixNano(), Status: livekit.StreamInfo_ACTIVE}}
+		j.info.Stream(j.ws.result())
+		defer func() {
+			if !j.wsRunning {
+				_ = conn.Close()
+			}
+		}()
+	}
 	if r.S3 != nil && !w.ownStorage(r.S3) {
 		// The request's own bucket, with its credentials (kept in memory
 		// only, for this egress); never with the recorder's own.
@@ -267,6 +291,15 @@ func (w *Worker) StartEgress(ctx context.Context, req *rpc.StartEgressRequest) (
 	}
 	j.log.Info("track egress started", "participant", pub.Identity)
 	j.inPlace()
+	if j.ws != nil {
+		j.wsRunning = true
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			defer close(j.ws.done)
+			j.ws.run(w.life)
+		}()
+	}
 	return j.info.Snapshot(), nil
 }
 
@@ -388,6 +421,9 @@ type job struct {
 	// makes another), and waits the uploads they need before COMPLETE.
 	done  []*spool.Sealed
 	waits []*uploader.Upload
+	// ws is the egress's WebSocket output, if it has one.
+	ws        *wsStream
+	wsRunning bool
 }
 
 var _ recorder.Output = (*job)(nil)
@@ -583,6 +619,16 @@ func (j *job) Stopped(rec recorder.RecordingInfo) {
 func (j *job) finish(rec recorder.RecordingInfo) {
 	j.opened.Wait()
 	j.awaitHandover()
+	if j.ws != nil && j.wsRunning {
+		// The stream sends what the track wrote to its end first.
+		select {
+		case <-j.ws.done:
+		case <-time.After(30 * time.Second):
+			j.log.Warn("egress websocket still sending at the end; reported as it is")
+		case <-j.w.life.Done():
+		}
+		j.info.Stream(j.ws.result())
+	}
 	j.mu.Lock()
 	done, serr, waits := append([]*spool.Sealed(nil), j.done...), j.err, append([]*uploader.Upload(nil), j.waits...)
 	follower := j.follower

@@ -413,6 +413,7 @@ func startEgress(cfg configs.Config, a *app, rs *lksdk.RoomServiceClient, instan
 		Sealer:   sealer,
 		Instance: instance,
 		Alive:    a.member,
+		Live:     a.live,
 		Logger:   a.log,
 	})
 	if err != nil {
