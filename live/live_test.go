@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -483,5 +484,92 @@ func TestNotFoundAndBadRequests(t *testing.T) {
 		if _, err := h.Open(req); err == nil || errors.Is(err, ErrNotFound) {
 			t.Errorf("%+v accepted (%v)", req, err)
 		}
+	}
+}
+
+// A participant who publishes again: a PCM session says so and goes on
+// with the new track, the time between the tracks as silence; one for a
+// named track ends with it; an Ogg session that follows starts a new
+// logical stream.
+func TestRepublishContinues(t *testing.T) {
+	h := NewHub(Options{})
+	done := h.Recording("room", "alice")
+	defer done()
+	first := newRecorded(t, h, "alice", "TR_a")
+	var pcm, named, oggs keeper
+	donePCM := run(t, h, first.stream, Request{Room: "room", Participant: "alice", Format: FormatPCM}, &pcm)
+	doneNamed := run(t, h, first.stream, Request{Room: "room", Participant: "alice", Track: "TR_a", Format: FormatPCM}, &named)
+	doneOgg := run(t, h, first.stream, Request{Room: "room", Participant: "alice", Follow: true}, &oggs)
+	first.send(100)
+	file1 := first.close()
+	if err := wait(t, doneNamed); err != nil {
+		t.Fatal(err)
+	}
+	// The new track starts 1.5 s after the first one's last packet.
+	second := newRecorded(t, h, "alice", "TR_b")
+	second.at = first.at.Add(1500 * time.Millisecond)
+	waitListening(t, second.stream) // both following sessions attach
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		second.stream.mu.Lock()
+		n := len(second.stream.cursors)
+		second.stream.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions follow the new track", n)
+		}
+	}
+	second.send(100)
+	file2 := second.close()
+	done()
+	for _, d := range []<-chan error{donePCM, doneOgg} {
+		if err := wait(t, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := pcm.types(); !slices.Equal(got, []string{"start", "track_ended", "track", "track_ended", "end"}) {
+		t.Fatalf("PCM messages %v", got)
+	}
+	if got := named.types(); !slices.Equal(got, []string{"start", "track_ended", "end"}) {
+		t.Fatalf("named-track messages %v", got)
+	}
+	if got := oggs.types(); !slices.Equal(got, []string{"start", "track_ended", "track", "track_ended", "end"}) {
+		t.Fatalf("Ogg messages %v", got)
+	}
+	if !bytes.Equal(oggs.audio, append(append([]byte(nil), file1...), file2...)) {
+		t.Fatal("the following Ogg session is not the two files, one after the other")
+	}
+	// PCM: the first track, the silence between, the second track; sample
+	// n of the session plays at start.at + n/rate.
+	d1, d2 := decodeFile(t, file1, 16000, 1), decodeFile(t, file2, 16000, 1)
+	got := pcmOf(pcm.audio)
+	if !slices.Equal(got[:len(d1)], d1) {
+		t.Fatal("the session does not begin with the first track")
+	}
+	var start, next Message
+	for _, m := range pcm.msgs {
+		switch m.Type {
+		case "start":
+			start = m
+		case "track":
+			next = m
+		}
+	}
+	at := start.At.Add(time.Duration(*next.Samples) * time.Second / 16000)
+	if d := at.Sub(next.At); d > 100*time.Microsecond || d < -100*time.Microsecond || next.Track != "TR_b" {
+		t.Fatalf("second track at sample %d (%v), its message says %v", *next.Samples, at, next.At)
+	}
+	gap := got[len(d1):*next.Samples]
+	for i, v := range gap {
+		if v != 0 {
+			t.Fatalf("sample %d between the tracks is %d", i, v)
+		}
+	}
+	// The second file starts on its second; the session takes it from its
+	// own first sample's instant on.
+	skip := int(math.Round(*next.Position * 16000))
+	if !slices.Equal(got[*next.Samples:], d2[skip:]) {
+		t.Fatalf("the session's second track (%d samples) is not the second file from %d (%d)", len(got)-int(*next.Samples), skip, len(d2)-skip)
 	}
 }
