@@ -65,6 +65,10 @@ type Options struct {
 	// Live, if set, serves GET /recordings/live from this instance's live
 	// streams; without it the route answers 404.
 	Live LiveHub
+	// LiveOwner, in a fleet, says where the instance that records a
+	// participant serves its API ("" when none does, or this one): a live
+	// stream asked here is forwarded there.
+	LiveOwner func(ctx context.Context, room, participant string) (string, error)
 	// Local, if set, is this instance's own recorder, for /metrics, when
 	// the Recorder given to New answers for a whole fleet (metrics stay per
 	// instance; Prometheus adds them up).
@@ -101,7 +105,7 @@ func New(rec Recorder, log *slog.Logger, opts ...Options) *echo.Echo {
 		// Zero arguments are the defaults: NewMemory cannot fail.
 		o.Webhooks.Dedup, _ = dedup.NewMemory(0, 0)
 	}
-	h := &handlers{rec: rec, log: log, hooks: o.Webhooks, ready: o.Ready, metrics: o.Metrics, liveHub: o.Live}
+	h := &handlers{rec: rec, log: log, hooks: o.Webhooks, ready: o.Ready, metrics: o.Metrics, liveHub: o.Live, liveOwner: o.LiveOwner}
 	guard := func(next echo.HandlerFunc) echo.HandlerFunc { return next }
 	liveGuard := guard
 	if o.Auth != nil {
@@ -130,7 +134,8 @@ type handlers struct {
 	ready func(ctx context.Context) error
 
 	metrics *Metrics
-	liveHub LiveHub
+	liveHub   LiveHub
+	liveOwner func(ctx context.Context, room, participant string) (string, error)
 }
 
 // Request is the body of start and stop, the payload livekit-recorder took.

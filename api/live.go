@@ -9,6 +9,8 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,7 +57,14 @@ func (h *handlers) live(c echo.Context) error {
 	sess, err := h.liveHub.Open(req)
 	switch {
 	case errors.Is(err, live.ErrNotFound):
-		return echo.NewHTTPError(http.StatusNotFound, "no recording of that participant (and track) is running on this instance")
+		if h.liveOwner != nil && c.Request().Header.Get(forwardedHeader) == "" {
+			// In a fleet: the instance that records the participant serves it.
+			base, ferr := h.liveOwner(c.Request().Context(), req.Room, req.Participant)
+			if ferr == nil && base != "" {
+				return h.forwardLive(c, base)
+			}
+		}
+		return echo.NewHTTPError(http.StatusNotFound, "no recording of that participant (and track) is running here")
 	case errors.Is(err, live.ErrFormat):
 		return echo.NewHTTPError(http.StatusConflict, err.Error())
 	case err != nil:
@@ -66,6 +75,35 @@ func (h *handlers) live(c echo.Context) error {
 		return h.liveWebSocket(c, sess, log)
 	}
 	return h.liveHTTP(c, sess, req, log)
+}
+
+// forwardedHeader marks a live request one instance passed to another,
+// which then never passes it on again.
+const forwardedHeader = "X-Trackrec-Forwarded"
+
+// forwardLive passes the request, WebSocket upgrade included, to the
+// instance at base and streams its answer back.
+func (h *handlers) forwardLive(c echo.Context, base string) error {
+	target, err := url.Parse(base)
+	if err != nil || target.Host == "" {
+		return echo.NewHTTPError(http.StatusBadGateway, "the instance that records the participant announced no usable address")
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			r.Out.Header.Set(forwardedHeader, "1")
+		},
+		FlushInterval: -1, // every chunk at once: it is live audio
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			// Not the request's URL: its query may hold the token.
+			h.log.Warn("live stream not forwarded", "to", target.Host, "err", errors.Unwrap(err))
+			w.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+			w.WriteHeader(http.StatusBadGateway)
+			_ = json.NewEncoder(w).Encode(errorBody{Error: "the instance that records the participant did not answer"})
+		},
+	}
+	rp.ServeHTTP(c.Response(), c.Request())
+	return nil
 }
 
 // liveRequest reads and checks the query.

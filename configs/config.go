@@ -134,6 +134,9 @@ type Fleet struct {
 	MaxTracks int           // tracks this instance records at once; 0: TracksPerCore per core
 	// CompletionWait is how long a room waits for a dead instance's files.
 	CompletionWait time.Duration
+	// AdvertiseURL is where the other instances reach this one's API;
+	// empty: derived (AdvertisedURL).
+	AdvertiseURL string
 }
 
 // configFileEnv names the optional YAML file laid over the environment.
@@ -227,6 +230,24 @@ func (l LiveKit) HTTPURL() string {
 		return ""
 	}
 	return strings.TrimRight(u.String(), "/")
+}
+
+// AdvertisedURL is where the other instances of a fleet reach this one's
+// API: FLEET_ADVERTISE_URL, else http://APP_HOST:APP_PORT, with the host
+// name for an APP_HOST that listens on every address.
+func (c Config) AdvertisedURL() string {
+	if c.Fleet.AdvertiseURL != "" {
+		return strings.TrimRight(c.Fleet.AdvertiseURL, "/")
+	}
+	host := c.HTTP.Host
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			host = h
+		} else {
+			host = "localhost"
+		}
+	}
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(c.HTTP.Port))
 }
 
 // ListenAddr is the address the HTTP API listens on.

@@ -94,7 +94,7 @@ func TestEverySettingFromEachSource(t *testing.T) {
 		"AUTO_RECORD": "false", "AUTO_RECORD_ROOMS": "team-*, standup", "AUTO_RECORD_IGNORE_IDENTITIES": "bot-?",
 		"JOIN_TIMEOUT": "20s", "REJOIN_TIMEOUT": "0s", "RECONNECT_TIMEOUT": "2m", "SHUTDOWN_TIMEOUT": "45s", "ARM_TIMEOUT": "30m", "MAX_RECORDINGS": "50",
 		"REDIS_ADDRESS": "redis.internal:6380", "REDIS_USERNAME": "rec", "REDIS_PASSWORD": "rpw", "REDIS_DB": "3", "REDIS_USE_TLS": "true",
-		"LEASE_TTL": "10s", "MAX_TRACKS": "40", "COMPLETION_WAIT": "2m", "EGRESS_WORKER": "true", "EGRESS_WORKER_TRACK_KINDS": "audio",
+		"LEASE_TTL": "10s", "MAX_TRACKS": "40", "COMPLETION_WAIT": "2m", "FLEET_ADVERTISE_URL": "http://rec-1.internal:8000", "EGRESS_WORKER": "true", "EGRESS_WORKER_TRACK_KINDS": "audio",
 		"DEBUG_ADDRESS": "127.0.0.1:6060", "CPU_GUARD": "90%", "ADAPTIVE_PROCS": "off", "LIVE_MAX_LAG": "3s",
 	}
 	file := `
@@ -108,7 +108,7 @@ pipeline: {webhook_url: "https://hooks.example/x", key: pk, secret: ps}
 auto_record: {enabled: false, rooms: [team-*, standup], ignore_identities: ['bot-?']}
 limits: {join_timeout: 20s, rejoin_timeout: 0s, reconnect_timeout: 2m, shutdown_timeout: 45s, arm_timeout: 30m, max_recordings: 50, cpu_guard: 0.9, adaptive_procs: off, live_max_lag: 3s}
 redis: {address: "redis.internal:6380", username: rec, password: rpw, db: 3, use_tls: true}
-fleet: {lease_ttl: 10s, max_tracks: 40, completion_wait: 2m}
+fleet: {lease_ttl: 10s, max_tracks: 40, completion_wait: 2m, advertise_url: "http://rec-1.internal:8000"}
 egress: {worker: true, track_kinds: [audio]}
 `
 	want := Config{
@@ -123,7 +123,7 @@ egress: {worker: true, track_kinds: [audio]}
 		Limits: Limits{JoinTimeout: 20 * time.Second, RejoinTimeout: 0, ReconnectTimeout: 2 * time.Minute,
 			ShutdownTimeout: 45 * time.Second, ArmTimeout: 30 * time.Minute, MaxRecordings: 50, CPUGuard: 0.9, AdaptiveProcs: false, LiveMaxLag: 3 * time.Second},
 		Redis:  Redis{Address: "redis.internal:6380", Username: "rec", Password: "rpw", DB: 3, UseTLS: true},
-		Fleet:  Fleet{LeaseTTL: 10 * time.Second, MaxTracks: 40, CompletionWait: 2 * time.Minute},
+		Fleet:  Fleet{LeaseTTL: 10 * time.Second, MaxTracks: 40, CompletionWait: 2 * time.Minute, AdvertiseURL: "http://rec-1.internal:8000"},
 		Egress: Egress{Worker: true, TrackKinds: []string{"audio"}},
 	}
 	for _, s := range table() {
@@ -291,6 +291,7 @@ var errorCases = []struct {
 	{"cpu guard over", map[string]string{"CPU_GUARD": "120%"}, `CPU_GUARD: "120%" is not a share from 0 to 100% (for example 80% or 0.8)`},
 	{"cpu guard text", map[string]string{"CPU_GUARD": "most"}, `CPU_GUARD: "most" is not a share`},
 	{"live lag too short", map[string]string{"LIVE_MAX_LAG": "100ms"}, `LIVE_MAX_LAG`},
+	{"advertise url", map[string]string{"FLEET_ADVERTISE_URL": "rec-1:8000"}, `FLEET_ADVERTISE_URL`},
 	{"adaptive procs text", map[string]string{"ADAPTIVE_PROCS": "auto"}, `ADAPTIVE_PROCS: "auto" is not on or off`},
 	{"debug address without port", map[string]string{"DEBUG_ADDRESS": "localhost"}, "DEBUG_ADDRESS:"},
 	{"max tracks text", map[string]string{"MAX_TRACKS": "lots"}, `MAX_TRACKS: "lots" is not a whole number`},

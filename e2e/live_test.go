@@ -839,3 +839,74 @@ func TestEgressWebsocket(t *testing.T) {
 		t.Errorf("streamed %v, want at least 2 minutes", streamed)
 	}
 }
+
+// TestLiveAnyInstanceAnswers: in a fleet, a live stream asked of the
+// instance that does not record the participant is served through it by
+// the one that does, plain HTTP and WebSocket alike.
+func TestLiveAnyInstanceAnswers(t *testing.T) {
+	t.Parallel()
+	rd := startRedis(t)
+	env := func() map[string]string {
+		return map[string]string{"REDIS_ADDRESS": rd.Addr(), "MIXDOWN": "none", "LOCAL_DIRECTORY": t.TempDir(), "AUTO_RECORD": "false"}
+	}
+	fleet := []*service{startService(t, env()), startService(t, env())}
+	room := "live-fleet-room"
+	p := publish(t, room, "fay")
+	first := fleet[0].mustStart(room, "fay")
+	other := fleet[1]
+	if other.instance() == first.Instance {
+		other = fleet[0]
+	}
+	q := url.Values{"room": {room}, "participant": {"fay"}}
+	req, _ := http.NewRequest(http.MethodGet, liveURL(other, "http", q), nil)
+	req.Header.Set("Authorization", "Bearer "+other.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET live from the other instance: %v %v", err, resp)
+	}
+	var viaHTTP liveClient
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		viaHTTP.audio, viaHTTP.err = []chunk{{b, time.Now()}}, err
+	}()
+	var viaWS liveClient
+	wsDone := make(chan struct{})
+	conn := dialLive(t, other, with(q, "format", "pcm"), 0)
+	go func() { defer close(wsDone); readWS(conn, &viaWS, nil) }()
+	time.Sleep(4 * time.Second)
+	holder := fleet[0]
+	if holder == other {
+		holder = fleet[1]
+	}
+	final := holder.mustStop(room, "fay")
+	<-httpDone
+	<-wsDone
+	tr := fileOf(t, final, p.TrackSID())
+	file, err := os.ReadFile(tr.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if viaHTTP.err != nil || !bytes.Equal(viaHTTP.bytes(), file) {
+		t.Errorf("forwarded Ogg: %d bytes (%v), the file %d", len(viaHTTP.bytes()), viaHTTP.err, len(file))
+	}
+	if st := viaWS.msg("start"); st == nil || viaWS.closed == nil || viaWS.closed.Code != websocket.CloseNormalClosure || len(viaWS.bytes()) < 16000*2*3 {
+		t.Errorf("forwarded PCM WebSocket: start %v, closed %v (%v), %d bytes", st, viaWS.closed, viaWS.err, len(viaWS.bytes()))
+	}
+	if strings.Contains(other.logs.String(), other.token) {
+		t.Error("the forwarding instance logged the token")
+	}
+}
+
+func with(q url.Values, kv ...string) url.Values {
+	out := url.Values{}
+	for k, v := range q {
+		out[k] = v
+	}
+	for i := 0; i < len(kv); i += 2 {
+		out.Set(kv[i], kv[i+1])
+	}
+	return out
+}

@@ -59,6 +59,9 @@ type Options struct {
 	Local    Local
 	Logger   *slog.Logger  // nil: slog.Default()
 	Timeout  time.Duration // bound on each call between instances; 0: 20 s
+	// URL is where this instance's API is reached by the others (live
+	// streams are forwarded to the instance that records); "": nowhere.
+	URL string
 }
 
 // Entry is one recording of a fleet-wide list and the instance holding it.
@@ -99,6 +102,8 @@ type Fleet struct {
 
 	mu      sync.Mutex
 	seen    map[string]time.Time // the other instances, when last heard from
+	urls    map[string]string    // the other instances' API, as announced
+	url     string               // this one's
 	closing bool                 // Close began: serve nothing more
 	served  sync.WaitGroup       // calls into Local on behalf of the fleet
 
@@ -165,6 +170,8 @@ func New(o Options) (*Fleet, error) {
 		log:      o.Logger,
 		timeout:  o.Timeout,
 		seen:     map[string]time.Time{},
+		urls:     map[string]string{},
+		url:      o.URL,
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}

@@ -24,12 +24,13 @@ type announcement struct {
 	Kind     string `json:"kind"`
 	Instance string `json:"instance"`
 	ID       string `json:"id"`
+	URL      string `json:"url,omitempty"` // where its API is served
 }
 
 // announce publishes one announcement of this instance; the bus delivers
 // it or logs the failure itself (Redis publishes are queued).
 func (f *Fleet) announce(kind string) {
-	m, err := encode(announcement{Kind: kind, Instance: f.instance, ID: f.id})
+	m, err := encode(announcement{Kind: kind, Instance: f.instance, ID: f.id, URL: f.url})
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
 		defer cancel()
@@ -109,6 +110,9 @@ func (f *Fleet) heard(a announcement, in bool) {
 		f.mu.Lock()
 		_, known := f.seen[a.Instance]
 		f.seen[a.Instance] = time.Now()
+		if a.URL != "" {
+			f.urls[a.Instance] = a.URL
+		}
 		f.mu.Unlock()
 		if !known {
 			f.log.Info("fleet: instance joined", "peer", a.Instance)
@@ -117,6 +121,7 @@ func (f *Fleet) heard(a announcement, in bool) {
 		f.mu.Lock()
 		_, known := f.seen[a.Instance]
 		delete(f.seen, a.Instance)
+		delete(f.urls, a.Instance)
 		f.mu.Unlock()
 		if known {
 			f.log.Info("fleet: instance left", "peer", a.Instance)
@@ -130,9 +135,21 @@ func (f *Fleet) forget(now time.Time) {
 	for inst, t := range f.seen {
 		if now.Sub(t) > forgetAfter {
 			delete(f.seen, inst)
+			delete(f.urls, inst)
 			f.log.Warn("fleet: instance forgotten, not heard from", "peer", inst, "silent", now.Sub(t).Round(time.Second))
 		}
 	}
+}
+
+// URL is where instance serves its API, as it announced it; "" when it
+// announced none or is not a member.
+func (f *Fleet) URL(instance string) string {
+	if instance == f.instance {
+		return f.url
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.urls[instance]
 }
 
 // Member says whether instance is this one or another it heard from

@@ -309,6 +309,18 @@ func start(ctx context.Context, cfg configs.Config) (*app, error) {
 	keys := auth.NewSimpleKeyProvider(cfg.LiveKit.APIKey, cfg.LiveKit.APISecret)
 	apiOpts := api.Options{Webhooks: api.Webhooks{Keys: keys, Events: a.policy, Dedup: shared.dedup}, Ready: ready.Check, Metrics: metrics,
 		Local: local, Live: a.live}
+	if a.fleet != nil {
+		f := a.fleet
+		apiOpts.LiveOwner = func(ctx context.Context, room, participant string) (string, error) {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			owner, err := f.Owner(ctx, room, participant)
+			if err != nil || owner == instance {
+				return "", err
+			}
+			return f.URL(owner), nil
+		}
+	}
 	if cfg.HTTP.Auth {
 		apiOpts.Auth = keys
 	} else {
@@ -353,6 +365,7 @@ func (a *app) joinFleet(cfg configs.Config, instance string) (fleet.Recorder, er
 	}
 	f, err := fleet.New(fleet.Options{
 		Instance: instance, Bus: a.shared.bus, Logger: a.log, Timeout: joinBound(cfg), Local: local,
+		URL: cfg.AdvertisedURL(),
 	})
 	if err != nil {
 		return fleet.Recorder{}, fmt.Errorf("REDIS_ADDRESS: join the fleet: %w", err)
