@@ -133,7 +133,7 @@ type handlers struct {
 	hooks Webhooks
 	ready func(ctx context.Context) error
 
-	metrics *Metrics
+	metrics   *Metrics
 	liveHub   LiveHub
 	liveOwner func(ctx context.Context, room, participant string) (string, error)
 }
