@@ -140,6 +140,15 @@ func liveRequest(c echo.Context) (live.Request, error) {
 		}
 		*f.dst = n
 	}
+	if req.Format == live.FormatPCM {
+		// The defaults, so that the response can name what it sends.
+		if req.Rate == 0 {
+			req.Rate = 16000
+		}
+		if req.Channels == 0 {
+			req.Channels = 1
+		}
+	}
 	if v := q.Get("from"); v != "" {
 		s, err := strconv.ParseFloat(v, 64)
 		if err != nil || s < 0 || s > 1e7 {
@@ -159,9 +168,6 @@ func (h *handlers) liveHTTP(c echo.Context, sess *live.Session, req live.Request
 	ct := "audio/ogg"
 	if req.Format == live.FormatPCM {
 		ct = fmt.Sprintf("audio/L16;rate=%d;channels=%d", req.Rate, req.Channels)
-		if req.Rate == 0 {
-			ct = "audio/L16;rate=16000;channels=1"
-		}
 	}
 	res.Header().Set(echo.HeaderContentType, ct)
 	res.Header().Set("Cache-Control", "no-store")

@@ -47,7 +47,8 @@ type liveClient struct {
 	msgs   []live.Message
 	closed *websocket.CloseError // how a WebSocket session ended
 	err    error
-	text   bool // the last message read was a JSON one
+	text   bool          // the last message read was a JSON one
+	done   chan struct{} // closed when its reader returned
 }
 
 func (c *liveClient) bytes() []byte {
@@ -265,12 +266,12 @@ func TestLiveStreams(t *testing.T) {
 	var mu sync.Mutex
 	var clients []*liveClient
 	add := func(name string, run func(c *liveClient)) *liveClient {
-		c := &liveClient{name: name}
+		c := &liveClient{name: name, done: make(chan struct{})}
 		mu.Lock()
 		clients = append(clients, c)
 		mu.Unlock()
 		wg.Add(1)
-		go func() { defer wg.Done(); run(c) }()
+		go func() { defer wg.Done(); defer close(c.done); run(c) }()
 		return c
 	}
 
@@ -342,6 +343,13 @@ func TestLiveStreams(t *testing.T) {
 	time.Sleep(3 * time.Second)
 
 	// The cut clients come back where they left.
+	for _, c := range []*liveClient{oggCut, pcmCut} {
+		select {
+		case <-c.done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s did not go", c.name)
+		}
+	}
 	fromOgg := *oggCut.msgs[len(oggCut.msgs)-1].Position
 	oggResumed := add("ws-ogg-resumed", func(c *liveClient) {
 		readWS(dialLive(t, s, with("from", fmt.Sprint(fromOgg)), 0), c, nil)

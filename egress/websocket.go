@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"sync"
@@ -61,8 +62,8 @@ func checkWebsocketURL(raw string) error {
 	return nil
 }
 
-// redactURL keeps a URL's scheme, host and path: its query and user
-// information may hold a token.
+// redactURL keeps a URL's scheme, host and path: its query, fragment and
+// user information may hold a token (a token in the path is shown).
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -74,6 +75,7 @@ func redactURL(raw string) string {
 	if u.RawQuery != "" {
 		u.RawQuery = redacted
 	}
+	u.Fragment, u.RawFragment = "", ""
 	return u.String()
 }
 
@@ -99,48 +101,66 @@ func dialWebsocket(ctx context.Context, raw string) (*websocket.Conn, error) {
 
 // wsStream is the egress's stream: its connection and where it is.
 type wsStream struct {
-	j    *job
-	url  string
-	conn *websocket.Conn // the first connection, dialled at the start
-	done chan struct{}   // closed when run returns
+	j      *job
+	url    string
+	conn   *websocket.Conn // the first connection, dialled at the start
+	done   chan struct{}   // closed when run returns
+	cancel func()          // ends run
 
 	mu      sync.Mutex
 	info    *livekit.StreamInfo
 	resumed int
 }
 
-// run sends the track until it ends, dialling again after a failure.
+// run sends the track until it ends, dialling again after a failure: the
+// next connection resumes from the file after the last frame the peer
+// acknowledged. A session that fails without progress backs off.
 func (s *wsStream) run(ctx context.Context) {
 	j := s.j
 	var from *time.Duration
 	conn := s.conn
 	backoff := time.Second
-	for attempt := 0; ctx.Err() == nil; attempt++ {
-		if conn == nil {
-			var err error
-			if conn, err = dialWebsocket(ctx, s.url); err != nil {
-				j.log.Warn("egress websocket: dial again", "err", err, "in", backoff)
-				if !sleep(ctx, backoff) {
-					return
-				}
-				backoff = min(2*backoff, 10*time.Second)
-				continue
+	for attempt := 0; ; attempt++ {
+		if ctx.Err() != nil {
+			if conn != nil {
+				_ = conn.Close()
 			}
+			s.end(livekit.StreamInfo_FAILED, "the egress ended before its stream did")
+			return
 		}
-		backoff = time.Second
+		// Is the track still there? Only then dial.
 		sess, err := s.open(ctx, from, attempt == 0)
 		if err != nil {
-			_ = conn.Close()
-			if errors.Is(err, live.ErrNotFound) {
+			if conn != nil {
+				_ = conn.Close()
+			}
+			switch {
+			case errors.Is(err, live.ErrNotFound) && from != nil:
+				s.end(livekit.StreamInfo_FAILED, "the track ended while the WebSocket was reconnecting: its last part is in the file only")
+			case errors.Is(err, live.ErrNotFound) && attempt == 0:
+				s.end(livekit.StreamInfo_FAILED, "no audio of the track reached the stream")
+			case errors.Is(err, live.ErrNotFound):
 				s.end(livekit.StreamInfo_FINISHED, "")
-			} else {
+			default:
 				s.end(livekit.StreamInfo_FAILED, err.Error())
 			}
 			return
 		}
+		if conn == nil {
+			if conn, err = dialWebsocket(ctx, s.url); err != nil {
+				j.log.Warn("egress websocket: dial again", "err", err, "in", backoff)
+				if !sleep(ctx, backoff) {
+					continue
+				}
+				backoff = min(2*backoff, maxBackoff)
+				continue
+			}
+		}
+		capSendBuffer(conn)
 		sink := &wsSink{conn: conn}
 		done := make(chan struct{})
 		go sink.keepalive(done)
+		began := time.Now()
 		err = sess.Run(ctx, sink)
 		close(done)
 		if err == nil {
@@ -149,19 +169,37 @@ func (s *wsStream) run(ctx context.Context) {
 			s.end(livekit.StreamInfo_FINISHED, "")
 			return
 		}
-		_ = conn.Close()
-		conn = nil
-		if ctx.Err() != nil {
-			return
-		}
-		// Resume where this connection stopped: nothing lost, nothing twice.
-		if p, ok := sink.position(); ok {
+		if p, ok := sink.acked(); ok {
 			from = &p
 		}
+		_ = conn.Close()
+		conn = nil
 		s.mu.Lock()
 		s.resumed++
 		s.mu.Unlock()
 		j.log.Warn("egress websocket: connection lost; resuming from the file", "err", err, "from", from)
+		if sink.progress() == 0 || time.Since(began) < time.Second {
+			// The peer takes the connection and drops it: do not hammer it.
+			if !sleep(ctx, backoff) {
+				continue
+			}
+			backoff = min(2*backoff, maxBackoff)
+		} else {
+			backoff = time.Second
+		}
+	}
+}
+
+// maxBackoff bounds the wait between two connections.
+const maxBackoff = 10 * time.Second
+
+// wsSendBuffer caps the kernel's send buffer, so what a dropped
+// connection may have lost (and is sent again) stays small.
+const wsSendBuffer = 64 << 10
+
+func capSendBuffer(c *websocket.Conn) {
+	if tc, ok := c.NetConn().(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(wsSendBuffer)
 	}
 }
 
@@ -214,31 +252,84 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // wsSink writes a live session as livekit/egress's WebSocket frames and
-// keeps the session's position, for a resume.
+// keeps, for a resume, where the peer has acknowledged them up to.
 type wsSink struct {
 	mu   sync.Mutex
 	conn *websocket.Conn
 
 	start   float64 // position of the session's first sample (s)
-	samples int64
 	started bool
+	// frames are the last frames written: the bytes on the wire up to the
+	// end of each (header included) and the samples sent with it.
+	frames  []wsFrame
+	wire    int64
+	samples int64
+	// ackSamples is the samples the peer had acknowledged when last
+	// measured (after each write): the bound when the socket can no longer
+	// tell (a reset empties its queue).
+	ackSamples int64
 }
 
-func (s *wsSink) write(kind int, b []byte) error {
+type wsFrame struct{ wire, samples int64 }
+
+// maxFrames covers a full send buffer of 20 ms frames, and then some.
+const maxFrames = 512
+
+func (s *wsSink) write(kind int, b []byte, samples int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_ = s.conn.SetWriteDeadline(time.Now().Add(wsWrite))
-	return s.conn.WriteMessage(kind, b)
+	if err := s.conn.WriteMessage(kind, b); err != nil {
+		return err
+	}
+	s.wire += frameSize(len(b))
+	s.samples += samples
+	s.frames = append(s.frames, wsFrame{s.wire, s.samples})
+	if len(s.frames) > maxFrames {
+		s.frames = s.frames[len(s.frames)-maxFrames/2:]
+	}
+	if q, ok := unsent(s.conn.NetConn()); ok {
+		s.ackSamples = s.samplesAt(s.wire - int64(q))
+	} else {
+		s.ackSamples = s.samples
+	}
+	return nil
+}
+
+// samplesAt (under mu) is the samples of the frames wholly within the
+// first got bytes on the wire: a frame cut short is not a message.
+func (s *wsSink) samplesAt(got int64) int64 {
+	if got >= s.wire {
+		return s.samples
+	}
+	var n int64
+	if len(s.frames) > 0 && s.frames[0].wire > got {
+		// Older than the frames kept (the send buffer is capped far below
+		// them): count back by bytes, rounding toward resending.
+		return max(0, s.frames[0].samples-(s.frames[0].wire-got)/2)
+	}
+	for _, f := range s.frames {
+		if f.wire <= got {
+			n = f.samples
+		}
+	}
+	return n
+}
+
+// frameSize is a client frame on the wire: header, mask key, payload.
+func frameSize(n int) int64 {
+	h := 2 + 4
+	switch {
+	case n >= 1<<16:
+		h += 8
+	case n >= 126:
+		h += 2
+	}
+	return int64(h + n)
 }
 
 func (s *wsSink) Audio(b []byte) error {
-	if err := s.write(websocket.BinaryMessage, b); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.samples += int64(len(b) / 2 / wsChannels)
-	s.mu.Unlock()
-	return nil
+	return s.write(websocket.BinaryMessage, b, int64(len(b)/2/wsChannels))
 }
 
 func (s *wsSink) Message(m live.Message) error {
@@ -246,7 +337,7 @@ func (s *wsSink) Message(m live.Message) error {
 	case "start":
 		s.mu.Lock()
 		if m.Position != nil {
-			s.start, s.samples, s.started = *m.Position, 0, true
+			s.start, s.started = *m.Position, true
 		}
 		s.mu.Unlock()
 		if m.Muted != nil && *m.Muted {
@@ -258,6 +349,28 @@ func (s *wsSink) Message(m live.Message) error {
 	return nil
 }
 
+// progress is the samples written.
+func (s *wsSink) progress() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.samples
+}
+
+// acked is the position (into the file) after the last frame the peer
+// acknowledged: where the next connection resumes.
+func (s *wsSink) acked() (time.Duration, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started {
+		return 0, false
+	}
+	samples := s.ackSamples
+	if q, ok := unsent(s.conn.NetConn()); ok && q > 0 {
+		samples = s.samplesAt(s.wire - int64(q))
+	}
+	return time.Duration(s.start*float64(time.Second)) + time.Duration(samples)*time.Second/wsRate, true
+}
+
 func (s *wsSink) muted(muted bool) error {
 	b, err := json.Marshal(struct {
 		Muted bool `json:"muted"`
@@ -265,7 +378,7 @@ func (s *wsSink) muted(muted bool) error {
 	if err != nil {
 		return err
 	}
-	return s.write(websocket.TextMessage, b)
+	return s.write(websocket.TextMessage, b, 0)
 }
 
 // position is where the next sample is, in seconds into the file.

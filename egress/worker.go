@@ -234,7 +234,10 @@ func (w *Worker) StartEgress(ctx context.Context, req *rpc.StartEgressRequest) (
 			info: &livekit.StreamInfo{Url: redactURL(r.WebsocketURL), StartedAt: time.Now().UnixNano(), Status: livekit.StreamInfo_ACTIVE}}
 		j.info.Stream(j.ws.result())
 		defer func() {
-			if !j.wsRunning {
+			j.mu.Lock()
+			running := j.wsRunning
+			j.mu.Unlock()
+			if !running {
 				_ = conn.Close()
 			}
 		}()
@@ -290,16 +293,22 @@ func (w *Worker) StartEgress(ctx context.Context, req *rpc.StartEgressRequest) (
 		return j.info.Snapshot(), nil
 	}
 	j.log.Info("track egress started", "participant", pub.Identity)
-	j.inPlace()
 	if j.ws != nil {
-		j.wsRunning = true
+		// Before inPlace: a StopEgress that came meanwhile ends the
+		// recording, and the end waits for the stream.
+		ctx, cancel := context.WithCancel(w.life)
+		j.mu.Lock()
+		j.wsRunning, j.ws.cancel = true, cancel
+		j.mu.Unlock()
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
+			defer cancel()
 			defer close(j.ws.done)
-			j.ws.run(w.life)
+			j.ws.run(ctx)
 		}()
 	}
+	j.inPlace()
 	return j.info.Snapshot(), nil
 }
 
@@ -619,12 +628,17 @@ func (j *job) Stopped(rec recorder.RecordingInfo) {
 func (j *job) finish(rec recorder.RecordingInfo) {
 	j.opened.Wait()
 	j.awaitHandover()
-	if j.ws != nil && j.wsRunning {
+	j.mu.Lock()
+	wsRunning := j.ws != nil && j.wsRunning
+	j.mu.Unlock()
+	if wsRunning {
 		// The stream sends what the track wrote to its end first.
 		select {
 		case <-j.ws.done:
 		case <-time.After(30 * time.Second):
-			j.log.Warn("egress websocket still sending at the end; reported as it is")
+			j.log.Warn("egress websocket still sending at the end: stopped")
+			j.ws.cancel()
+			<-j.ws.done
 		case <-j.w.life.Done():
 		}
 		j.info.Stream(j.ws.result())

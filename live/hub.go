@@ -119,7 +119,7 @@ func (h *Hub) NewStream(info TrackInfo) *Stream {
 
 // Publish lets consumers find the stream. advance, if set, moves the
 // track on through silences while anyone listens (muxer.Track.Advance).
-func (s *Stream) Publish(advance func(time.Time) error) {
+func (s *Stream) Publish(advance func(now time.Time, idle time.Duration) error) {
 	s.advance = advance
 	s.hub.publish(s)
 }

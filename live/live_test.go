@@ -573,3 +573,31 @@ func TestRepublishContinues(t *testing.T) {
 		t.Fatalf("the session's second track (%d samples) is not the second file from %d (%d)", len(got)-int(*next.Samples), skip, len(d2)-skip)
 	}
 }
+
+// A long silence is written at once when its end arrives (120 ms packets,
+// half-second pages): the ring grows rather than close consumers that
+// keep up.
+func TestLongSilenceKeepsConsumers(t *testing.T) {
+	for _, tc := range []struct {
+		format string
+		gap    time.Duration
+	}{{FormatOgg, 150 * time.Second}, {FormatPCM, 30 * time.Second}} {
+		h := NewHub(Options{})
+		r := newRecorded(t, h, "alice", "TR_a")
+		var k keeper
+		done := run(t, h, r.stream, Request{Room: "room", Participant: "alice", Format: tc.format}, &k)
+		r.send(100)
+		r.gap(tc.gap)
+		r.send(100)
+		file := r.close()
+		if err := wait(t, done); err != nil {
+			t.Fatalf("%s: a consumer that kept up: %v", tc.format, err)
+		}
+		if tc.format == FormatOgg && !bytes.Equal(k.audio, file) {
+			t.Fatal("the Ogg consumer did not get the file")
+		}
+		if got, want := len(k.audio)/2, len(decodeFile(t, file, 16000, 1)); tc.format == FormatPCM && got != want {
+			t.Fatalf("PCM: %d samples, the file %d", got, want)
+		}
+	}
+}

@@ -210,6 +210,12 @@ func (ss *Session) serve(ctx context.Context, s *Stream, sink Sink, first bool) 
 			return ctx.Err()
 		}
 	}
+	if s.info.Format != muxer.FormatOgg && (ss.req.Format == FormatOgg || ss.req.From != nil) {
+		// A track published later may be recorded otherwise than the one
+		// the session began with.
+		_ = sink.Message(Message{Type: "end", Reason: "track " + s.info.TrackSID + " is recorded as " + s.info.Format + ": live Ogg and from= need an Ogg recording", At: time.Now().UTC()})
+		return fmt.Errorf("%w: track %s is recorded as %s", ErrFormat, s.info.TrackSID, s.info.Format)
+	}
 	t := &trackOut{ss: ss, s: s, snap: snap, sink: sink, first: first}
 	if ss.req.Format == FormatPCM {
 		// A decoder per track: a new track's stream starts from scratch.
@@ -231,10 +237,18 @@ func (ss *Session) serve(ctx context.Context, s *Stream, sink Sink, first bool) 
 		t.hasFrom = true
 		ss.fromSeconds = ss.req.From.Seconds()
 		// Replay the file first, reattaching once caught up: pages written
-		// since are on disk or in the ring, never neither.
+		// since are on disk or in the ring, never neither. Passes go on
+		// detached until one is short, so the last one, attached, cannot
+		// take long enough to fall behind.
 		s.detach(c)
-		if err := t.replay(); err != nil {
-			return err
+		for {
+			n, err := t.replay()
+			if err != nil {
+				return err
+			}
+			if n <= replayShort {
+				break
+			}
 		}
 		c = s.attach()
 	}
@@ -270,30 +284,36 @@ type trackOut struct {
 	pkts    [][]byte
 }
 
-// replay sends what the file holds from the position asked for.
-func (t *trackOut) replay() error {
+// replayShort is a replay pass short enough (pages, about 2 s of audio)
+// to be the last one before the ring takes over.
+const replayShort = 4
+
+// replay sends what the file holds from the position asked for, and
+// returns the pages it read.
+func (t *trackOut) replay() (int, error) {
 	f, err := os.Open(t.snap.path)
 	if err != nil {
-		return fmt.Errorf("live: replay: %w", err)
+		return 0, fmt.Errorf("live: replay: %w", err)
 	}
 	defer f.Close()
-	tries := 0
+	tries, pages := 0, 0
 	for {
 		p, err := ogg.ReadPageAt(f, t.off, t.buf)
 		switch {
 		case err == io.EOF:
-			return nil
+			return pages, nil
 		case errors.Is(err, ogg.ErrIncomplete):
 			// Being written: a page goes out in one write, so a moment
 			// later it is whole.
 			if tries++; tries > 50 {
-				return nil
+				return pages, nil
 			}
 			time.Sleep(2 * time.Millisecond)
 			continue
 		case err != nil:
-			return fmt.Errorf("live: replay: %w", err)
+			return pages, fmt.Errorf("live: replay: %w", err)
 		}
+		pages++
 		tries = 0
 		t.buf = p.Raw[:cap(p.Raw)]
 		t.off += int64(len(p.Raw))
@@ -301,10 +321,10 @@ func (t *trackOut) replay() error {
 			continue // the header pages: sent from memory
 		}
 		if err := t.diskPage(p); err != nil {
-			return err
+			return pages, err
 		}
 		if p.EOS() {
-			return nil
+			return pages, nil
 		}
 	}
 }
@@ -342,7 +362,7 @@ func (t *trackOut) live(ctx context.Context, c *cursor, first bool) error {
 	// and the attach are on disk, and later ones in the ring.
 	synced := true
 	if t.hasFrom {
-		if err := t.replay(); err != nil {
+		if _, err := t.replay(); err != nil {
 			return err
 		}
 		// PCM: the ring's packets start at the attach; those between the
@@ -357,7 +377,11 @@ func (t *trackOut) live(ctx context.Context, c *cursor, first bool) error {
 	var e entry
 	var held []entry // PCM replay: ring packets past the file's end
 	flush := func() error {
-		if len(held) == 0 || t.haveEnd && held[0].pos > t.end {
+		end := int64(0) // a file without audio yet reaches the start only
+		if t.haveEnd {
+			end = t.end
+		}
+		if len(held) == 0 || held[0].pos > end {
 			return nil // the file does not reach them yet
 		}
 		for _, h := range held {
@@ -404,7 +428,7 @@ func (t *trackOut) live(ctx context.Context, c *cursor, first bool) error {
 				continue
 			}
 			if !synced && len(held) > 0 {
-				if err := t.replay(); err != nil {
+				if _, err := t.replay(); err != nil {
 					return err
 				}
 				if err := flush(); err != nil {
@@ -428,7 +452,7 @@ func (t *trackOut) live(ctx context.Context, c *cursor, first bool) error {
 		}
 	}
 	if !synced {
-		if err := t.replay(); err != nil {
+		if _, err := t.replay(); err != nil {
 			return err
 		}
 		for _, h := range held {

@@ -45,7 +45,7 @@ type entry struct {
 type Stream struct {
 	info    TrackInfo
 	hub     *Hub
-	advance func(time.Time) error
+	advance func(time.Time, time.Duration) error
 	// listening is set while a consumer is attached: the tap's per-packet
 	// work is this one load while nobody listens.
 	listening atomic.Bool
@@ -156,11 +156,23 @@ func (s *Stream) End() {
 	s.hub.remove(s)
 }
 
+// maxRing bounds a ring's growth (entries): a long silence written at
+// once (120 ms packets, half-second pages) must not close consumers that
+// keep up.
+const maxRing = 1 << 16
+
 // add (under mu) appends an entry, its data copied into the slot's own
-// buffer, and wakes the cursors.
+// buffer, and wakes the cursors. A ring about to overwrite an entry a
+// cursor has not read, and that is younger than MaxLag, grows instead:
+// only lag closes a consumer.
 func (s *Stream) add(e entry, data []byte) {
 	if s.ended || len(s.ring) == 0 {
 		return
+	}
+	if n := uint64(len(s.ring)); s.next >= n && len(s.ring) < maxRing {
+		if oldest := &s.ring[s.next%n]; time.Since(oldest.at) <= s.hub.maxLag() && s.unread(s.next-n) {
+			s.grow()
+		}
 	}
 	slot := &s.ring[s.next%uint64(len(s.ring))]
 	e.data = append(slot.data[:0], data...)
@@ -170,6 +182,25 @@ func (s *Stream) add(e entry, data []byte) {
 	*slot = e
 	s.next++
 	s.wake()
+}
+
+// unread (under mu) says whether a cursor has still to read entry n.
+func (s *Stream) unread(n uint64) bool {
+	for c := range s.cursors {
+		if c.next <= n {
+			return true
+		}
+	}
+	return false
+}
+
+// grow (under mu) doubles the ring, keeping its entries' numbers.
+func (s *Stream) grow() {
+	old, n := s.ring, uint64(len(s.ring))
+	s.ring = make([]entry, 2*n)
+	for i := s.next - n; i < s.next; i++ {
+		s.ring[i%(2*n)] = old[i%n]
+	}
 }
 
 // wake (under mu) tells every cursor there is news.
@@ -217,19 +248,22 @@ func (s *Stream) detach(c *cursor) {
 	if len(s.cursors) == 0 {
 		s.listening.Store(false)
 		s.stopTicker()
+		s.ring = nil // its buffers go; the next consumer starts a new one
 	}
 }
 
-// advanceEvery is how often a listened, muted track is moved on
-// (muxer.Track.Advance).
-const advanceEvery = 20 * time.Millisecond
+// A listened track is moved on (muxer.Track.Advance) every advanceEvery:
+// once nothing arrived for 40 ms while it is muted, or for stallIdle
+// otherwise (a pause in an unmuted track's packets may be a delivery stall
+// whose packets are still coming: they must land where they belong).
+const (
+	advanceEvery = 20 * time.Millisecond
+	stallIdle    = 2 * time.Second
+)
 
-// startTicker (under mu) moves a muted track on while nothing arrives, so a
-// live stream keeps pace with the wall clock through a mute. Only a mute:
-// a pause in the packets of a track that is not muted may be a delivery
-// stall whose packets are still coming, and they must land where they
-// belong, so that silence is written when the next packet comes, as
-// without live consumers.
+// startTicker (under mu) moves the track on while nothing arrives, so a
+// live stream keeps pace with the wall clock through a mute (within about
+// 0.3 s) or a publisher's pause (within about 2 s).
 func (s *Stream) startTicker() {
 	if s.advance == nil || s.stopTick != nil {
 		return
@@ -244,10 +278,11 @@ func (s *Stream) startTicker() {
 			case <-stop:
 				return
 			case <-t.C:
-				if !s.isMuted() {
-					continue
+				idle := stallIdle
+				if s.isMuted() {
+					idle = 0
 				}
-				if err := s.advance(time.Now()); err != nil {
+				if err := s.advance(time.Now(), idle); err != nil {
 					return
 				}
 			}

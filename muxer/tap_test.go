@@ -55,7 +55,7 @@ func TestAdvanceWritesSilenceAsTimePasses(t *testing.T) {
 				// The ticker of a listened track, every 20 ms between arrivals.
 				if prev >= 0 {
 					for at := prev + 20*time.Millisecond; at < s.at; at += 20 * time.Millisecond {
-						if err := tr.Advance(origin.Add(at)); err != nil {
+						if err := tr.Advance(origin.Add(at), 0); err != nil {
 							t.Fatal(err)
 						}
 						if st := tr.Stats(); s.at-prev > time.Second && at-prev > time.Second {
@@ -107,4 +107,36 @@ func readFile(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// Advance writes nothing while packets arrived within its idle bound: a
+// pause shorter than that may be a stall whose packets still come.
+func TestAdvanceWaitsForIdle(t *testing.T) {
+	tone := oggtest.Tone(t, 1, 1, "32k")
+	pkts := newGen(tone, 1, 100, 5000).send(100).pkts
+	k := &sink{dir: t.TempDir(), ext: muxer.FormatOgg}
+	tr := newTrack(t, muxer.Options{Open: k.open})
+	for _, s := range pkts {
+		p := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SSRC: s.ssrc, SequenceNumber: s.seq, Timestamp: s.ts}, Payload: slices.Clone(s.payload)}
+		if err := tr.WriteRTP(p, origin.Add(s.at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := origin.Add(pkts[len(pkts)-1].at)
+	before := tr.Stats().Samples
+	if err := tr.Advance(last.Add(1500*time.Millisecond), 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := tr.Stats().Samples; got != before {
+		t.Fatalf("1.5 s into a pause, Advance with a 2 s idle bound wrote %d samples", got-before)
+	}
+	if err := tr.Advance(last.Add(2500*time.Millisecond), 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := tr.Stats().Samples; got <= before {
+		t.Fatal("2.5 s into a pause, Advance wrote nothing")
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -177,12 +177,12 @@ const advanceLag = holdBound + opus.MinFrameSamples
 const advanceIdle = 40 * time.Millisecond
 
 // advance is Track.Advance.
-func (t *timeline) advance(now time.Time) error {
+func (t *timeline) advance(now time.Time, idle time.Duration) error {
 	if !t.started || t.err != nil {
 		return t.err
 	}
 	at := now.Sub(t.epoch)
-	if at-t.now < advanceIdle {
+	if at-t.now < idle {
 		return nil
 	}
 	t.now = at

@@ -223,23 +223,25 @@ func (t *Track) open(start time.Time, channels, preSkip int) (Container, error) 
 	return c, nil
 }
 
-// Advance tells the track that time has come to now with no packet: the
-// jitter window and a hold expire as they would on an arrival, and the
-// silence is written out up to where a packet arriving from now on could
-// land (holdBound and a margin before now), so a live stream keeps pace
-// with the wall clock while nothing arrives. A hole written this way is
-// digital silence, as it would be once the next packet came. Call it only
-// while the track is known to be silent (its publisher muted it): packets
-// of a delivery stall that arrive later than that margin are written after
-// the silence already written, not at their RTP positions (no audio is
-// dropped, but they play late until the drift bound re-syncs).
-func (t *Track) Advance(now time.Time) error {
+// Advance tells the track that time has come to now with no packet for at
+// least idle: the jitter window and a hold expire as they would on an
+// arrival, and the silence is written out up to where a packet arriving
+// from now on could land (holdBound and a margin before now), so a live
+// stream keeps pace with the wall clock while nothing arrives. A hole
+// written this way is digital silence, as it would be once the next packet
+// came. A short idle suits a track known to be silent (its publisher
+// muted it); otherwise the pause may be a delivery stall whose packets are
+// still coming, and those that arrive later than the margin are written
+// after the silence already written, not at their RTP positions (no audio
+// is dropped, but they play late until the drift bound re-syncs): past a
+// second or two such packets are re-based on arrival anyway.
+func (t *Track) Advance(now time.Time, idle time.Duration) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return ErrClosed
 	}
-	err := t.tl.advance(now)
+	err := t.tl.advance(now, max(idle, advanceIdle))
 	t.publish()
 	return err
 }
