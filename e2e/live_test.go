@@ -770,7 +770,8 @@ func newWSReceiver(t *testing.T) *wsReceiver {
 // for sample the decode of the track's file, {"muted": ...} frames,
 // pings, and an EgressInfo with the stream's result and no token.
 func TestEgressWebsocket(t *testing.T) {
-	t.Parallel()
+	// Not parallel: two minutes of streaming beside the other tests' would
+	// only add to their load.
 	e := newEgressBed(t)
 	rec := startService(t, withDir(t, map[string]string{
 		"LIVEKIT_URL": e.server.URL, "LIVEKIT_API_KEY": e.server.APIKey, "LIVEKIT_API_SECRET": e.server.APISecret,
