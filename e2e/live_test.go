@@ -252,16 +252,7 @@ func TestLiveStreams(t *testing.T) {
 	s.mustStart(room, "ann")
 
 	base := url.Values{"room": {room}, "participant": {"ann"}}
-	with := func(kv ...string) url.Values {
-		q := url.Values{}
-		for k, v := range base {
-			q[k] = v
-		}
-		for i := 0; i < len(kv); i += 2 {
-			q.Set(kv[i], kv[i+1])
-		}
-		return q
-	}
+	with := func(kv ...string) url.Values { return withQuery(base, kv...) }
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var clients []*liveClient
@@ -883,7 +874,7 @@ func TestLiveAnyInstanceAnswers(t *testing.T) {
 	}()
 	var viaWS liveClient
 	wsDone := make(chan struct{})
-	conn := dialLive(t, other, with(q, "format", "pcm"), 0)
+	conn := dialLive(t, other, withQuery(q, "format", "pcm"), 0)
 	go func() { defer close(wsDone); readWS(conn, &viaWS, nil) }()
 	time.Sleep(4 * time.Second)
 	holder := fleet[0]
@@ -909,7 +900,8 @@ func TestLiveAnyInstanceAnswers(t *testing.T) {
 	}
 }
 
-func with(q url.Values, kv ...string) url.Values {
+// withQuery is q with the key-value pairs kv set.
+func withQuery(q url.Values, kv ...string) url.Values {
 	out := url.Values{}
 	for k, v := range q {
 		out[k] = v
