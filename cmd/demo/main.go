@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -24,6 +25,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/trackrec/trackrec/bot"
 	"github.com/trackrec/trackrec/testbed"
@@ -106,6 +109,11 @@ func run(ctx context.Context, recorderBin, tone, dir string, length time.Duratio
 	if _, err := post(ctx, base+"/recordings/start", token, room, identity); err != nil {
 		return err
 	}
+	// A live listener, as a transcription service would be: 16 kHz mono
+	// PCM over a WebSocket while the recording is written.
+	say("GET /recordings/live?room=%s&participant=%s&format=pcm (WebSocket)", room, identity)
+	heard := make(chan liveResult, 1)
+	go func() { heard <- listen(ctx, base, token, room, identity) }()
 	select {
 	case <-time.After(length):
 	case <-ctx.Done():
@@ -143,6 +151,16 @@ func run(ctx context.Context, recorderBin, tone, dir string, length time.Duratio
 			float64(t.DurationMS)/1000, t.StartedAt.Format("15:04:05"), t.Anchor.Sub(t.StartedAt).Seconds(), t.Anchor.Format("15:04:05.000000"))
 		fmt.Printf("  %d Opus packets from the publisher, %d bytes, decodes cleanly with ffmpeg\n", t.Packets, t.Bytes)
 	}
+	select {
+	case h := <-heard:
+		if h.err != nil {
+			return fmt.Errorf("live listener: %w", h.err)
+		}
+		fmt.Printf("live: %.3f s of 16 kHz PCM heard as it was recorded, from %s; %d of its %d messages came within %v of their first sample's instant (the first second waits for the anchor)\n",
+			float64(h.samples)/16000, h.first.Format("15:04:05.000"), h.prompt, h.messages, liveBound)
+	case <-time.After(10 * time.Second):
+		return errors.New("the live listener did not hear the stream end")
+	}
 	// The room is complete once it has stayed without recordings for the
 	// settle delay: the built-in mixdown follows.
 	say("waiting for the room's mixdown")
@@ -154,6 +172,55 @@ func run(ctx context.Context, recorderBin, tone, dir string, length time.Duratio
 		fmt.Printf("mixdown %s\n", filepath.Join(dir, filepath.FromSlash(key)))
 	}
 	return nil
+}
+
+// liveBound is what "as it was recorded" means in the demo's summary.
+const liveBound = 100 * time.Millisecond
+
+type liveResult struct {
+	samples  int64
+	first    time.Time // the instant of the first sample
+	prompt   int       // messages that came within liveBound of their instant
+	messages int
+	err      error
+}
+
+// listen reads a live PCM session until it ends.
+func listen(ctx context.Context, base, token, room, identity string) liveResult {
+	q := url.Values{"room": {room}, "participant": {identity}, "format": {"pcm"}, "access_token": {token}}
+	u := "ws" + strings.TrimPrefix(base, "http") + "/recordings/live?" + q.Encode()
+	conn, _, err := websocket.DefaultDialer.DialContext(ctx, u, nil)
+	if err != nil {
+		return liveResult{err: err}
+	}
+	defer conn.Close()
+	var r liveResult
+	for {
+		kind, b, err := conn.ReadMessage()
+		if err != nil {
+			if websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+				return r
+			}
+			r.err = err
+			return r
+		}
+		if kind == websocket.TextMessage {
+			var m struct {
+				Type string    `json:"type"`
+				At   time.Time `json:"at"`
+			}
+			if json.Unmarshal(b, &m) == nil && m.Type == "start" {
+				r.first = m.At
+			}
+			continue
+		}
+		at := r.first.Add(time.Duration(r.samples) * time.Second / 16000)
+		if time.Since(at) < liveBound {
+			r.prompt++
+		}
+		r.messages++
+		r.samples += int64(len(b) / 2)
+	}
 }
 
 // waitMixdown polls GET /recordings until room's pipeline run is done.
