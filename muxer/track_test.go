@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -375,18 +376,38 @@ type discardCloser struct{}
 func (discardCloser) Write(p []byte) (int, error) { return len(p), nil }
 func (discardCloser) Close() error                { return nil }
 
+// idleTap is a Tap nobody listens to, as live.Stream is then.
+type idleTap struct{ listening atomic.Bool }
+
+func (*idleTap) Begin(time.Time, int, int) {}
+func (t *idleTap) Wrote([]byte) {
+	if t.listening.Load() {
+		panic("listening")
+	}
+}
+func (t *idleTap) Packet([]byte, int64, int) {
+	if t.listening.Load() {
+		panic("listening")
+	}
+}
+
 // BenchmarkTrackWriteRTP measures the write path per publisher packet
 // (ns/op = ns/packet, allocs/op = allocs/packet) once the anchor window has
 // passed: in order, with DTX holes (silence), with 5% loss (concealment) and
-// with every tenth pair swapped (the jitter buffer copies).
+// with every tenth pair swapped (the jitter buffer copies); and steady with
+// a Tap nobody listens to (a live stream's idle cost).
 func BenchmarkTrackWriteRTP(b *testing.B) {
 	payload := bytes.Repeat([]byte{0x55}, 80) // 32 kbit/s at 20 ms
 	payload[0] = 0x78                         // SILK WB 20 ms
 	for _, format := range formats {
-		for _, bc := range []string{"steady", "dtx", "loss", "reorder"} {
+		for _, bc := range []string{"steady", "dtx", "loss", "reorder", "tapped"} {
 			b.Run(format+"/"+bc, func(b *testing.B) {
-				tr := newTrack(b, muxer.Options{Format: format,
-					Open: func(time.Time, int) (io.WriteCloser, error) { return discardCloser{}, nil }})
+				o := muxer.Options{Format: format,
+					Open: func(time.Time, int) (io.WriteCloser, error) { return discardCloser{}, nil }}
+				if bc == "tapped" {
+					o.Tap = &idleTap{}
+				}
+				tr := newTrack(b, o)
 				p := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SSRC: 1}, Payload: payload}
 				var seq uint16
 				var ts uint32
