@@ -208,9 +208,9 @@ func capSendBuffer(c *websocket.Conn) {
 func (s *wsStream) open(ctx context.Context, from *time.Duration, first bool) (*live.Session, error) {
 	req := live.Request{Room: s.j.req.RoomName, Participant: s.j.pub.Identity, Track: s.j.req.TrackID,
 		Format: live.FormatPCM, Rate: wsRate, Channels: wsChannels, From: from}
-	if from == nil && first {
+	if from == nil {
 		zero := time.Duration(0)
-		req.From = &zero // the whole file: the stream starts with the egress
+		req.From = &zero // the whole file, until a connection got some of it
 	}
 	deadline := time.Now().Add(wsTrackWait)
 	for {
