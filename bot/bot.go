@@ -51,6 +51,9 @@ type TrackInfo struct {
 	TrackSID        string
 	Source          string // microphone, screen_share_audio, unknown
 	MimeType        string
+	// Muted says the publication was muted when it was subscribed (later
+	// changes reach a MuteHandler).
+	Muted bool
 	// Subscription numbers one subscription the bot handed over: unique in
 	// the process (across bots and rooms), never zero, and the same in the
 	// TrackEnded that ends this subscription. A track that is unsubscribed
@@ -713,6 +716,7 @@ func (b *Bot) info(track remoteTrack, pub publication, rp participant) TrackInfo
 		TrackSID:        pub.SID(),
 		Source:          source(pub),
 		MimeType:        track.Codec().MimeType,
+		Muted:           pub.IsMuted(),
 	}
 }
 

@@ -378,6 +378,7 @@ func TestSubscriptions(t *testing.T) {
 func TestTrackInfo(t *testing.T) {
 	e := newEnv(t, Config{})
 	s := e.pub("TR_s", lksdk.TrackKindAudio, livekit.TrackSource_SCREEN_SHARE_AUDIO)
+	s.muted = true // subscribed while muted
 	p := e.present("alice", "PA_1", s)
 	e.record("alice", true)
 	remote := e.deliver(p, s)
@@ -387,7 +388,7 @@ func TestTrackInfo(t *testing.T) {
 	got := e.h.tracks[0]
 	want := TrackInfo{
 		Room: "r", RoomSID: "RM_1", Participant: "alice", ParticipantSID: "PA_1", ParticipantName: "Name of alice",
-		TrackSID: "TR_s", Source: "screen_share_audio", MimeType: "audio/opus", Subscription: got.Info.Subscription,
+		TrackSID: "TR_s", Source: "screen_share_audio", MimeType: "audio/opus", Muted: true, Subscription: got.Info.Subscription,
 	}
 	if got.Info != want {
 		t.Errorf("info\n got %+v\nwant %+v", got.Info, want)

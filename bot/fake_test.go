@@ -94,12 +94,14 @@ type fakePub struct {
 	sid    string
 	kind   lksdk.TrackKind
 	source livekit.TrackSource
+	muted  bool
 	fail   error // what SetSubscribed returns
 }
 
 func (p *fakePub) SID() string                 { return p.sid }
 func (p *fakePub) Kind() lksdk.TrackKind       { return p.kind }
 func (p *fakePub) Source() livekit.TrackSource { return p.source }
+func (p *fakePub) IsMuted() bool               { return p.muted }
 
 func (p *fakePub) SetSubscribed(on bool) error {
 	p.room.mu.Lock()

@@ -36,6 +36,7 @@ type publication interface {
 	SID() string
 	Kind() lksdk.TrackKind
 	Source() livekit.TrackSource
+	IsMuted() bool
 	SetSubscribed(subscribed bool) error
 }
 

@@ -222,6 +222,9 @@ func (r *Recording) addTrack(src *bot.Track, o *Options) bool {
 			Room: src.Info.Room, Participant: src.Info.Participant, ParticipantName: src.Info.ParticipantName,
 			TrackSID: src.Info.TrackSID, Source: src.Info.Source, Format: t.format,
 		})
+		if src.Info.Muted {
+			t.live.SetMuted(true) // subscribed while muted: its silence is known
+		}
 		mo.Tap = t.live
 	}
 	mux, err := muxer.NewTrack(mo)
