@@ -342,6 +342,9 @@ func (t *trackOut) diskPage(p ogg.Page) error {
 	}
 	t.pkts = p.Packets(t.pkts[:0])
 	for _, pk := range t.pkts {
+		if p.EOS() && pos >= p.Granule {
+			break // the writer's end filler: past the stream's end, it does not play
+		}
 		n, err := opus.PacketSamples(pk)
 		if err != nil {
 			return fmt.Errorf("live: replay: packet at %d: %w", pos, err)
