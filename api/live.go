@@ -74,7 +74,7 @@ func (h *handlers) live(c echo.Context) error {
 	if ws {
 		return h.liveWebSocket(c, sess, log)
 	}
-	return h.liveHTTP(c, sess, req, log)
+	return h.liveHTTP(c, sess, log)
 }
 
 // forwardedHeader marks a live request one instance passed to another,
@@ -140,15 +140,6 @@ func liveRequest(c echo.Context) (live.Request, error) {
 		}
 		*f.dst = n
 	}
-	if req.Format == live.FormatPCM {
-		// The defaults, so that the response can name what it sends.
-		if req.Rate == 0 {
-			req.Rate = 16000
-		}
-		if req.Channels == 0 {
-			req.Channels = 1
-		}
-	}
 	if v := q.Get("from"); v != "" {
 		s, err := strconv.ParseFloat(v, 64)
 		if err != nil || s < 0 || s > 1e7 {
@@ -163,7 +154,8 @@ func liveRequest(c echo.Context) (live.Request, error) {
 }
 
 // liveHTTP streams the audio as a chunked response until the track ends.
-func (h *handlers) liveHTTP(c echo.Context, sess *live.Session, req live.Request, log *slog.Logger) error {
+func (h *handlers) liveHTTP(c echo.Context, sess *live.Session, log *slog.Logger) error {
+	req := sess.Request() // with its defaults: the type names what is sent
 	res := c.Response()
 	ct := "audio/ogg"
 	if req.Format == live.FormatPCM {

@@ -107,9 +107,8 @@ type wsStream struct {
 	done   chan struct{}   // closed when run returns
 	cancel func()          // ends run
 
-	mu      sync.Mutex
-	info    *livekit.StreamInfo
-	resumed int
+	mu   sync.Mutex
+	info *livekit.StreamInfo
 }
 
 // run sends the track until it ends, dialling again after a failure: the
@@ -174,9 +173,6 @@ func (s *wsStream) run(ctx context.Context) {
 		}
 		_ = conn.Close()
 		conn = nil
-		s.mu.Lock()
-		s.resumed++
-		s.mu.Unlock()
 		j.log.Warn("egress websocket: connection lost; resuming from the file", "err", err, "from", from)
 		if sink.progress() == 0 || time.Since(began) < time.Second {
 			// The peer takes the connection and drops it: do not hammer it.

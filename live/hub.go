@@ -20,8 +20,7 @@ var (
 	// hub's MaxLag, and was closed.
 	ErrBehind = errors.New("live: consumer fell behind")
 
-	errBehind = ErrBehind
-	errEnded  = errors.New("live: stream ended")
+	errEnded = errors.New("live: stream ended")
 )
 
 // Options configure a Hub.

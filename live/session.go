@@ -83,8 +83,6 @@ type Session struct {
 	t0     time.Time
 	sent   int64 // samples per channel sent
 	marked int64 // sample count of the last position message
-
-	fromSeconds float64
 }
 
 // Open checks a request and finds what it asks for. It fails with
@@ -126,6 +124,9 @@ func (h *Hub) Open(req Request) (*Session, error) {
 	return &Session{hub: h, req: req, served: make(map[*Stream]bool)}, nil
 }
 
+// Request is what the session serves, its defaults filled in.
+func (ss *Session) Request() Request { return ss.req }
+
 // ErrFormat: the track's recording cannot serve what was asked.
 var ErrFormat = errors.New("live: format not available")
 
@@ -142,7 +143,6 @@ func (ss *Session) Run(ctx context.Context, sink Sink) error {
 }
 
 func (ss *Session) run(ctx context.Context, sink Sink) error {
-	first := true
 	for {
 		s, err := ss.wait(ctx)
 		if err != nil || s == nil {
@@ -151,20 +151,15 @@ func (ss *Session) run(ctx context.Context, sink Sink) error {
 			}
 			return err
 		}
+		first := len(ss.served) == 0
 		ss.served[s] = true
-		if !first && ss.req.Format == FormatOgg && !ss.req.Follow {
-			return nil
-		}
 		if err := ss.serve(ctx, s, sink, first); err != nil {
 			return err
 		}
-		first = false
 		if ss.req.Track != "" || ss.req.Format == FormatOgg && !ss.req.Follow {
 			return sink.Message(Message{Type: "end", Reason: "track ended", At: time.Now().UTC()})
 		}
-		if ss.req.From != nil {
-			ss.req.From = nil // a position is into the first track's file
-		}
+		ss.req.From = nil // a position is into the first track's file
 	}
 }
 
@@ -230,12 +225,12 @@ func (ss *Session) serve(ctx context.Context, s *Stream, sink Sink, first bool) 
 		if ss.pcm == nil {
 			ss.pcm = make([]int16, opus.ClockRate*ss.req.Channels*libopus.MaxFrameMs/1000)
 		}
-		_ = t.begin(first) // prepares the start message, sent with the first sample
+		_ = t.begin() // prepares the start message, sent with the first sample
 	}
 	if ss.req.From != nil {
 		t.from = opus.Samples(*ss.req.From)
 		t.hasFrom = true
-		ss.fromSeconds = ss.req.From.Seconds()
+		t.lo = int64(math.Round(ss.req.From.Seconds() * float64(ss.req.Rate)))
 		// Replay the file first, reattaching once caught up: pages written
 		// since are on disk or in the ring, never neither. Passes go on
 		// detached until one is short, so the last one, attached, cannot
@@ -252,7 +247,7 @@ func (ss *Session) serve(ctx context.Context, s *Stream, sink Sink, first bool) 
 		}
 		c = s.attach()
 	}
-	return t.live(ctx, c, first)
+	return t.live(ctx, c)
 }
 
 // trackOut sends one stream to a sink.
@@ -264,6 +259,7 @@ type trackOut struct {
 
 	from    int64 // decoded position (48 kHz) asked for
 	hasFrom bool
+	lo      int64               // PCM: the first output index sent (from's, else 0)
 	rs      *resample.Decimator // PCM below 48 kHz; made at the first sample
 	out     []int16
 	dec     *libopus.Decoder
@@ -358,7 +354,7 @@ func (t *trackOut) diskPage(p ogg.Page) error {
 }
 
 // live sends from the ring until the stream ends.
-func (t *trackOut) live(ctx context.Context, c *cursor, first bool) error {
+func (t *trackOut) live(ctx context.Context, c *cursor) error {
 	ss := t.ss
 	pcm := ss.req.Format == FormatPCM
 	// Catch up with the file once more: pages written between the replay
@@ -373,7 +369,7 @@ func (t *trackOut) live(ctx context.Context, c *cursor, first bool) error {
 		synced = !pcm
 	}
 	if !t.hasFrom {
-		if err := t.begin(first); err != nil {
+		if err := t.begin(); err != nil {
 			return err
 		}
 	}
@@ -497,7 +493,7 @@ func (t *trackOut) utc(raw int64) time.Time {
 // begin prepares the start message (for a following track, "track") and,
 // for Ogg, sends it with the header pages. PCM sends it with the first
 // sample, whose instant it names.
-func (t *trackOut) begin(first bool) error {
+func (t *trackOut) begin() error {
 	if t.started {
 		return nil
 	}
@@ -509,7 +505,7 @@ func (t *trackOut) begin(first bool) error {
 		Type: "start", Room: info.Room, Participant: info.Participant, ParticipantName: info.ParticipantName,
 		Track: info.TrackSID, Source: info.Source, Format: ss.req.Format, FileStart: &t.snap.start, Muted: &muted,
 	}
-	if !first {
+	if !t.first {
 		m.Type = "track"
 	}
 	if ss.req.Format == FormatPCM {
@@ -537,7 +533,7 @@ func (t *trackOut) page(raw []byte, granule int64, seq uint32) error {
 	if t.hasFrom && !t.haveSeq && granule-int64(t.snap.preSkip) <= t.from {
 		return nil
 	}
-	if err := t.begin(t.first); err != nil {
+	if err := t.begin(); err != nil {
 		return err
 	}
 	if err := t.audio(raw); err != nil {
@@ -570,12 +566,8 @@ func (t *trackOut) packet(p []byte, raw int64, n int) error {
 	rate, ch := int64(ss.req.Rate), ss.req.Channels
 	m := opus.ClockRate / rate
 	pos := raw - int64(t.snap.preSkip) // decoded position at 48 kHz: 0 is the file's start
-	lo := int64(0)                     // output index of the file's start, or of from
-	if t.hasFrom {
-		lo = int64(math.Round(ss.fromSeconds * float64(rate)))
-		if pos+int64(n) <= lo*m-preRoll {
-			return nil // before the pre-roll: not decoded at all
-		}
+	if pos+int64(n) <= t.lo*m-preRoll {
+		return nil // before the pre-roll: not decoded at all
 	}
 	k, err := t.dec.Decode(p, ss.pcm)
 	if err != nil {
@@ -594,7 +586,7 @@ func (t *trackOut) packet(p []byte, raw int64, n int) error {
 		return nil
 	}
 	if m == 1 {
-		return t.emitFrom(frames, pos, lo)
+		return t.emitFrom(frames, pos)
 	}
 	if t.rs == nil {
 		if t.rs, err = resample.New(int(rate), ch, pos); err != nil {
@@ -603,7 +595,7 @@ func (t *trackOut) packet(p []byte, raw int64, n int) error {
 	}
 	idx := t.rs.Next()
 	t.out = t.rs.Write(frames, t.out[:0])
-	return t.emitFrom(t.out, idx, lo)
+	return t.emitFrom(t.out, idx)
 }
 
 // flush sends what the resampler holds back at the track's end.
@@ -611,20 +603,16 @@ func (t *trackOut) flush() error {
 	if t.rs == nil || !t.haveEnd {
 		return nil
 	}
-	lo := int64(0)
-	if t.hasFrom {
-		lo = int64(math.Round(t.ss.fromSeconds * float64(t.ss.req.Rate)))
-	}
 	idx := t.rs.Next()
 	t.out = t.rs.Flush(t.end-int64(t.snap.preSkip), t.out[:0])
-	return t.emitFrom(t.out, idx, lo)
+	return t.emitFrom(t.out, idx)
 }
 
-// emitFrom sends samples from output index idx, those before lo left out.
-func (t *trackOut) emitFrom(samples []int16, idx, lo int64) error {
+// emitFrom sends samples from output index idx, those before t.lo left out.
+func (t *trackOut) emitFrom(samples []int16, idx int64) error {
 	ch := int64(t.ss.req.Channels)
-	if idx < lo {
-		drop := min(lo-idx, int64(len(samples))/ch)
+	if idx < t.lo {
+		drop := min(t.lo-idx, int64(len(samples))/ch)
 		samples, idx = samples[drop*ch:], idx+drop
 	}
 	if len(samples) == 0 {

@@ -90,7 +90,7 @@ func (s *Stream) Begin(start time.Time, channels, preSkip int) {
 // Wrote implements muxer.Tap: the header pages are kept for every
 // consumer to come; the audio pages go to the ring while anyone listens.
 func (s *Stream) Wrote(b []byte) {
-	if s.info.Format != muxer.FormatOgg {
+	if s.info.Format != muxer.FormatOgg || s.headDone && !s.listening.Load() {
 		return
 	}
 	granule, seq, ok := ogg.PageHeader(b)
@@ -105,9 +105,9 @@ func (s *Stream) Wrote(b []byte) {
 			return
 		}
 		s.headDone = true
-	}
-	if !s.listening.Load() {
-		return
+		if !s.listening.Load() {
+			return
+		}
 	}
 	s.mu.Lock()
 	s.add(entry{kind: kindPage, pos: granule, seq: seq}, b)
@@ -298,7 +298,7 @@ func (s *Stream) stopTicker() {
 }
 
 // read copies the cursor's next entry into e (reusing e.data). It returns
-// false when there is nothing new yet; errBehind when the entry was
+// false when there is nothing new yet; ErrBehind when the entry was
 // overwritten or waited longer than the hub's MaxLag; errEnded when the
 // stream ended and everything was read.
 func (s *Stream) read(c *cursor, e *entry) (bool, error) {
@@ -311,11 +311,11 @@ func (s *Stream) read(c *cursor, e *entry) (bool, error) {
 		return false, nil
 	}
 	if s.next-c.next > uint64(len(s.ring)) {
-		return false, errBehind
+		return false, ErrBehind
 	}
 	slot := &s.ring[c.next%uint64(len(s.ring))]
 	if time.Since(slot.at) > s.hub.maxLag() {
-		return false, errBehind
+		return false, ErrBehind
 	}
 	data := append(e.data[:0], slot.data...)
 	*e = *slot

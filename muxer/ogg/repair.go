@@ -159,14 +159,19 @@ func readPage(r *bufio.Reader, buf []byte) (page []byte, reason string, err erro
 		return cut(err, "body")
 	}
 	page = buf[:size]
-	want := binary.LittleEndian.Uint32(page[22:])
-	binary.LittleEndian.PutUint32(page[22:], 0)
-	got := crc32(page)
-	binary.LittleEndian.PutUint32(page[22:], want)
-	if got != want {
+	if got, want := checksum(page); got != want {
 		return nil, fmt.Sprintf("checksum %08x, want %08x", got, want), nil
 	}
 	return page, "", nil
+}
+
+// checksum is the whole page's CRC as computed, and as its header says.
+func checksum(page []byte) (got, want uint32) {
+	want = binary.LittleEndian.Uint32(page[22:])
+	binary.LittleEndian.PutUint32(page[22:], 0)
+	got = crc32(page)
+	binary.LittleEndian.PutUint32(page[22:], want)
+	return got, want
 }
 
 // cut reports the end of the file inside a page as the reason there is no
